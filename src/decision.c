@@ -1,0 +1,313 @@
+/*
+ * decision.c
+ *     The legitimacy decision (CONTRACT §2): rungate.decide() and the
+ *     rg_decide_internal() that enqueue, claim and recheck share.
+ *
+ * One kept plan gathers every fact the nine checks need in a single index
+ * driven query; the checks themselves are evaluated here, in the contract's
+ * order. Never writes anything: deciding has no side effects.
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "lib/stringinfo.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/timestamp.h"
+
+#include "rungate.h"
+
+PG_FUNCTION_INFO_V1(rg_decide);
+
+/* The facts of one decision, gathered in one query. */
+static RgPlan facts_plan = {
+	"SELECT ot.capability, ot.scope" EQ "'tenant', ot.requires_operable_tenant,"
+	"       ot.allow_system, ot.writes, ot.item_operation, ot.max_attempts, ot.lease,"
+	"       w.id IS NOT NULL, w.status,"
+	"       a.id IS NOT NULL, a.status,"
+	"       wm.role,"
+	"       t.id IS NOT NULL, t.workspace_id, t.status,"
+	"       tm.role,"
+	"       EXISTS (SELECT 1 FROM rungate.role_capabilities rc"
+	"                WHERE rc.role" EQ "(CASE WHEN ot.scope" EQ "'tenant' THEN tm.role ELSE wm.role END)"
+	"                  AND rc.capability" EQ "ot.capability),"
+	"       (SELECT u.p FROM pg_catalog.unnest(ot.prerequisites) WITH ORDINALITY AS u(p, n)"
+	"         WHERE NOT EXISTS (SELECT 1 FROM rungate.tenant_prerequisites tp"
+	"                            WHERE tp.tenant_id" EQ "$3 AND tp.name" EQ "u.p AND tp.satisfied)"
+	"         ORDER BY u.n LIMIT 1)"
+	"  FROM rungate.operation_types ot"
+	"  LEFT JOIN rungate.workspaces w ON w.id" EQ "$2"
+	"  LEFT JOIN rungate.actors a ON a.id" EQ "$4"
+	"  LEFT JOIN rungate.workspace_members wm"
+	"         ON wm.workspace_id" EQ "$2 AND wm.actor_id" EQ "$4"
+	"  LEFT JOIN rungate.tenants t ON t.id" EQ "$3"
+	"  LEFT JOIN rungate.tenant_members tm"
+	"         ON tm.tenant_id" EQ "$3 AND tm.actor_id" EQ "$4"
+	" WHERE ot.name" EQ "$1",
+	4, {TEXTOID, INT8OID, INT8OID, INT8OID}, NULL
+};
+
+/* Columns of facts_plan, 1-based. */
+enum
+{
+	F_CAPABILITY = 1, F_TENANT_SCOPE, F_REQ_OPERABLE, F_ALLOW_SYSTEM, F_WRITES,
+	F_ITEM_OP, F_MAX_ATTEMPTS, F_LEASE,
+	F_WS_EXISTS, F_WS_STATUS,
+	F_ACTOR_EXISTS, F_ACTOR_STATUS,
+	F_WS_ROLE,
+	F_TENANT_EXISTS, F_TENANT_WS, F_TENANT_STATUS,
+	F_TENANT_ROLE,
+	F_HAS_CAP,
+	F_UNMET
+};
+
+typedef struct CheckList
+{
+	StringInfoData json;
+	int			n;
+	RgDecision *d;
+} CheckList;
+
+/* Record one evaluated check; the first failure becomes the reason. */
+static void
+check(CheckList *cl, bool passed, const char *code, const char *category,
+	  char *message)
+{
+	appendStringInfo(&cl->json, "%s{\"code\": \"%s\", \"passed\": %s}",
+					 cl->n++ ? ", " : "", code, passed ? "true" : "false");
+	if (!passed && cl->d->allowed)
+	{
+		cl->d->allowed = false;
+		cl->d->reason_code = code;
+		cl->d->reason_category = category;
+		cl->d->reason_message = message;
+	}
+}
+
+void
+rg_decide_internal(const char *operation, int64 workspace_id,
+				   bool has_tenant, int64 tenant_id,
+				   bool has_actor, int64 actor_id,
+				   RgDecision *d)
+{
+	Datum		args[4];
+	char		nulls[4] = {' ', ' ', has_tenant ? ' ' : 'n', has_actor ? ' ' : 'n'};
+	bool		isnull;
+	CheckList	cl;
+	char	   *ws_status,
+			   *actor_status,
+			   *ws_role,
+			   *tenant_status,
+			   *tenant_role,
+			   *unmet;
+	int64		tenant_ws;
+	bool		has_cap;
+	RgOpType   *op = &d->op;
+
+	memset(d, 0, sizeof(*d));
+	d->allowed = true;
+	d->system = !has_actor;
+
+	args[0] = CStringGetTextDatum(operation);
+	args[1] = Int64GetDatum(workspace_id);
+	args[2] = Int64GetDatum(tenant_id);
+	args[3] = Int64GetDatum(actor_id);
+	rg_exec(&facts_plan, args, nulls, false, 1);
+
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_RG_BAD_REQUEST),
+				 errmsg("unknown operation \"%s\"", operation),
+				 errhint("Operation types are rows of rungate.operation_types.")));
+
+	op->name = pstrdup(operation);
+	op->capability = rg_get_text(0, F_CAPABILITY);
+	op->tenant_scope = rg_get_bool(0, F_TENANT_SCOPE, NULL);
+	op->requires_operable_tenant = rg_get_bool(0, F_REQ_OPERABLE, NULL);
+	op->allow_system = rg_get_bool(0, F_ALLOW_SYSTEM, NULL);
+	op->writes = rg_get_bool(0, F_WRITES, NULL);
+	op->item_operation = rg_get_text(0, F_ITEM_OP);
+	op->max_attempts = rg_get_int32(0, F_MAX_ATTEMPTS, NULL);
+	op->lease = *DatumGetIntervalP(rg_get_datum(0, F_LEASE, &isnull));
+
+	d->workspace_exists = rg_get_bool(0, F_WS_EXISTS, NULL);
+	ws_status = rg_get_text(0, F_WS_STATUS);
+	d->actor_exists = rg_get_bool(0, F_ACTOR_EXISTS, NULL);
+	actor_status = rg_get_text(0, F_ACTOR_STATUS);
+	ws_role = rg_get_text(0, F_WS_ROLE);
+	d->tenant_exists = rg_get_bool(0, F_TENANT_EXISTS, NULL);
+	tenant_ws = rg_get_int64(0, F_TENANT_WS, NULL);
+	tenant_status = rg_get_text(0, F_TENANT_STATUS);
+	tenant_role = rg_get_text(0, F_TENANT_ROLE);
+	has_cap = rg_get_bool(0, F_HAS_CAP, NULL);
+	unmet = rg_get_text(0, F_UNMET);
+	d->tenant_in_workspace = d->tenant_exists && tenant_ws == workspace_id;
+
+	/* Malformed requests are errors, not denials. */
+	if (!d->workspace_exists)
+		ereport(ERROR,
+				(errcode(ERRCODE_RG_BAD_REQUEST),
+				 errmsg("unknown workspace " INT64_FORMAT, workspace_id)));
+	if (has_actor && !d->actor_exists)
+		ereport(ERROR,
+				(errcode(ERRCODE_RG_BAD_REQUEST),
+				 errmsg("unknown actor " INT64_FORMAT, actor_id)));
+	if (op->tenant_scope && !has_tenant)
+		ereport(ERROR,
+				(errcode(ERRCODE_RG_BAD_REQUEST),
+				 errmsg("operation \"%s\" is tenant-scoped and needs a tenant",
+						operation)));
+	if (!op->tenant_scope && has_tenant)
+		ereport(ERROR,
+				(errcode(ERRCODE_RG_BAD_REQUEST),
+				 errmsg("operation \"%s\" is workspace-scoped and takes no tenant",
+						operation)));
+	if (has_tenant && !d->tenant_exists)
+		ereport(ERROR,
+				(errcode(ERRCODE_RG_BAD_REQUEST),
+				 errmsg("unknown tenant " INT64_FORMAT, tenant_id)));
+
+	initStringInfo(&cl.json);
+	appendStringInfoChar(&cl.json, '[');
+	cl.n = 0;
+	cl.d = d;
+
+	/* 1. system authority */
+	check(&cl, has_actor || op->allow_system,
+		  "system_authority_not_allowed", "scope",
+		  psprintf("operation %s needs an initiating actor; system authority is not allowed",
+				   operation));
+
+	/* 2. actor status */
+	if (has_actor)
+		check(&cl, strcmp(actor_status, "active") == 0,
+			  "actor_disabled", "scope",
+			  psprintf("actor " INT64_FORMAT " is %s", actor_id, actor_status));
+
+	/* 3. workspace membership */
+	if (has_actor)
+		check(&cl, ws_role != NULL,
+			  "actor_not_in_workspace", "scope",
+			  psprintf("actor " INT64_FORMAT " is not a member of workspace " INT64_FORMAT,
+					   actor_id, workspace_id));
+
+	/* 4. the tenant still belongs to the run's workspace */
+	if (op->tenant_scope)
+		check(&cl, d->tenant_in_workspace,
+			  "tenant_not_in_workspace", "scope",
+			  psprintf("tenant " INT64_FORMAT " belongs to workspace " INT64_FORMAT
+					   ", not workspace " INT64_FORMAT,
+					   tenant_id, tenant_ws, workspace_id));
+
+	/* 5. tenant membership */
+	if (has_actor && op->tenant_scope)
+		check(&cl, tenant_role != NULL,
+			  "actor_not_in_tenant", "scope",
+			  psprintf("actor " INT64_FORMAT " is not a member of tenant " INT64_FORMAT,
+					   actor_id, tenant_id));
+
+	/* 6. capability of the membership's role */
+	if (has_actor)
+	{
+		const char *role = op->tenant_scope ? tenant_role : ws_role;
+
+		check(&cl, has_cap,
+			  "capability_missing", "capability",
+			  role ?
+			  psprintf("role %s of actor " INT64_FORMAT " does not grant capability %s",
+					   role, actor_id, op->capability) :
+			  psprintf("actor " INT64_FORMAT " holds no role granting capability %s",
+					   actor_id, op->capability));
+	}
+
+	/* 7. workspace operability */
+	check(&cl, strcmp(ws_status, "active") == 0,
+		  "workspace_not_operable", "operability",
+		  psprintf("workspace " INT64_FORMAT " is %s", workspace_id, ws_status));
+
+	/* 8. tenant operability */
+	if (op->tenant_scope)
+		check(&cl, !op->requires_operable_tenant ||
+			  strcmp(tenant_status, "active") == 0,
+			  "tenant_not_operable", "operability",
+			  psprintf("tenant " INT64_FORMAT " is %s", tenant_id, tenant_status));
+
+	/* 9. prerequisites */
+	if (op->tenant_scope)
+		check(&cl, unmet == NULL,
+			  "prerequisite_unmet", "prerequisite",
+			  psprintf("prerequisite %s is not satisfied for tenant " INT64_FORMAT,
+					   unmet ? unmet : "", tenant_id));
+
+	appendStringInfoChar(&cl.json, ']');
+	d->checks = DirectFunctionCall1(jsonb_in, CStringGetDatum(cl.json.data));
+	if (d->allowed)
+		d->reason_message = NULL;
+}
+
+/*
+ * The decision as a rungate.decision tuple built in the current memory
+ * context (the caller switches out of SPI's first); tupdesc must be blessed.
+ */
+Datum
+rg_decision_to_datum(RgDecision *d, TupleDesc tupdesc)
+{
+	Datum		values[6];
+	bool		nulls[6] = {false, false, false, false, false, false};
+
+	values[0] = BoolGetDatum(d->allowed);
+	values[1] = CStringGetTextDatum(d->system ? "system" : "actor");
+	if (d->allowed)
+		nulls[2] = nulls[3] = nulls[4] = true;
+	else
+	{
+		values[2] = CStringGetTextDatum(d->reason_code);
+		values[3] = CStringGetTextDatum(d->reason_category);
+		values[4] = CStringGetTextDatum(d->reason_message);
+	}
+	values[5] = PointerGetDatum(PG_DETOAST_DATUM_COPY(d->checks));
+	return HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls));
+}
+
+/*
+ * rungate.decide(operation, workspace_id, tenant_id, actor_id)
+ */
+Datum
+rg_decide(PG_FUNCTION_ARGS)
+{
+	RgDecision	d;
+	Datum		result;
+	TupleDesc	tupdesc;
+	MemoryContext caller = CurrentMemoryContext;
+	MemoryContext spi;
+	char	   *operation;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_RG_BAD_REQUEST),
+				 errmsg("operation must not be null")));
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_RG_BAD_REQUEST),
+				 errmsg("workspace_id must not be null")));
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "rungate.decide must return a composite type");
+	tupdesc = BlessTupleDesc(tupdesc);
+
+	operation = text_to_cstring(PG_GETARG_TEXT_PP(0));
+
+	SPI_connect();
+	rg_decide_internal(operation, PG_GETARG_INT64(1),
+					   !PG_ARGISNULL(2), PG_ARGISNULL(2) ? 0 : PG_GETARG_INT64(2),
+					   !PG_ARGISNULL(3), PG_ARGISNULL(3) ? 0 : PG_GETARG_INT64(3),
+					   &d);
+	/* SPI's memory is gone at SPI_finish: build the result in ours. */
+	spi = MemoryContextSwitchTo(caller);
+	result = rg_decision_to_datum(&d, tupdesc);
+	MemoryContextSwitchTo(spi);
+	SPI_finish();
+	PG_RETURN_DATUM(result);
+}

@@ -1,0 +1,1328 @@
+/*
+ * lifecycle.c
+ *     Runs and their status transitions (CONTRACT §3-§5, §7): enqueue,
+ *     enqueue_bulk, claim, heartbeat, recheck, complete, fail, reap_expired,
+ *     cancel, purge, and the bulk roll-up. Every status change goes through
+ *     transition(), which writes the run, its audit row, the initiator's
+ *     notification and the LISTEN signal in the caller's transaction.
+ *
+ * Must never change a run's status without its audit row, start a run the
+ * decision denied, or write runs with the internal-write gate closed.
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "commands/async.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
+#include "rungate.h"
+
+PG_FUNCTION_INFO_V1(rg_enqueue);
+PG_FUNCTION_INFO_V1(rg_enqueue_bulk);
+PG_FUNCTION_INFO_V1(rg_claim);
+PG_FUNCTION_INFO_V1(rg_heartbeat);
+PG_FUNCTION_INFO_V1(rg_recheck);
+PG_FUNCTION_INFO_V1(rg_complete);
+PG_FUNCTION_INFO_V1(rg_fail);
+PG_FUNCTION_INFO_V1(rg_reap_expired);
+PG_FUNCTION_INFO_V1(rg_cancel);
+PG_FUNCTION_INFO_V1(rg_purge);
+
+/* Upper bounds on request sizes; beyond them a request is malformed. */
+#define MAX_CLAIM_RUNS		1000
+#define MAX_BULK_TENANTS	100000
+
+/*
+ * Every query that reads a run returns these columns, in this order, so one
+ * loader serves them all. The last one is the whole row, returned as is by
+ * the functions that return rungate.runs.
+ */
+#define RUN_COLS \
+	"r.id, r.workspace_id, r.tenant_id, r.operation, r.initiator_id," \
+	" r.parent_id, r.status, r.attempt, r.max_attempts, r.lease_token," \
+	" r.worker, r.priority, r.item_tenants, r.payload, r"
+
+enum
+{
+	C_ID = 1, C_WORKSPACE, C_TENANT, C_OPERATION, C_INITIATOR, C_PARENT,
+	C_STATUS, C_ATTEMPT, C_MAX_ATTEMPTS, C_LEASE_TOKEN, C_WORKER, C_PRIORITY,
+	C_ITEM_TENANTS, C_PAYLOAD, C_ROW
+};
+
+typedef struct RunRow
+{
+	int64		id;
+	int64		workspace_id;
+	int64		tenant_id;
+	int64		initiator_id;
+	int64		parent_id;
+	bool		has_tenant;
+	bool		has_initiator;
+	bool		has_parent;
+	char	   *operation;
+	char	   *status;
+	int32		attempt;
+	int32		max_attempts;
+	int32		priority;
+	bool		has_lease;
+	pg_uuid_t	lease_token;
+	char	   *worker;
+	Datum		item_tenants;	/* bigint[], or 0 */
+	Datum		payload;
+	Datum		row;			/* the rungate.runs composite */
+} RunRow;
+
+static void
+load_run(int i, RunRow *r)
+{
+	bool		isnull;
+	Datum		d;
+
+	r->id = rg_get_int64(i, C_ID, NULL);
+	r->workspace_id = rg_get_int64(i, C_WORKSPACE, NULL);
+	r->tenant_id = rg_get_int64(i, C_TENANT, &isnull);
+	r->has_tenant = !isnull;
+	r->operation = rg_get_text(i, C_OPERATION);
+	r->initiator_id = rg_get_int64(i, C_INITIATOR, &isnull);
+	r->has_initiator = !isnull;
+	r->parent_id = rg_get_int64(i, C_PARENT, &isnull);
+	r->has_parent = !isnull;
+	r->status = rg_get_text(i, C_STATUS);
+	r->attempt = rg_get_int32(i, C_ATTEMPT, NULL);
+	r->max_attempts = rg_get_int32(i, C_MAX_ATTEMPTS, NULL);
+	d = rg_get_datum(i, C_LEASE_TOKEN, &isnull);
+	r->has_lease = !isnull;
+	if (!isnull)
+		memcpy(&r->lease_token, DatumGetUUIDP(d), sizeof(pg_uuid_t));
+	r->worker = rg_get_text(i, C_WORKER);
+	r->priority = rg_get_int32(i, C_PRIORITY, NULL);
+	d = rg_get_datum(i, C_ITEM_TENANTS, &isnull);
+	r->item_tenants = isnull ? (Datum) 0 : d;
+	r->payload = rg_get_datum(i, C_PAYLOAD, &isnull);
+	r->row = rg_get_datum(i, C_ROW, &isnull);
+}
+
+/* ------------------------------------------------------------------------
+ * Audit rows, notifications, LISTEN signals
+ * ------------------------------------------------------------------------ */
+
+static RgPlan audit_plan = {
+	"INSERT INTO rungate.audit_log (at, run_id, workspace_id, tenant_id, attempt,"
+	"  event, authority, actor_id, decision, reason_code, reason_category, checks,"
+	"  worker, txid)"
+	" VALUES (pg_catalog.clock_timestamp(), $1, $2, $3, $4, $5,"
+	"  CASE WHEN $6 IS NULL THEN 'system' ELSE 'actor' END, $6, $7, $8, $9, $10,"
+	"  $11, pg_catalog.txid_current())",
+	11, {INT8OID, INT8OID, INT8OID, INT4OID, TEXTOID, INT8OID, TEXTOID, TEXTOID,
+	TEXTOID, JSONBOID, TEXTOID}, NULL
+};
+
+static Datum
+text_or_null(const char *s, char *null)
+{
+	*null = s ? ' ' : 'n';
+	return s ? CStringGetTextDatum(s) : (Datum) 0;
+}
+
+void
+rg_audit(int64 run_id, int64 workspace_id, bool has_tenant, int64 tenant_id,
+		 int32 attempt, const char *event, bool has_actor, int64 actor_id,
+		 const char *decision, const char *reason_code,
+		 const char *reason_category, Datum checks, bool has_checks,
+		 const char *worker)
+{
+	Datum		v[11];
+	char		n[11];
+
+	memset(n, ' ', sizeof(n));
+	v[0] = Int64GetDatum(run_id);
+	v[1] = Int64GetDatum(workspace_id);
+	v[2] = Int64GetDatum(tenant_id);
+	n[2] = has_tenant ? ' ' : 'n';
+	v[3] = Int32GetDatum(attempt);
+	v[4] = CStringGetTextDatum(event);
+	v[5] = Int64GetDatum(actor_id);
+	n[5] = has_actor ? ' ' : 'n';
+	v[6] = text_or_null(decision, &n[6]);
+	v[7] = text_or_null(reason_code, &n[7]);
+	v[8] = text_or_null(reason_category, &n[8]);
+	v[9] = checks;
+	n[9] = has_checks ? ' ' : 'n';
+	v[10] = text_or_null(worker, &n[10]);
+	rg_exec(&audit_plan, v, n, true, 0);
+}
+
+static RgPlan notify_plan = {
+	"INSERT INTO rungate.notifications (actor_id, run_id, kind)"
+	" VALUES ($1, $2, 'run_' OPERATOR(pg_catalog.||) $3)",
+	3, {INT8OID, INT8OID, TEXTOID}, NULL
+};
+
+static void
+signal_queued(int64 run_id)
+{
+	char		payload[64];
+
+	snprintf(payload, sizeof(payload), "{\"run_id\": " INT64_FORMAT "}", run_id);
+	Async_Notify("rungate_queued", payload);
+}
+
+static void
+signal_blocked(RunRow *r, const char *reason_code)
+{
+	char	   *payload;
+
+	if (r->has_tenant)
+		payload = psprintf("{\"run_id\": " INT64_FORMAT ", \"workspace_id\": " INT64_FORMAT
+						   ", \"tenant_id\": " INT64_FORMAT ", \"reason_code\": \"%s\"}",
+						   r->id, r->workspace_id, r->tenant_id, reason_code);
+	else
+		payload = psprintf("{\"run_id\": " INT64_FORMAT ", \"workspace_id\": " INT64_FORMAT
+						   ", \"tenant_id\": null, \"reason_code\": \"%s\"}",
+						   r->id, r->workspace_id, reason_code);
+	Async_Notify("rungate_blocked", payload);
+}
+
+/* ------------------------------------------------------------------------
+ * Transitions
+ * ------------------------------------------------------------------------ */
+
+/* What a status change writes besides the status itself. */
+typedef struct Change
+{
+	const char *to;				/* new status */
+	const char *event;			/* audit event */
+	RgDecision *decision;		/* the decision behind it, or NULL */
+	const char *reason_code;	/* for blocked without a decision (bulk) */
+	const char *reason_category;
+	const char *reason_message;
+	const char *error;
+	Datum		result;			/* jsonb, or 0 */
+	bool		has_actor;		/* audit actor, when not the initiator */
+	int64		actor_id;
+	bool		actor_override;
+	Interval   *retry_in;		/* back to queued: delay, or NULL */
+} Change;
+
+static RgPlan move_plan = {
+	"UPDATE rungate.runs r SET"
+	"  status = $2,"
+	"  reason_code = $3, reason_category = $4, reason_message = $5,"
+	"  error = CASE WHEN $2 IN ('failed', 'queued')"
+	"          THEN COALESCE($6, r.error) END,"
+	"  result = COALESCE($7, r.result),"
+	"  run_at = CASE WHEN $2" EQ "'queued'"
+	"           THEN pg_catalog.now()" PLUS "COALESCE($8, '0'::pg_catalog.interval)"
+	"           ELSE r.run_at END,"
+	"  finished_at = CASE WHEN $2 IN ('queued', 'running') THEN NULL ELSE pg_catalog.now() END,"
+	"  lease_token = NULL, lease_expires_at = NULL,"
+	"  worker = CASE WHEN $2" EQ "'queued' THEN NULL ELSE r.worker END"
+	" WHERE r.id" EQ "$1"
+	" RETURNING " RUN_COLS,
+	8, {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, INTERVALOID},
+	NULL
+};
+
+static void rollup_parent(int64 parent_id);
+
+/*
+ * Move run r (locked by the caller, status as loaded) to c->to with its audit
+ * row, notification and signal. Reloads r from the updated row.
+ */
+static void
+transition(RunRow *r, const Change *c)
+{
+	Datum		v[8];
+	char		n[8];
+	const char *reason_code = c->reason_code;
+	const char *reason_category = c->reason_category;
+	const char *reason_message = c->reason_message;
+	RgDecision *d = c->decision;
+	bool		terminal = rg_status_is_terminal(c->to);
+	int64		run_id = r->id;
+	const char *worker = r->worker;
+
+	if (d && !d->allowed)
+	{
+		reason_code = d->reason_code;
+		reason_category = d->reason_category;
+		reason_message = d->reason_message;
+	}
+
+	memset(n, ' ', sizeof(n));
+	v[0] = Int64GetDatum(run_id);
+	v[1] = CStringGetTextDatum(c->to);
+	v[2] = text_or_null(reason_code, &n[2]);
+	v[3] = text_or_null(reason_category, &n[3]);
+	v[4] = text_or_null(reason_message, &n[4]);
+	v[5] = text_or_null(c->error, &n[5]);
+	v[6] = c->result;
+	n[6] = c->result ? ' ' : 'n';
+	v[7] = c->retry_in ? IntervalPGetDatum(c->retry_in) : (Datum) 0;
+	n[7] = c->retry_in ? ' ' : 'n';
+	rg_exec(&move_plan, v, n, true, 0);
+	if (SPI_processed != 1)
+		elog(ERROR, "rungate: run " INT64_FORMAT " vanished during a transition", run_id);
+	load_run(0, r);
+
+	rg_audit(r->id, r->workspace_id, r->has_tenant, r->tenant_id, r->attempt,
+			 c->event,
+			 c->actor_override ? c->has_actor : r->has_initiator,
+			 c->actor_override ? c->actor_id : r->initiator_id,
+			 d ? (d->allowed ? "allow" : "deny") : NULL,
+			 reason_code, reason_category,
+			 d ? d->checks : (Datum) 0, d != NULL,
+			 worker);
+
+	if (terminal && r->has_initiator && !r->has_parent)
+	{
+		Datum		nv[3];
+
+		nv[0] = Int64GetDatum(r->initiator_id);
+		nv[1] = Int64GetDatum(r->id);
+		nv[2] = CStringGetTextDatum(c->to);
+		rg_exec(&notify_plan, nv, NULL, true, 0);
+	}
+
+	if (strcmp(c->to, "blocked") == 0)
+		signal_blocked(r, reason_code);
+	else if (strcmp(c->to, "queued") == 0 && c->retry_in == NULL)
+		signal_queued(r->id);
+
+	if (terminal && r->has_parent)
+		rollup_parent(r->parent_id);
+}
+
+/* ------------------------------------------------------------------------
+ * Bulk roll-up (§5)
+ * ------------------------------------------------------------------------ */
+
+static RgPlan lock_run_plan = {
+	"SELECT " RUN_COLS " FROM rungate.runs r WHERE r.id" EQ "$1 FOR NO KEY UPDATE",
+	1, {INT8OID}, NULL
+};
+
+static RgPlan pending_items_plan = {
+	"SELECT 1 FROM rungate.runs r"
+	" WHERE r.parent_id" EQ "$1 AND r.status IN ('queued', 'running') LIMIT 1",
+	1, {INT8OID}, NULL
+};
+
+static RgPlan item_counts_plan = {
+	"SELECT pg_catalog.count(*),"
+	"       pg_catalog.count(*) FILTER (WHERE r.status" EQ "'succeeded'),"
+	"       pg_catalog.count(*) FILTER (WHERE r.status" EQ "'blocked'),"
+	"       pg_catalog.count(*) FILTER (WHERE r.status" EQ "'failed'),"
+	"       pg_catalog.count(*) FILTER (WHERE r.status" EQ "'cancelled')"
+	"  FROM rungate.runs r WHERE r.parent_id" EQ "$1",
+	1, {INT8OID}, NULL
+};
+
+/*
+ * When the last item of a running parent ends, the parent ends too. The
+ * parent's row lock serializes concurrent item endings, and the count runs
+ * on a snapshot taken after the lock, so exactly one of them rolls up.
+ */
+static void
+rollup_parent(int64 parent_id)
+{
+	Datum		v[1];
+	RunRow		parent;
+	int64		total,
+				succeeded,
+				blocked,
+				failed,
+				cancelled;
+	Change		c;
+
+	v[0] = Int64GetDatum(parent_id);
+	rg_exec(&lock_run_plan, v, NULL, false, 1);
+	if (SPI_processed != 1)
+		return;
+	load_run(0, &parent);
+	if (strcmp(parent.status, "running") != 0)
+		return;
+	rg_exec(&pending_items_plan, v, NULL, false, 1);
+	if (SPI_processed > 0)
+		return;
+	rg_exec(&item_counts_plan, v, NULL, false, 1);
+	total = rg_get_int64(0, 1, NULL);
+	succeeded = rg_get_int64(0, 2, NULL);
+	blocked = rg_get_int64(0, 3, NULL);
+	failed = rg_get_int64(0, 4, NULL);
+	cancelled = rg_get_int64(0, 5, NULL);
+
+	memset(&c, 0, sizeof(c));
+	if (succeeded == total)
+		c.to = c.event = "succeeded";
+	else if (succeeded > 0)
+		c.to = c.event = "partially_succeeded";
+	else if (blocked == total)
+	{
+		c.to = "blocked";
+		c.event = "execution_blocked";
+		c.reason_code = "all_items_blocked";
+		c.reason_category = "bulk";
+		c.reason_message = psprintf("all " INT64_FORMAT " items of bulk run " INT64_FORMAT
+									" were blocked", total, parent_id);
+	}
+	else
+	{
+		c.to = c.event = "failed";
+		c.error = psprintf("no item of bulk run " INT64_FORMAT " succeeded: "
+						   INT64_FORMAT " failed, " INT64_FORMAT " blocked, "
+						   INT64_FORMAT " cancelled",
+						   parent_id, failed, blocked, cancelled);
+	}
+	transition(&parent, &c);
+}
+
+/* ------------------------------------------------------------------------
+ * Argument checks and run lookups shared by the SQL entry points
+ * ------------------------------------------------------------------------ */
+
+static void
+require_arg(FunctionCallInfo fcinfo, int argno, const char *name)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_RG_BAD_REQUEST),
+				 errmsg("%s must not be null", name)));
+}
+
+/* The rungate.runs row datum, copied out of SPI memory. */
+static Datum
+return_row(RunRow *r)
+{
+	return SPI_datumTransfer(r->row, false, -1);
+}
+
+static void
+decide_for_run(RunRow *r, RgDecision *d)
+{
+	rg_decide_internal(r->operation, r->workspace_id,
+					   r->has_tenant, r->tenant_id,
+					   r->has_initiator, r->initiator_id, d);
+}
+
+/*
+ * Lock a running run for its lease holder. A missing run is RG404; a run
+ * that is not running or whose lease is another's is RG409 (§4, §10.4).
+ */
+static void
+lock_leased_run(int64 run_id, pg_uuid_t *token, const char *action, RunRow *r)
+{
+	Datum		v[1];
+
+	v[0] = Int64GetDatum(run_id);
+	rg_exec(&lock_run_plan, v, NULL, false, 1);
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_RG_NOT_FOUND),
+				 errmsg("run " INT64_FORMAT " not found", run_id)));
+	load_run(0, r);
+	if (strcmp(r->status, "running") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_RG_CONFLICT),
+				 errmsg("cannot %s run " INT64_FORMAT ": it is %s, not running",
+						action, run_id, r->status)));
+	if (!r->has_lease || memcmp(&r->lease_token, token, sizeof(pg_uuid_t)) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_RG_CONFLICT),
+				 errmsg("cannot %s run " INT64_FORMAT ": the lease token does not match its current lease",
+						action, run_id),
+				 errdetail("The lease expired, was re-claimed or was voided; this worker no longer holds the run.")));
+}
+
+/* ------------------------------------------------------------------------
+ * Dispatch: enqueue, enqueue_bulk
+ * ------------------------------------------------------------------------ */
+
+static RgPlan insert_run_plan = {
+	"INSERT INTO rungate.runs AS r (workspace_id, tenant_id, operation, initiator_id,"
+	"  status, reason_code, reason_category, reason_message, max_attempts,"
+	"  priority, run_at, payload, idempotency_key, item_tenants, finished_at)"
+	" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,"
+	"  COALESCE($11, pg_catalog.now()), $12, $13, $14,"
+	"  CASE WHEN $5" EQ "'blocked' THEN pg_catalog.now() END)"
+	" ON CONFLICT DO NOTHING"
+	" RETURNING " RUN_COLS ", r.run_at" LE "pg_catalog.now()",
+	14, {INT8OID, INT8OID, TEXTOID, INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
+	INT4OID, INT4OID, TIMESTAMPTZOID, JSONBOID, TEXTOID, INT8ARRAYOID}, NULL
+};
+
+static RgPlan idempotent_plan = {
+	"SELECT " RUN_COLS " FROM rungate.runs r"
+	" WHERE r.workspace_id" EQ "$1 AND r.idempotency_key" EQ "$2"
+	"   AND r.status IN ('queued', 'running')",
+	2, {INT8OID, TEXTOID}, NULL
+};
+
+typedef struct EnqueueRequest
+{
+	const char *operation;
+	int64		workspace_id;
+	bool		has_tenant;
+	int64		tenant_id;
+	bool		has_initiator;
+	int64		initiator_id;
+	Datum		payload;
+	bool		has_run_at;
+	TimestampTz run_at;
+	int32		priority;
+	const char *idempotency_key;
+	Datum		item_tenants;	/* bulk parents only */
+} EnqueueRequest;
+
+/*
+ * Decide at dispatch and record the run, queued or blocked. Returns the row
+ * datum in the caller's memory context.
+ */
+static Datum
+dispatch(EnqueueRequest *q, RgDecision *d, MemoryContext caller)
+{
+	Datum		v[14];
+	char		n[14];
+	RunRow		r;
+	int			tries;
+
+	/* The idempotency key names a live run: hand it back as it is. */
+	for (tries = 0; tries < 3; tries++)
+	{
+		if (q->idempotency_key)
+		{
+			v[0] = Int64GetDatum(q->workspace_id);
+			v[1] = CStringGetTextDatum(q->idempotency_key);
+			rg_exec(&idempotent_plan, v, NULL, false, 1);
+			if (SPI_processed == 1)
+			{
+				MemoryContext spi;
+				Datum		res;
+
+				load_run(0, &r);
+				spi = MemoryContextSwitchTo(caller);
+				res = return_row(&r);
+				MemoryContextSwitchTo(spi);
+				return res;
+			}
+		}
+
+		memset(n, ' ', sizeof(n));
+		v[0] = Int64GetDatum(q->workspace_id);
+		v[1] = Int64GetDatum(q->tenant_id);
+		n[1] = q->has_tenant ? ' ' : 'n';
+		v[2] = CStringGetTextDatum(q->operation);
+		v[3] = Int64GetDatum(q->initiator_id);
+		n[3] = q->has_initiator ? ' ' : 'n';
+		v[4] = CStringGetTextDatum(d->allowed ? "queued" : "blocked");
+		v[5] = text_or_null(d->reason_code, &n[5]);
+		v[6] = text_or_null(d->reason_category, &n[6]);
+		v[7] = text_or_null(d->allowed ? NULL : d->reason_message, &n[7]);
+		v[8] = Int32GetDatum(d->op.max_attempts);
+		v[9] = Int32GetDatum(q->priority);
+		v[10] = TimestampTzGetDatum(q->run_at);
+		n[10] = q->has_run_at ? ' ' : 'n';
+		v[11] = q->payload;
+		v[12] = text_or_null(q->idempotency_key, &n[12]);
+		v[13] = q->item_tenants;
+		n[13] = q->item_tenants ? ' ' : 'n';
+		rg_exec(&insert_run_plan, v, n, true, 0);
+		if (SPI_processed == 1)
+			break;
+		/* lost a race on the idempotency key: look again */
+	}
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_RG_CONFLICT),
+				 errmsg("could not enqueue run with idempotency key \"%s\"",
+						q->idempotency_key),
+				 errdetail("Concurrent dispatches keep taking and releasing the key.")));
+
+	{
+		bool		due = rg_get_bool(0, C_ROW + 1, NULL);
+
+		load_run(0, &r);
+		rg_audit(r.id, r.workspace_id, r.has_tenant, r.tenant_id, 0,
+				 d->allowed ? "dispatched" : "dispatch_blocked",
+				 r.has_initiator, r.initiator_id,
+				 d->allowed ? "allow" : "deny",
+				 d->reason_code, d->reason_category, d->checks, true, NULL);
+		if (!d->allowed)
+		{
+			if (r.has_initiator)
+			{
+				Datum		nv[3];
+
+				nv[0] = Int64GetDatum(r.initiator_id);
+				nv[1] = Int64GetDatum(r.id);
+				nv[2] = CStringGetTextDatum("blocked");
+				rg_exec(&notify_plan, nv, NULL, true, 0);
+			}
+			signal_blocked(&r, d->reason_code);
+		}
+		else if (due)
+			signal_queued(r.id);
+	}
+
+	{
+		MemoryContext spi = MemoryContextSwitchTo(caller);
+		Datum		res = return_row(&r);
+
+		MemoryContextSwitchTo(spi);
+		return res;
+	}
+}
+
+/*
+ * rungate.enqueue(operation, workspace_id, tenant_id, initiator_id, payload,
+ *                 run_at, priority, idempotency_key)
+ */
+Datum
+rg_enqueue(PG_FUNCTION_ARGS)
+{
+	EnqueueRequest q;
+	RgDecision	d;
+	MemoryContext caller = CurrentMemoryContext;
+	Datum		res;
+
+	require_arg(fcinfo, 0, "operation");
+	require_arg(fcinfo, 1, "workspace_id");
+
+	memset(&q, 0, sizeof(q));
+	q.operation = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	q.workspace_id = PG_GETARG_INT64(1);
+	q.has_tenant = !PG_ARGISNULL(2);
+	q.tenant_id = q.has_tenant ? PG_GETARG_INT64(2) : 0;
+	q.has_initiator = !PG_ARGISNULL(3);
+	q.initiator_id = q.has_initiator ? PG_GETARG_INT64(3) : 0;
+	/* NULL payload, run_at or priority mean their defaults */
+	q.payload = PG_ARGISNULL(4) ?
+		DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")) : PG_GETARG_DATUM(4);
+	q.has_run_at = !PG_ARGISNULL(5);
+	q.run_at = q.has_run_at ? PG_GETARG_TIMESTAMPTZ(5) : 0;
+	if (q.has_run_at && TIMESTAMP_NOT_FINITE(q.run_at))
+		ereport(ERROR,
+				(errcode(ERRCODE_RG_BAD_REQUEST),
+				 errmsg("run_at must be a finite time")));
+	q.priority = PG_ARGISNULL(6) ? 0 : PG_GETARG_INT32(6);
+	q.idempotency_key = PG_ARGISNULL(7) ? NULL :
+		text_to_cstring(PG_GETARG_TEXT_PP(7));
+
+	SPI_connect();
+	rg_decide_internal(q.operation, q.workspace_id, q.has_tenant, q.tenant_id,
+					   q.has_initiator, q.initiator_id, &d);
+	if (d.op.item_operation)
+		ereport(ERROR,
+				(errcode(ERRCODE_RG_BAD_REQUEST),
+				 errmsg("operation \"%s\" is a bulk orchestrator", q.operation),
+				 errhint("Use rungate.enqueue_bulk().")));
+	if (q.has_tenant && !d.tenant_in_workspace)
+		ereport(ERROR,
+				(errcode(ERRCODE_RG_BAD_REQUEST),
+				 errmsg("tenant " INT64_FORMAT " does not belong to workspace " INT64_FORMAT,
+						q.tenant_id, q.workspace_id)));
+	res = dispatch(&q, &d, caller);
+	SPI_finish();
+	PG_RETURN_DATUM(res);
+}
+
+static RgPlan bulk_tenants_plan = {
+	"SELECT (SELECT pg_catalog.array_agg(DISTINCT x.t ORDER BY x.t)"
+	"          FROM pg_catalog.unnest($1) AS x(t)),"
+	"       (SELECT x.t FROM pg_catalog.unnest($1) WITH ORDINALITY AS x(t, o)"
+	"         WHERE NOT EXISTS (SELECT 1 FROM rungate.tenants tn"
+	"                            WHERE tn.id" EQ "x.t AND tn.workspace_id" EQ "$2)"
+	"         ORDER BY x.o LIMIT 1)",
+	2, {INT8ARRAYOID, INT8OID}, NULL
+};
+
+/*
+ * rungate.enqueue_bulk(operation, workspace_id, tenant_ids, initiator_id,
+ *                      payload)
+ */
+Datum
+rg_enqueue_bulk(PG_FUNCTION_ARGS)
+{
+	EnqueueRequest q;
+	RgDecision	d;
+	MemoryContext caller = CurrentMemoryContext;
+	ArrayType  *tenants;
+	int			ntenants;
+	Datum		v[2];
+	bool		isnull;
+	Datum		res;
+
+	require_arg(fcinfo, 0, "operation");
+	require_arg(fcinfo, 1, "workspace_id");
+	require_arg(fcinfo, 2, "tenant_ids");
+	tenants = PG_GETARG_ARRAYTYPE_P(2);
+	ntenants = ArrayGetNItems(ARR_NDIM(tenants), ARR_DIMS(tenants));
+	if (ntenants == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_RG_BAD_REQUEST),
+				 errmsg("tenant_ids must not be empty")));
+	if (ntenants > MAX_BULK_TENANTS)
+		ereport(ERROR,
+				(errcode(ERRCODE_RG_BAD_REQUEST),
+				 errmsg("tenant_ids has %d elements; the limit is %d",
+						ntenants, MAX_BULK_TENANTS)));
+	if (ARR_NDIM(tenants) != 1 || array_contains_nulls(tenants))
+		ereport(ERROR,
+				(errcode(ERRCODE_RG_BAD_REQUEST),
+				 errmsg("tenant_ids must be a one-dimensional array without nulls")));
+
+	memset(&q, 0, sizeof(q));
+	q.operation = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	q.workspace_id = PG_GETARG_INT64(1);
+	q.has_initiator = !PG_ARGISNULL(3);
+	q.initiator_id = q.has_initiator ? PG_GETARG_INT64(3) : 0;
+	q.payload = PG_ARGISNULL(4) ?
+		DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")) : PG_GETARG_DATUM(4);
+
+	SPI_connect();
+	rg_decide_internal(q.operation, q.workspace_id, false, 0,
+					   q.has_initiator, q.initiator_id, &d);
+	if (d.op.item_operation == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_RG_BAD_REQUEST),
+				 errmsg("operation \"%s\" is not a bulk orchestrator", q.operation),
+				 errhint("Bulk types name their item_operation; use rungate.enqueue() for this one.")));
+
+	v[0] = PointerGetDatum(tenants);
+	v[1] = Int64GetDatum(q.workspace_id);
+	rg_exec(&bulk_tenants_plan, v, NULL, false, 1);
+	(void) rg_get_datum(0, 2, &isnull);
+	if (!isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_RG_BAD_REQUEST),
+				 errmsg("tenant " INT64_FORMAT " does not belong to workspace " INT64_FORMAT,
+						rg_get_int64(0, 2, NULL), q.workspace_id)));
+	q.item_tenants = SPI_datumTransfer(rg_get_datum(0, 1, &isnull), false, -1);
+
+	res = dispatch(&q, &d, caller);
+	SPI_finish();
+	PG_RETURN_DATUM(res);
+}
+
+/* ------------------------------------------------------------------------
+ * Execution: claim
+ * ------------------------------------------------------------------------ */
+
+static RgPlan next_due_plan = {
+	"SELECT " RUN_COLS " FROM rungate.runs r"
+	" WHERE r.status" EQ "'queued' AND r.run_at" LE "pg_catalog.now()"
+	" ORDER BY r.priority DESC, r.id"
+	" LIMIT $1 FOR NO KEY UPDATE SKIP LOCKED",
+	1, {INT4OID}, NULL
+};
+
+static RgPlan next_due_ops_plan = {
+	"SELECT " RUN_COLS " FROM rungate.runs r"
+	" WHERE r.status" EQ "'queued' AND r.run_at" LE "pg_catalog.now()"
+	"   AND r.operation" EQ "ANY ($2)"
+	" ORDER BY r.priority DESC, r.id"
+	" LIMIT $1 FOR NO KEY UPDATE SKIP LOCKED",
+	2, {INT4OID, TEXTARRAYOID}, NULL
+};
+
+static RgPlan start_plan = {
+	"UPDATE rungate.runs r SET status = 'running', attempt = r.attempt" PLUS "1,"
+	"  worker = $2, lease_token = $3,"
+	"  lease_expires_at = pg_catalog.now()" PLUS "$4,"
+	"  started_at = COALESCE(r.started_at, pg_catalog.now()),"
+	"  error = NULL"
+	" WHERE r.id" EQ "$1"
+	" RETURNING r.attempt, r.lease_expires_at",
+	4, {INT8OID, TEXTOID, UUIDOID, INTERVALOID}, NULL
+};
+
+static RgPlan start_parent_plan = {
+	"UPDATE rungate.runs r SET status = 'running', attempt = r.attempt" PLUS "1,"
+	"  started_at = COALESCE(r.started_at, pg_catalog.now())"
+	" WHERE r.id" EQ "$1"
+	" RETURNING r.attempt",
+	1, {INT8OID}, NULL
+};
+
+/* All items of a parent, and their 'dispatched' rows, in one statement. */
+static RgPlan create_items_plan = {
+	"WITH items AS ("
+	"  INSERT INTO rungate.runs (workspace_id, tenant_id, operation, initiator_id,"
+	"    parent_id, status, max_attempts, priority, payload)"
+	"  SELECT $1, t.id, $2, $3, $4, 'queued',"
+	"         (SELECT ot.max_attempts FROM rungate.operation_types ot"
+	"           WHERE ot.name" EQ "$2),"
+	"         $5, $6"
+	"    FROM pg_catalog.unnest($7) AS t(id)"
+	"  RETURNING id, tenant_id)"
+	" INSERT INTO rungate.audit_log (at, run_id, workspace_id, tenant_id, attempt,"
+	"   event, authority, actor_id, txid)"
+	" SELECT pg_catalog.clock_timestamp(), i.id, $1, i.tenant_id, 0, 'dispatched',"
+	"        CASE WHEN $3 IS NULL THEN 'system' ELSE 'actor' END, $3,"
+	"        pg_catalog.txid_current()"
+	"   FROM items i",
+	7, {INT8OID, TEXTOID, INT8OID, INT8OID, INT4OID, JSONBOID, INT8ARRAYOID}, NULL
+};
+
+static void
+new_lease_token(pg_uuid_t *u)
+{
+	if (!pg_strong_random(u->data, UUID_LEN))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not generate a lease token")));
+	u->data[6] = (u->data[6] & 0x0f) | 0x40;	/* version 4 */
+	u->data[8] = (u->data[8] & 0x3f) | 0x80;	/* RFC 4122 variant */
+}
+
+/* An allowed bulk parent starts and fans out into queued items. */
+static void
+start_parent(RunRow *r, RgDecision *d)
+{
+	Datum		v[7];
+	char		n[7];
+	int32		attempt;
+
+	v[0] = Int64GetDatum(r->id);
+	rg_exec(&start_parent_plan, v, NULL, true, 0);
+	attempt = rg_get_int32(0, 1, NULL);
+	rg_audit(r->id, r->workspace_id, false, 0, attempt, "started",
+			 r->has_initiator, r->initiator_id, "allow", NULL, NULL,
+			 d->checks, true, NULL);
+
+	memset(n, ' ', sizeof(n));
+	v[0] = Int64GetDatum(r->workspace_id);
+	v[1] = CStringGetTextDatum(d->op.item_operation);
+	v[2] = Int64GetDatum(r->initiator_id);
+	n[2] = r->has_initiator ? ' ' : 'n';
+	v[3] = Int64GetDatum(r->id);
+	v[4] = Int32GetDatum(r->priority);
+	v[5] = r->payload;
+	v[6] = r->item_tenants;
+	if (r->item_tenants == (Datum) 0)
+		elog(ERROR, "rungate: bulk run " INT64_FORMAT " has no tenants", r->id);
+	rg_exec(&create_items_plan, v, n, true, 0);
+	signal_queued(r->id);
+}
+
+/*
+ * rungate.claim(worker, operations, max_runs) RETURNS SETOF rungate.claimed
+ */
+Datum
+rg_claim(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	char	   *worker;
+	ArrayType  *ops = NULL;
+	int32		max_runs;
+	int			started = 0;
+
+	require_arg(fcinfo, 0, "worker");
+	worker = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	if (worker[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_RG_BAD_REQUEST),
+				 errmsg("worker must not be empty")));
+	if (!PG_ARGISNULL(1))
+	{
+		ops = PG_GETARG_ARRAYTYPE_P(1);
+		if (ArrayGetNItems(ARR_NDIM(ops), ARR_DIMS(ops)) == 0 ||
+			array_contains_nulls(ops))
+			ereport(ERROR,
+					(errcode(ERRCODE_RG_BAD_REQUEST),
+					 errmsg("operations must be null (any) or a non-empty array without nulls")));
+	}
+	require_arg(fcinfo, 2, "max_runs");
+	max_runs = PG_GETARG_INT32(2);
+	if (max_runs < 1 || max_runs > MAX_CLAIM_RUNS)
+		ereport(ERROR,
+				(errcode(ERRCODE_RG_BAD_REQUEST),
+				 errmsg("max_runs must be between 1 and %d, not %d",
+						MAX_CLAIM_RUNS, max_runs)));
+
+	RG_MATERIALIZE_SRF(fcinfo);
+	SPI_connect();
+
+	while (started < max_runs)
+	{
+		Datum		v[2];
+		int			nrows,
+					i;
+		RunRow	   *batch;
+
+		CHECK_FOR_INTERRUPTS();
+		v[0] = Int32GetDatum(max_runs - started);
+		v[1] = PointerGetDatum(ops);
+		rg_exec(ops ? &next_due_ops_plan : &next_due_plan, v, NULL, false, 0);
+		nrows = (int) SPI_processed;
+		if (nrows == 0)
+			break;
+
+		/* the rows stay locked by us; later SPI calls reuse SPI_tuptable */
+		batch = palloc(sizeof(RunRow) * nrows);
+		for (i = 0; i < nrows; i++)
+		{
+			load_run(i, &batch[i]);
+			if (batch[i].item_tenants)
+				batch[i].item_tenants = SPI_datumTransfer(batch[i].item_tenants, false, -1);
+			batch[i].payload = SPI_datumTransfer(batch[i].payload, false, -1);
+		}
+		SPI_freetuptable(SPI_tuptable);
+
+		for (i = 0; i < nrows; i++)
+		{
+			RunRow	   *r = &batch[i];
+			RgDecision	d;
+
+			decide_for_run(r, &d);
+			if (!d.allowed)
+			{
+				Change		c;
+
+				memset(&c, 0, sizeof(c));
+				c.to = "blocked";
+				c.event = "execution_blocked";
+				c.decision = &d;
+				transition(r, &c);
+			}
+			else if (d.op.item_operation)
+				start_parent(r, &d);
+			else
+			{
+				pg_uuid_t	token;
+				Datum		sv[4];
+				Datum		out[9];
+				bool		outnull[9];
+
+				new_lease_token(&token);
+				sv[0] = Int64GetDatum(r->id);
+				sv[1] = CStringGetTextDatum(worker);
+				sv[2] = UUIDPGetDatum(&token);
+				sv[3] = IntervalPGetDatum(&d.op.lease);
+				rg_exec(&start_plan, sv, NULL, true, 0);
+
+				memset(outnull, 0, sizeof(outnull));
+				out[0] = Int64GetDatum(r->id);
+				out[1] = UUIDPGetDatum(&token);
+				out[2] = rg_get_datum(0, 1, &outnull[2]);
+				out[3] = CStringGetTextDatum(r->operation);
+				out[4] = Int64GetDatum(r->workspace_id);
+				out[5] = Int64GetDatum(r->tenant_id);
+				outnull[5] = !r->has_tenant;
+				out[6] = Int64GetDatum(r->initiator_id);
+				outnull[6] = !r->has_initiator;
+				out[7] = r->payload;
+				out[8] = rg_get_datum(0, 2, &outnull[8]);
+
+				rg_audit(r->id, r->workspace_id, r->has_tenant, r->tenant_id,
+						 DatumGetInt32(out[2]), "started",
+						 r->has_initiator, r->initiator_id, "allow", NULL, NULL,
+						 d.checks, true, worker);
+
+				tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, out, outnull);
+				started++;
+			}
+		}
+	}
+
+	SPI_finish();
+	return (Datum) 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Execution: heartbeat, recheck, complete, fail
+ * ------------------------------------------------------------------------ */
+
+static RgPlan heartbeat_plan = {
+	"UPDATE rungate.runs r SET lease_expires_at = pg_catalog.now()" PLUS
+	"  (SELECT ot.lease FROM rungate.operation_types ot WHERE ot.name" EQ "r.operation)"
+	" WHERE r.id" EQ "$1 AND r.status" EQ "'running' AND r.lease_token" EQ "$2"
+	" RETURNING r.lease_expires_at",
+	2, {INT8OID, UUIDOID}, NULL
+};
+
+/*
+ * rungate.heartbeat(run_id, lease_token) RETURNS timestamptz
+ */
+Datum
+rg_heartbeat(PG_FUNCTION_ARGS)
+{
+	int64		run_id;
+	pg_uuid_t  *token;
+	Datum		v[2];
+	TimestampTz expires;
+	RunRow		r;
+
+	require_arg(fcinfo, 0, "run_id");
+	require_arg(fcinfo, 1, "lease_token");
+	run_id = PG_GETARG_INT64(0);
+	token = PG_GETARG_UUID_P(1);
+
+	SPI_connect();
+	v[0] = Int64GetDatum(run_id);
+	v[1] = UUIDPGetDatum(token);
+	rg_exec(&heartbeat_plan, v, NULL, false, 0);
+	if (SPI_processed != 1)
+	{
+		/* says why: missing, not running or another's lease */
+		lock_leased_run(run_id, token, "heartbeat", &r);
+		elog(ERROR, "rungate: heartbeat of run " INT64_FORMAT " matched no lease", run_id);
+	}
+	expires = DatumGetTimestampTz(rg_get_datum(0, 1, NULL));
+	SPI_finish();
+	PG_RETURN_TIMESTAMPTZ(expires);
+}
+
+/*
+ * rungate.recheck(run_id, lease_token) RETURNS rungate.decision
+ */
+Datum
+rg_recheck(PG_FUNCTION_ARGS)
+{
+	int64		run_id;
+	pg_uuid_t  *token;
+	RunRow		r;
+	RgDecision	d;
+	TupleDesc	tupdesc;
+	MemoryContext caller = CurrentMemoryContext;
+	MemoryContext spi;
+	Datum		res;
+
+	require_arg(fcinfo, 0, "run_id");
+	require_arg(fcinfo, 1, "lease_token");
+	run_id = PG_GETARG_INT64(0);
+	token = PG_GETARG_UUID_P(1);
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "rungate.recheck must return a composite type");
+	tupdesc = BlessTupleDesc(tupdesc);
+
+	SPI_connect();
+	lock_leased_run(run_id, token, "recheck", &r);
+	decide_for_run(&r, &d);
+	if (!d.allowed)
+	{
+		Change		c;
+
+		memset(&c, 0, sizeof(c));
+		c.to = "blocked";
+		c.event = "recheck_blocked";
+		c.decision = &d;
+		transition(&r, &c);
+	}
+	spi = MemoryContextSwitchTo(caller);
+	res = rg_decision_to_datum(&d, tupdesc);
+	MemoryContextSwitchTo(spi);
+	SPI_finish();
+	PG_RETURN_DATUM(res);
+}
+
+/*
+ * rungate.complete(run_id, lease_token, result) RETURNS rungate.runs
+ */
+Datum
+rg_complete(PG_FUNCTION_ARGS)
+{
+	RunRow		r;
+	Change		c;
+	MemoryContext caller = CurrentMemoryContext;
+	MemoryContext spi;
+	Datum		res;
+
+	require_arg(fcinfo, 0, "run_id");
+	require_arg(fcinfo, 1, "lease_token");
+
+	SPI_connect();
+	lock_leased_run(PG_GETARG_INT64(0), PG_GETARG_UUID_P(1), "complete", &r);
+	memset(&c, 0, sizeof(c));
+	c.to = c.event = "succeeded";
+	c.result = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
+	transition(&r, &c);
+	spi = MemoryContextSwitchTo(caller);
+	res = return_row(&r);
+	MemoryContextSwitchTo(spi);
+	SPI_finish();
+	PG_RETURN_DATUM(res);
+}
+
+/*
+ * rungate.fail(run_id, lease_token, error, retryable, retry_in)
+ *     RETURNS rungate.runs
+ */
+Datum
+rg_fail(PG_FUNCTION_ARGS)
+{
+	RunRow		r;
+	Change		c;
+	bool		retryable;
+	Interval   *retry_in = NULL;
+	MemoryContext caller = CurrentMemoryContext;
+	MemoryContext spi;
+	Datum		res;
+
+	require_arg(fcinfo, 0, "run_id");
+	require_arg(fcinfo, 1, "lease_token");
+	require_arg(fcinfo, 2, "error");
+	retryable = PG_ARGISNULL(3) ? false : PG_GETARG_BOOL(3);
+	if (!PG_ARGISNULL(4))
+	{
+		Interval	zero;
+
+		retry_in = PG_GETARG_INTERVAL_P(4);
+		memset(&zero, 0, sizeof(zero));
+		if (DatumGetInt32(DirectFunctionCall2(interval_cmp,
+											  IntervalPGetDatum(retry_in),
+											  IntervalPGetDatum(&zero))) < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_RG_BAD_REQUEST),
+					 errmsg("retry_in must not be negative")));
+	}
+
+	SPI_connect();
+	lock_leased_run(PG_GETARG_INT64(0), PG_GETARG_UUID_P(1), "fail", &r);
+	memset(&c, 0, sizeof(c));
+	c.error = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	if (retryable && r.attempt < r.max_attempts)
+	{
+		/* the next claim decides afresh: nothing of this attempt is kept */
+		c.to = "queued";
+		c.event = "retry_scheduled";
+		c.retry_in = retry_in;
+	}
+	else
+		c.to = c.event = "failed";
+	transition(&r, &c);
+	spi = MemoryContextSwitchTo(caller);
+	res = return_row(&r);
+	MemoryContextSwitchTo(spi);
+	SPI_finish();
+	PG_RETURN_DATUM(res);
+}
+
+/* ------------------------------------------------------------------------
+ * Maintenance: reap_expired, cancel, purge
+ * ------------------------------------------------------------------------ */
+
+static RgPlan expired_plan = {
+	"SELECT " RUN_COLS " FROM rungate.runs r"
+	" WHERE r.status" EQ "'running' AND r.lease_expires_at" LT "pg_catalog.now()"
+	" ORDER BY r.lease_expires_at LIMIT 1000"
+	" FOR NO KEY UPDATE SKIP LOCKED",
+	0, {InvalidOid}, NULL
+};
+
+/*
+ * rungate.reap_expired() RETURNS integer
+ */
+Datum
+rg_reap_expired(PG_FUNCTION_ARGS)
+{
+	int			reaped = 0;
+
+	SPI_connect();
+	for (;;)
+	{
+		int			nrows,
+					i;
+		RunRow	   *batch;
+
+		CHECK_FOR_INTERRUPTS();
+		rg_exec(&expired_plan, NULL, NULL, false, 0);
+		nrows = (int) SPI_processed;
+		if (nrows == 0)
+			break;
+		batch = palloc(sizeof(RunRow) * nrows);
+		for (i = 0; i < nrows; i++)
+			load_run(i, &batch[i]);
+		SPI_freetuptable(SPI_tuptable);
+
+		for (i = 0; i < nrows; i++)
+		{
+			RunRow	   *r = &batch[i];
+			Change		c;
+
+			memset(&c, 0, sizeof(c));
+			if (r->attempt < r->max_attempts)
+			{
+				c.to = "queued";
+				c.event = "lease_expired";
+				c.error = psprintf("lease of attempt %d expired", r->attempt);
+			}
+			else
+			{
+				c.to = c.event = "failed";
+				c.error = psprintf("lease of attempt %d expired and no attempts are left",
+								   r->attempt);
+			}
+			transition(r, &c);
+			reaped++;
+		}
+		pfree(batch);
+	}
+	SPI_finish();
+	PG_RETURN_INT32(reaped);
+}
+
+static RgPlan actor_exists_plan = {
+	"SELECT 1 FROM rungate.actors a WHERE a.id" EQ "$1",
+	1, {INT8OID}, NULL
+};
+
+static RgPlan queued_items_plan = {
+	"SELECT " RUN_COLS " FROM rungate.runs r"
+	" WHERE r.parent_id" EQ "$1 AND r.status" EQ "'queued'"
+	" ORDER BY r.id FOR NO KEY UPDATE SKIP LOCKED",
+	1, {INT8OID}, NULL
+};
+
+/*
+ * rungate.cancel(run_id, actor_id) RETURNS rungate.runs
+ */
+Datum
+rg_cancel(PG_FUNCTION_ARGS)
+{
+	int64		run_id;
+	bool		has_actor = !PG_ARGISNULL(1);
+	int64		actor_id = has_actor ? PG_GETARG_INT64(1) : 0;
+	RunRow		r;
+	Change		c;
+	Datum		v[1];
+	MemoryContext caller = CurrentMemoryContext;
+	MemoryContext spi;
+	Datum		res;
+
+	require_arg(fcinfo, 0, "run_id");
+	run_id = PG_GETARG_INT64(0);
+
+	SPI_connect();
+	if (has_actor)
+	{
+		v[0] = Int64GetDatum(actor_id);
+		rg_exec(&actor_exists_plan, v, NULL, false, 1);
+		if (SPI_processed != 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_RG_BAD_REQUEST),
+					 errmsg("unknown actor " INT64_FORMAT, actor_id)));
+	}
+
+	v[0] = Int64GetDatum(run_id);
+	rg_exec(&lock_run_plan, v, NULL, false, 1);
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_RG_NOT_FOUND),
+				 errmsg("run " INT64_FORMAT " not found", run_id)));
+	load_run(0, &r);
+
+	memset(&c, 0, sizeof(c));
+	c.to = c.event = "cancelled";
+	c.actor_override = true;
+	c.has_actor = has_actor;
+	c.actor_id = actor_id;
+
+	if (strcmp(r.status, "queued") == 0)
+		transition(&r, &c);
+	else if (strcmp(r.status, "running") == 0 && r.item_tenants)
+	{
+		/* a running bulk parent: its queued items are cancelled */
+		int			nrows,
+					i;
+		RunRow	   *items;
+
+		rg_exec(&queued_items_plan, v, NULL, false, 0);
+		nrows = (int) SPI_processed;
+		items = palloc(sizeof(RunRow) * Max(nrows, 1));
+		for (i = 0; i < nrows; i++)
+			load_run(i, &items[i]);
+		SPI_freetuptable(SPI_tuptable);
+		for (i = 0; i < nrows; i++)
+			transition(&items[i], &c);
+		/* the roll-up may have ended the parent: read it again */
+		rg_exec(&lock_run_plan, v, NULL, false, 1);
+		load_run(0, &r);
+	}
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_RG_CONFLICT),
+				 errmsg("cannot cancel run " INT64_FORMAT ": it is %s", run_id, r.status),
+				 errdetail("Only queued runs, and the queued items of a running bulk run, can be cancelled.")));
+
+	spi = MemoryContextSwitchTo(caller);
+	res = return_row(&r);
+	MemoryContextSwitchTo(spi);
+	SPI_finish();
+	PG_RETURN_DATUM(res);
+}
+
+/*
+ * Retention removes whole top-level runs (a bulk parent with its items, all
+ * terminal once the parent is), their audit rows and notifications, a batch
+ * at a time. Workers never lock terminal runs, so it does not block claims.
+ */
+static RgPlan purge_pick_plan = {
+	"SELECT pg_catalog.array_agg(v.id) FROM ("
+	"  SELECT r.id FROM rungate.runs r"
+	"   WHERE r.parent_id IS NULL AND r.finished_at" LT "$1"
+	"     AND r.status NOT IN ('queued', 'running')"
+	"   ORDER BY r.finished_at LIMIT 500"
+	"   FOR UPDATE SKIP LOCKED) v",
+	1, {TIMESTAMPTZOID}, NULL
+};
+
+static RgPlan purge_delete_plan = {
+	"WITH ids AS ("
+	"  SELECT x.id FROM pg_catalog.unnest($1) AS x(id)"
+	"  UNION ALL"
+	"  SELECT r.id FROM rungate.runs r WHERE r.parent_id" EQ "ANY ($1)),"
+	" a AS (DELETE FROM rungate.audit_log l WHERE l.run_id IN (SELECT id FROM ids)),"
+	" n AS (DELETE FROM rungate.notifications o WHERE o.run_id IN (SELECT id FROM ids))"
+	" DELETE FROM rungate.runs r WHERE r.parent_id" EQ "ANY ($1)",
+	1, {INT8ARRAYOID}, NULL
+};
+
+static RgPlan purge_parents_plan = {
+	"DELETE FROM rungate.runs r WHERE r.id" EQ "ANY ($1)",
+	1, {INT8ARRAYOID}, NULL
+};
+
+/*
+ * rungate.purge(finished_before) RETURNS bigint
+ */
+Datum
+rg_purge(PG_FUNCTION_ARGS)
+{
+	Datum		v[1];
+	int64		removed = 0;
+
+	require_arg(fcinfo, 0, "finished_before");
+
+	SPI_connect();
+	for (;;)
+	{
+		bool		isnull;
+		Datum		ids;
+
+		CHECK_FOR_INTERRUPTS();
+		v[0] = PG_GETARG_DATUM(0);
+		rg_exec(&purge_pick_plan, v, NULL, false, 1);
+		ids = rg_get_datum(0, 1, &isnull);
+		if (isnull)
+			break;
+		ids = SPI_datumTransfer(ids, false, -1);
+		v[0] = ids;
+		rg_exec(&purge_delete_plan, v, NULL, true, 0);
+		removed += SPI_processed;
+		rg_exec(&purge_parents_plan, v, NULL, true, 0);
+		removed += SPI_processed;
+	}
+	SPI_finish();
+	PG_RETURN_INT64(removed);
+}

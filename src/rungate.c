@@ -1,0 +1,199 @@
+/*
+ * rungate.c
+ *     Module entry and the plumbing every other file uses: the internal-write
+ *     gate, kept SPI plans and small SPI result readers.
+ *
+ * Owns no SQL-callable function. Must never hold the gate open across a
+ * (sub)transaction abort: the callbacks below close it.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+
+#include "rungate.h"
+
+PG_MODULE_MAGIC;
+
+void		_PG_init(void);
+
+/* Depth of nested gated writes in this backend; 0 when closed. */
+static int	gate_depth = 0;
+
+void
+rg_gate_open(void)
+{
+	gate_depth++;
+}
+
+void
+rg_gate_close(void)
+{
+	if (gate_depth > 0)
+		gate_depth--;
+}
+
+bool
+rg_gate_is_open(void)
+{
+	return gate_depth > 0;
+}
+
+static void
+rg_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT ||
+		event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT ||
+		event == XACT_EVENT_PREPARE)
+		gate_depth = 0;
+}
+
+static void
+rg_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+					SubTransactionId parentSubid, void *arg)
+{
+	/*
+	 * A gated write that errors out inside a subtransaction (a worker's
+	 * EXCEPTION block) must not leave the gate open for the code that
+	 * catches it.
+	 */
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		gate_depth = 0;
+}
+
+void
+_PG_init(void)
+{
+	RegisterXactCallback(rg_xact_callback, NULL);
+	RegisterSubXactCallback(rg_subxact_callback, NULL);
+}
+
+/*
+ * Prepare a plan once per backend and keep it. Every caller runs under a
+ * pinned search_path (SECURITY DEFINER ... SET search_path), and the plan
+ * cache re-parses with the path it was first prepared under.
+ */
+SPIPlanPtr
+rg_plan(RgPlan *p)
+{
+	if (p->plan == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(p->sql, p->nargs, p->argtypes);
+
+		if (plan == NULL)
+			elog(ERROR, "rungate: SPI_prepare failed (%s) for: %s",
+				 SPI_result_code_string(SPI_result), p->sql);
+		if (SPI_keepplan(plan) != 0)
+			elog(ERROR, "rungate: SPI_keepplan failed");
+		p->plan = plan;
+	}
+	return p->plan;
+}
+
+int
+rg_exec(RgPlan *p, Datum *values, const char *nulls, bool gated, long count)
+{
+	SPIPlanPtr	plan = rg_plan(p);
+	int			rc;
+
+	/*
+	 * read_only = false: in READ COMMITTED each query takes a new snapshot,
+	 * so the decision sees every revocation committed before it ran.
+	 */
+	if (gated)
+		rg_gate_open();
+	rc = SPI_execute_plan(plan, values, nulls, false, count);
+	if (gated)
+		rg_gate_close();
+	if (rc < 0)
+		elog(ERROR, "rungate: SPI_execute_plan failed (%s) for: %s",
+			 SPI_result_code_string(rc), p->sql);
+	return rc;
+}
+
+Datum
+rg_get_datum(int row, int col, bool *isnull)
+{
+	return SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc,
+						 col, isnull);
+}
+
+bool
+rg_get_bool(int row, int col, bool *isnull)
+{
+	bool		n;
+	Datum		d = rg_get_datum(row, col, &n);
+
+	if (isnull)
+		*isnull = n;
+	return n ? false : DatumGetBool(d);
+}
+
+int64
+rg_get_int64(int row, int col, bool *isnull)
+{
+	bool		n;
+	Datum		d = rg_get_datum(row, col, &n);
+
+	if (isnull)
+		*isnull = n;
+	return n ? 0 : DatumGetInt64(d);
+}
+
+int32
+rg_get_int32(int row, int col, bool *isnull)
+{
+	bool		n;
+	Datum		d = rg_get_datum(row, col, &n);
+
+	if (isnull)
+		*isnull = n;
+	return n ? 0 : DatumGetInt32(d);
+}
+
+/* Text column as a C string allocated in the current context, NULL if null. */
+char *
+rg_get_text(int row, int col)
+{
+	bool		n;
+	Datum		d = rg_get_datum(row, col, &n);
+
+	return n ? NULL : TextDatumGetCString(d);
+}
+
+bool
+rg_status_is_terminal(const char *status)
+{
+	return strcmp(status, "queued") != 0 && strcmp(status, "running") != 0;
+}
+
+#if PG_VERSION_NUM < 150000
+/* InitMaterializedSRF arrived in 15; this is the same contract for 13/14. */
+void
+rg_materialize_srf_compat(FunctionCallInfo fcinfo)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	MemoryContext per_query,
+				old;
+	TupleDesc	tupdesc;
+
+	if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo) ||
+		(rsinfo->allowedModes & SFRM_Materialize) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("set-valued function called in context that cannot accept a set")));
+	per_query = rsinfo->econtext->ecxt_per_query_memory;
+	old = MemoryContextSwitchTo(per_query);
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	rsinfo->returnMode = SFRM_Materialize;
+	rsinfo->setResult = tuplestore_begin_heap(true, false, work_mem);
+	rsinfo->setDesc = CreateTupleDescCopy(tupdesc);
+	MemoryContextSwitchTo(old);
+}
+#endif

@@ -1,0 +1,123 @@
+/*
+ * rungate.h
+ *     Declarations shared by rungate's C files: SQLSTATEs, the internal-write
+ *     gate that the run and audit guards honour, the kept-plan helper, the
+ *     decision and the status-transition helpers.
+ *
+ * Version differences between PostgreSQL 13 and 17 are bridged here and only
+ * here.
+ */
+#ifndef RUNGATE_H
+#define RUNGATE_H
+
+#include "postgres.h"
+
+#include "executor/spi.h"
+#include "access/tupdesc.h"
+#include "fmgr.h"
+#include "utils/timestamp.h"
+
+/* SQLSTATEs of the contract (§9) */
+#define ERRCODE_RG_BAD_REQUEST	MAKE_SQLSTATE('R','G','4','0','0')
+#define ERRCODE_RG_FORBIDDEN	MAKE_SQLSTATE('R','G','4','0','3')
+#define ERRCODE_RG_NOT_FOUND	MAKE_SQLSTATE('R','G','4','0','4')
+#define ERRCODE_RG_CONFLICT		MAKE_SQLSTATE('R','G','4','0','9')
+
+/* Operators in our SQL are always pg_catalog's, whatever the search_path. */
+#define EQ " OPERATOR(pg_catalog.=) "
+#define NE " OPERATOR(pg_catalog.<>) "
+#define LT " OPERATOR(pg_catalog.<) "
+#define LE " OPERATOR(pg_catalog.<=) "
+#define PLUS " OPERATOR(pg_catalog.+) "
+
+/* ---- version shims ---- */
+#if PG_VERSION_NUM < 150000
+#define RG_MATERIALIZE_SRF(fcinfo) rg_materialize_srf_compat(fcinfo)
+extern void rg_materialize_srf_compat(FunctionCallInfo fcinfo);
+#else
+#include "funcapi.h"
+#define RG_MATERIALIZE_SRF(fcinfo) InitMaterializedSRF((fcinfo), 0)
+#endif
+
+/* ---- the internal-write gate (rungate.c) ----
+ * Runs and audit rows may only be written while a rungate function holds the
+ * gate. It is backend-local C state: SQL cannot set it. It is cleared when a
+ * (sub)transaction aborts, so an error inside a gated write never leaks it. */
+extern void rg_gate_open(void);
+extern void rg_gate_close(void);
+extern bool rg_gate_is_open(void);
+
+/* ---- kept SPI plans (rungate.c) ---- */
+typedef struct RgPlan
+{
+	const char *sql;
+	int			nargs;
+	Oid			argtypes[16];
+	SPIPlanPtr	plan;
+} RgPlan;
+
+extern SPIPlanPtr rg_plan(RgPlan *p);
+
+/* Run a kept plan; gated plans may write runs or audit rows. */
+extern int	rg_exec(RgPlan *p, Datum *values, const char *nulls, bool gated,
+					long count);
+
+/* Helpers to read SPI result columns of the first tuple. */
+extern bool rg_get_bool(int row, int col, bool *isnull);
+extern int64 rg_get_int64(int row, int col, bool *isnull);
+extern int32 rg_get_int32(int row, int col, bool *isnull);
+extern char *rg_get_text(int row, int col);	/* NULL when null */
+extern Datum rg_get_datum(int row, int col, bool *isnull);
+
+extern bool rg_status_is_terminal(const char *status);
+
+/* ---- the decision (decision.c) ---- */
+typedef struct RgOpType
+{
+	char	   *name;
+	char	   *capability;
+	bool		tenant_scope;
+	bool		requires_operable_tenant;
+	bool		allow_system;
+	bool		writes;
+	char	   *item_operation;	/* NULL unless a bulk orchestrator */
+	int32		max_attempts;
+	Interval	lease;
+} RgOpType;
+
+typedef struct RgDecision
+{
+	bool		allowed;
+	bool		system;			/* no actor: system authority */
+	const char *reason_code;	/* NULL when allowed */
+	const char *reason_category;
+	char	   *reason_message;
+	Datum		checks;			/* jsonb */
+	RgOpType	op;
+	/* facts the caller may want to validate a request with */
+	bool		workspace_exists;
+	bool		tenant_exists;
+	bool		actor_exists;
+	bool		tenant_in_workspace;
+} RgDecision;
+
+/*
+ * Decide whether the run could start now. Unknown operation, workspace,
+ * tenant or actor raise RG400; so does a tenant missing for a tenant-scoped
+ * type or given for a workspace-scoped one. Each query takes a fresh
+ * snapshot, so committed revocations are seen.
+ */
+extern void rg_decide_internal(const char *operation, int64 workspace_id,
+							   bool has_tenant, int64 tenant_id,
+							   bool has_actor, int64 actor_id,
+							   RgDecision *out);
+extern Datum rg_decision_to_datum(RgDecision *d, TupleDesc tupdesc);
+
+/* ---- audit, notifications (lifecycle.c) ---- */
+extern void rg_audit(int64 run_id, int64 workspace_id, bool has_tenant,
+					 int64 tenant_id, int32 attempt, const char *event,
+					 bool has_actor, int64 actor_id, const char *decision,
+					 const char *reason_code, const char *reason_category,
+					 Datum checks, bool has_checks, const char *worker);
+
+#endif							/* RUNGATE_H */

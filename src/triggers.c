@@ -1,0 +1,984 @@
+/*
+ * triggers.c
+ *     Every trigger of rungate, and the DDL helpers that install one of them
+ *     on application tables:
+ *
+ *     rungate.guard_runs()               runs change only through rungate's
+ *                                        functions (CONTRACT §3)
+ *     rungate.guard_audit()              the audit log is append-only (§7)
+ *     rungate.validate_operation_type()  operation types are complete and
+ *                                        consistent (§1)
+ *     rungate.fence()                    writes tied to a run need it to be
+ *                                        running (§8)
+ *     rungate.guard_writes(), rungate.unguard_writes()
+ *                                        install and remove rungate.fence()
+ *
+ * The run and audit guards read only the trigger tuples and the backend-local
+ * write gate of rungate.c: they fire on every claim and must stay cheap, so
+ * they never run a query. The other triggers query through kept plans whose
+ * SQL names every table and operator with its schema.
+ *
+ * Must never: open the write gate (only rungate's functions hold it), let a
+ * run or audit row change because a trigger could not tell what it was
+ * looking at (every doubt is an error), or build DDL from anything but
+ * catalog-derived identifiers, quoted.
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_attribute.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+
+#include "rungate.h"
+
+PG_FUNCTION_INFO_V1(rg_guard_runs);
+PG_FUNCTION_INFO_V1(rg_guard_audit);
+PG_FUNCTION_INFO_V1(rg_validate_operation_type);
+PG_FUNCTION_INFO_V1(rg_fence);
+PG_FUNCTION_INFO_V1(rg_guard_writes);
+PG_FUNCTION_INFO_V1(rg_unguard_writes);
+
+/* The name of the trigger guard_writes installs. */
+#define FENCE_TRIGGER "rungate_fence"
+
+/* ----------------------------------------------------------------
+ * Shared helpers
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * The trigger data of a call, after checking that the trigger manager made
+ * it and that a row-level event was fired for each row.
+ */
+static TriggerData *
+RgTriggerData(FunctionCallInfo fcinfo, const char *funcname)
+{
+	TriggerData *trigdata;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("function %s was not called by the trigger manager",
+						funcname)));
+	trigdata = (TriggerData *) fcinfo->context;
+	if (!TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event) &&
+		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("function %s must be fired FOR EACH ROW", funcname)));
+	return trigdata;
+}
+
+/* Attribute number of a column of the trigger's table; it must exist. */
+static int
+RgAttnum(TupleDesc tupdesc, const char *column)
+{
+	int			attnum = SPI_fnumber(tupdesc, column);
+
+	if (attnum <= 0)
+		elog(ERROR, "rungate: trigger table has no column \"%s\"", column);
+	return attnum;
+}
+
+/* A text column of a tuple as a C string, NULL when null. */
+static char *
+RgTupleText(HeapTuple tuple, TupleDesc tupdesc, int attnum)
+{
+	bool		isnull;
+	Datum		d = heap_getattr(tuple, attnum, tupdesc, &isnull);
+
+	return isnull ? NULL : TextDatumGetCString(d);
+}
+
+static bool
+RgTextEqual(const char *a, const char *b)
+{
+	if (a == NULL || b == NULL)
+		return a == b;
+	return strcmp(a, b) == 0;
+}
+
+/* The schema-qualified, quoted name of a relation, for messages and DDL. */
+static char *
+RgRelationName(Oid relid)
+{
+	char	   *relname = get_rel_name(relid);
+	char	   *nspname = get_namespace_name(get_rel_namespace(relid));
+
+	if (relname == NULL || nspname == NULL)
+		elog(ERROR, "rungate: cache lookup failed for relation %u", relid);
+	return quote_qualified_identifier(nspname, relname);
+}
+
+/* ----------------------------------------------------------------
+ * rungate.guard_runs(): CONTRACT §3
+ * ----------------------------------------------------------------
+ */
+
+/* The status transitions of the contract, and no others. */
+static const struct
+{
+	const char *from;
+	const char *to;
+}			RunTransitions[] =
+{
+	{"queued", "running"},
+	{"queued", "blocked"},
+	{"queued", "cancelled"},
+	{"running", "succeeded"},
+	{"running", "failed"},
+	{"running", "partially_succeeded"},
+	{"running", "blocked"},
+	{"running", "queued"},
+};
+
+static bool
+RunTransitionAllowed(const char *from, const char *to)
+{
+	int			i;
+
+	if (from == NULL || to == NULL)
+		return false;
+	for (i = 0; i < (int) lengthof(RunTransitions); i++)
+	{
+		if (strcmp(RunTransitions[i].from, from) == 0 &&
+			strcmp(RunTransitions[i].to, to) == 0)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * A run id for messages; a hand-written row may carry a null one, which the
+ * NOT NULL constraint would only catch after this trigger.
+ */
+static char *
+RunLabel(HeapTuple tuple, TupleDesc tupdesc, int attnum)
+{
+	bool		isnull;
+	Datum		d = heap_getattr(tuple, attnum, tupdesc, &isnull);
+
+	if (isnull)
+		return pstrdup("run (null id)");
+	return psprintf("run " INT64_FORMAT, DatumGetInt64(d));
+}
+
+Datum
+rg_guard_runs(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = RgTriggerData(fcinfo, "rungate.guard_runs()");
+	TupleDesc	tupdesc = RelationGetDescr(trigdata->tg_relation);
+	TriggerEvent event = trigdata->tg_event;
+	bool		gate_open = rg_gate_is_open();
+	int			id_att,
+				status_att;
+
+	if (TRIGGER_FIRED_BY_TRUNCATE(event))
+		ereport(ERROR,
+				(errcode(ERRCODE_RG_CONFLICT),
+				 errmsg("rungate.runs cannot be truncated"),
+				 errhint("Use rungate.purge() to remove finished runs with their audit rows.")));
+
+	id_att = RgAttnum(tupdesc, "id");
+	status_att = RgAttnum(tupdesc, "status");
+
+	if (TRIGGER_FIRED_BY_INSERT(event))
+	{
+		HeapTuple	newtup = trigdata->tg_trigtuple;
+		char	   *status = RgTupleText(newtup, tupdesc, status_att);
+
+		if (!gate_open)
+			ereport(ERROR,
+					(errcode(ERRCODE_RG_CONFLICT),
+					 errmsg("%s cannot be inserted by hand",
+							RunLabel(newtup, tupdesc, id_att)),
+					 errdetail("Runs are created only by rungate.enqueue and rungate.enqueue_bulk (whose items are created when the bulk run starts).")));
+		if (!RgTextEqual(status, "queued") && !RgTextEqual(status, "blocked"))
+			ereport(ERROR,
+					(errcode(ERRCODE_RG_CONFLICT),
+					 errmsg("%s cannot be created with status %s",
+							RunLabel(newtup, tupdesc, id_att),
+							status ? status : "null"),
+					 errdetail("A run is created queued, or blocked when it is denied at dispatch.")));
+		return PointerGetDatum(newtup);
+	}
+
+	if (TRIGGER_FIRED_BY_UPDATE(event))
+	{
+		HeapTuple	oldtup = trigdata->tg_trigtuple;
+		HeapTuple	newtup = trigdata->tg_newtuple;
+		char	   *old_status = RgTupleText(oldtup, tupdesc, status_att);
+		char	   *new_status = RgTupleText(newtup, tupdesc, status_att);
+		char	   *label = RunLabel(oldtup, tupdesc, id_att);
+		bool		old_null,
+					new_null;
+		Datum		old_id = heap_getattr(oldtup, id_att, tupdesc, &old_null);
+		Datum		new_id = heap_getattr(newtup, id_att, tupdesc, &new_null);
+
+		/* A stored run always has a status: the column is NOT NULL. */
+		if (old_status == NULL)
+			elog(ERROR, "rungate: %s has a null status", label);
+
+		if (rg_status_is_terminal(old_status))
+			ereport(ERROR,
+					(errcode(ERRCODE_RG_CONFLICT),
+					 errmsg("%s is %s, a terminal status, and cannot change",
+							label, old_status),
+					 errdetail("A run that is succeeded, partially_succeeded, failed, blocked or cancelled is final; rungate.purge() removes it once it is old enough.")));
+
+		if (old_null || new_null || DatumGetInt64(old_id) != DatumGetInt64(new_id))
+			ereport(ERROR,
+					(errcode(ERRCODE_RG_CONFLICT),
+					 errmsg("%s cannot change its id", label),
+					 errdetail("Audit rows, notifications and bulk items refer to a run by its id.")));
+
+		if (!RgTextEqual(old_status, new_status))
+		{
+			if (!gate_open)
+				ereport(ERROR,
+						(errcode(ERRCODE_RG_CONFLICT),
+						 errmsg("%s: transition %s -> %s is not allowed outside rungate's functions",
+								label, old_status,
+								new_status ? new_status : "null"),
+						 errdetail("A run changes status only through rungate.claim, rungate.cancel, rungate.recheck, rungate.complete, rungate.fail and rungate.reap_expired, which write its audit row in the same transaction.")));
+			if (!RunTransitionAllowed(old_status, new_status))
+				ereport(ERROR,
+						(errcode(ERRCODE_RG_CONFLICT),
+						 errmsg("%s: transition %s -> %s is not allowed",
+								label, old_status,
+								new_status ? new_status : "null"),
+						 errdetail("A queued run may become running, blocked or cancelled; a running run may become succeeded, failed, partially_succeeded, blocked or queued.")));
+		}
+
+		/*
+		 * Any other change of a non-terminal run is the owner's to make
+		 * (priority, run_at, payload...).
+		 */
+		return PointerGetDatum(newtup);
+	}
+
+	if (TRIGGER_FIRED_BY_DELETE(event))
+	{
+		HeapTuple	oldtup = trigdata->tg_trigtuple;
+		char	   *status = RgTupleText(oldtup, tupdesc, status_att);
+
+		if (!gate_open)
+			ereport(ERROR,
+					(errcode(ERRCODE_RG_CONFLICT),
+					 errmsg("%s cannot be deleted by hand",
+							RunLabel(oldtup, tupdesc, id_att)),
+					 errhint("Use rungate.purge() to remove finished runs with their audit rows.")));
+		if (status == NULL || !rg_status_is_terminal(status))
+			ereport(ERROR,
+					(errcode(ERRCODE_RG_CONFLICT),
+					 errmsg("%s is %s and cannot be deleted",
+							RunLabel(oldtup, tupdesc, id_att),
+							status ? status : "null"),
+					 errdetail("Only runs in a terminal status can be purged.")));
+		return PointerGetDatum(oldtup);
+	}
+
+	elog(ERROR, "rungate.guard_runs(): unexpected trigger event %u", event);
+	return PointerGetDatum(NULL);	/* keep the compiler quiet */
+}
+
+/* ----------------------------------------------------------------
+ * rungate.guard_audit(): CONTRACT §7
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * rungate's functions insert audit rows and rungate.purge() deletes them,
+ * both with the gate open. Nothing ever updates or truncates the log, so
+ * those are refused even with the gate open.
+ */
+Datum
+rg_guard_audit(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = RgTriggerData(fcinfo, "rungate.guard_audit()");
+	TriggerEvent event = trigdata->tg_event;
+	bool		gate_open = rg_gate_is_open();
+
+	if (TRIGGER_FIRED_BY_TRUNCATE(event))
+		ereport(ERROR,
+				(errcode(ERRCODE_RG_CONFLICT),
+				 errmsg("rungate.audit_log is append-only: TRUNCATE is not allowed"),
+				 errhint("Use rungate.purge() to remove finished runs with their audit rows.")));
+
+	if (TRIGGER_FIRED_BY_UPDATE(event))
+		ereport(ERROR,
+				(errcode(ERRCODE_RG_CONFLICT),
+				 errmsg("rungate.audit_log is append-only: UPDATE is not allowed")));
+
+	if (TRIGGER_FIRED_BY_INSERT(event))
+	{
+		if (!gate_open)
+			ereport(ERROR,
+					(errcode(ERRCODE_RG_CONFLICT),
+					 errmsg("audit rows are written only by rungate's functions"),
+					 errdetail("rungate.audit_log records each run's creation and status changes in the transaction that makes them.")));
+		return PointerGetDatum(trigdata->tg_trigtuple);
+	}
+
+	if (TRIGGER_FIRED_BY_DELETE(event))
+	{
+		if (!gate_open)
+			ereport(ERROR,
+					(errcode(ERRCODE_RG_CONFLICT),
+					 errmsg("rungate.audit_log is append-only: DELETE is not allowed"),
+					 errhint("Use rungate.purge() to remove finished runs with their audit rows.")));
+		return PointerGetDatum(trigdata->tg_trigtuple);
+	}
+
+	elog(ERROR, "rungate.guard_audit(): unexpected trigger event %u", event);
+	return PointerGetDatum(NULL);	/* keep the compiler quiet */
+}
+
+/* ----------------------------------------------------------------
+ * rungate.validate_operation_type(): CONTRACT §1
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * The item type of a bulk type. FOR KEY SHARE (which the foreign key would
+ * take anyway, only later) makes a concurrent change of the item type's scope
+ * or item_operation, which locks it FOR UPDATE below, wait for this
+ * transaction or be seen by it.
+ */
+static RgPlan item_type_plan = {
+	"SELECT ot.scope, ot.item_operation IS NOT NULL"
+	"  FROM rungate.operation_types ot"
+	" WHERE ot.name" EQ "$1"
+	"   FOR KEY SHARE",
+	1, {TEXTOID}, NULL
+};
+
+/*
+ * Before the scope or item_operation of a type changes: take the row FOR
+ * UPDATE, which waits for transactions that insert runs of it or bulk types
+ * naming it (both hold FOR KEY SHARE on it) so that the checks below see
+ * what they committed.
+ */
+static RgPlan lock_type_plan = {
+	"SELECT 1 FROM rungate.operation_types ot"
+	" WHERE ot.name" EQ "$1"
+	"   FOR UPDATE",
+	1, {TEXTOID}, NULL
+};
+
+/* A queued or running run of a type. */
+static RgPlan live_run_plan = {
+	"SELECT r.id, r.status FROM rungate.runs r"
+	" WHERE r.operation" EQ "$1"
+	"   AND (r.status" EQ "'queued' OR r.status" EQ "'running')"
+	" LIMIT 1",
+	1, {TEXTOID}, NULL
+};
+
+/* Another type that uses this one as its item type. */
+static RgPlan bulk_user_plan = {
+	"SELECT ot.name FROM rungate.operation_types ot"
+	" WHERE ot.item_operation" EQ "$1 AND ot.name" NE "$1"
+	" LIMIT 1",
+	1, {TEXTOID}, NULL
+};
+
+/* A boolean column of the new row, which must not be null. */
+static bool
+OpTypeBool(HeapTuple tuple, TupleDesc tupdesc, const char *column,
+		   const char *name)
+{
+	bool		isnull;
+	Datum		d = heap_getattr(tuple, RgAttnum(tupdesc, column), tupdesc,
+								 &isnull);
+
+	if (isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_RG_BAD_REQUEST),
+				 errmsg("%s of operation type \"%s\" must not be null",
+						column, name)));
+	return DatumGetBool(d);
+}
+
+Datum
+rg_validate_operation_type(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = RgTriggerData(fcinfo,
+										  "rungate.validate_operation_type()");
+	TupleDesc	tupdesc = RelationGetDescr(trigdata->tg_relation);
+	bool		is_update = TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event);
+	HeapTuple	oldtup = is_update ? trigdata->tg_trigtuple : NULL;
+	HeapTuple	newtup = is_update ? trigdata->tg_newtuple : trigdata->tg_trigtuple;
+	char	   *name;
+	char	   *capability;
+	char	   *scope;
+	char	   *item_operation;
+	bool		workspace_scope;
+	bool		requires_operable_tenant;
+	bool		isnull;
+	Datum		d;
+	ArrayType  *prerequisites;
+	int			n_prerequisites;
+	int32		max_attempts;
+	Interval	zero;
+	char	   *old_name = NULL;
+	bool		scope_changed = false;
+	bool		item_changed = false;
+
+	if (!TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) && !is_update)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("function rungate.validate_operation_type() must be fired for INSERT or UPDATE")));
+
+	/* name and capability */
+	name = RgTupleText(newtup, tupdesc, RgAttnum(tupdesc, "name"));
+	if (name == NULL || name[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_RG_BAD_REQUEST),
+				 errmsg("operation type name must not be %s",
+						name ? "empty" : "null")));
+	capability = RgTupleText(newtup, tupdesc, RgAttnum(tupdesc, "capability"));
+	if (capability == NULL || capability[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_RG_BAD_REQUEST),
+				 errmsg("capability of operation type \"%s\" must not be %s",
+						name, capability ? "empty" : "null"),
+				 errdetail("The initiator of a run must hold this capability in the run's scope.")));
+
+	/* scope */
+	scope = RgTupleText(newtup, tupdesc, RgAttnum(tupdesc, "scope"));
+	if (scope == NULL ||
+		(strcmp(scope, "tenant") != 0 && strcmp(scope, "workspace") != 0))
+		ereport(ERROR,
+				(errcode(ERRCODE_RG_BAD_REQUEST),
+				 errmsg("scope of operation type \"%s\" must be tenant or workspace, not %s",
+						name, scope ? quote_literal_cstr(scope) : "null")));
+	workspace_scope = strcmp(scope, "workspace") == 0;
+
+	/* booleans */
+	requires_operable_tenant = OpTypeBool(newtup, tupdesc,
+										  "requires_operable_tenant", name);
+	(void) OpTypeBool(newtup, tupdesc, "allow_system", name);
+	(void) OpTypeBool(newtup, tupdesc, "writes", name);
+
+	/* prerequisites: a list of non-empty names */
+	d = heap_getattr(newtup, RgAttnum(tupdesc, "prerequisites"), tupdesc,
+					 &isnull);
+	if (isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_RG_BAD_REQUEST),
+				 errmsg("prerequisites of operation type \"%s\" must not be null",
+						name),
+				 errhint("Use an empty array for a type without prerequisites.")));
+	prerequisites = DatumGetArrayTypeP(d);
+	if (ARR_ELEMTYPE(prerequisites) != TEXTOID)
+		elog(ERROR, "rungate: operation_types.prerequisites is not a text array");
+	if (ARR_NDIM(prerequisites) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_RG_BAD_REQUEST),
+				 errmsg("prerequisites of operation type \"%s\" must be a one-dimensional array",
+						name)));
+	{
+		Datum	   *elems;
+		bool	   *elem_nulls;
+		int			i;
+
+		deconstruct_array(prerequisites, TEXTOID, -1, false, TYPALIGN_INT,
+						  &elems, &elem_nulls, &n_prerequisites);
+		for (i = 0; i < n_prerequisites; i++)
+		{
+			if (elem_nulls[i])
+				ereport(ERROR,
+						(errcode(ERRCODE_RG_BAD_REQUEST),
+						 errmsg("prerequisites of operation type \"%s\" must not contain nulls",
+								name)));
+			if (VARSIZE_ANY_EXHDR(DatumGetPointer(elems[i])) == 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_RG_BAD_REQUEST),
+						 errmsg("prerequisites of operation type \"%s\" must not contain empty names",
+								name)));
+		}
+	}
+
+	/* what a workspace-scoped type cannot have */
+	if (workspace_scope && n_prerequisites > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_RG_BAD_REQUEST),
+				 errmsg("operation type \"%s\" is workspace-scoped and cannot have prerequisites",
+						name),
+				 errdetail("Prerequisites are facts about a tenant, and a workspace-scoped run has no tenant.")));
+	if (workspace_scope && requires_operable_tenant)
+		ereport(ERROR,
+				(errcode(ERRCODE_RG_BAD_REQUEST),
+				 errmsg("operation type \"%s\" is workspace-scoped and cannot require an operable tenant",
+						name),
+				 errdetail("A workspace-scoped run has no tenant."),
+				 errhint("Set requires_operable_tenant to false: the column defaults to true.")));
+
+	/* item_operation, the local rules */
+	item_operation = RgTupleText(newtup, tupdesc,
+								 RgAttnum(tupdesc, "item_operation"));
+	if (item_operation != NULL && !workspace_scope)
+		ereport(ERROR,
+				(errcode(ERRCODE_RG_BAD_REQUEST),
+				 errmsg("operation type \"%s\" is a tenant-scoped bulk type", name),
+				 errdetail("Only a workspace-scoped type may set item_operation: a bulk run spans the tenants of a workspace.")));
+	if (item_operation != NULL && strcmp(item_operation, name) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_RG_BAD_REQUEST),
+				 errmsg("operation type \"%s\" cannot be its own item_operation",
+						name)));
+
+	/* max_attempts and lease */
+	d = heap_getattr(newtup, RgAttnum(tupdesc, "max_attempts"), tupdesc,
+					 &isnull);
+	if (isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_RG_BAD_REQUEST),
+				 errmsg("max_attempts of operation type \"%s\" must not be null",
+						name)));
+	max_attempts = DatumGetInt32(d);
+	if (max_attempts < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_RG_BAD_REQUEST),
+				 errmsg("max_attempts of operation type \"%s\" must be at least 1, not %d",
+						name, max_attempts)));
+
+	d = heap_getattr(newtup, RgAttnum(tupdesc, "lease"), tupdesc, &isnull);
+	if (isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_RG_BAD_REQUEST),
+				 errmsg("lease of operation type \"%s\" must not be null",
+						name)));
+	memset(&zero, 0, sizeof(zero));
+	if (DatumGetInt32(DirectFunctionCall2(interval_cmp, d,
+										  IntervalPGetDatum(&zero))) <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_RG_BAD_REQUEST),
+				 errmsg("lease of operation type \"%s\" must be positive, not %s",
+						name,
+						DatumGetCString(DirectFunctionCall1(interval_out, d))),
+				 errdetail("A claim holds a run for the lease without a heartbeat.")));
+
+	if (is_update)
+	{
+		char	   *old_scope;
+
+		old_name = RgTupleText(oldtup, tupdesc, RgAttnum(tupdesc, "name"));
+		old_scope = RgTupleText(oldtup, tupdesc, RgAttnum(tupdesc, "scope"));
+		scope_changed = !RgTextEqual(old_scope, scope);
+		item_changed =
+			!RgTextEqual(RgTupleText(oldtup, tupdesc,
+									 RgAttnum(tupdesc, "item_operation")),
+						 item_operation);
+		if (old_name == NULL)
+			elog(ERROR, "rungate: operation type with a null name");
+	}
+
+	/* From here on the rules need other rows. */
+	if (item_operation == NULL && !scope_changed && !item_changed)
+		return PointerGetDatum(newtup);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "rungate: SPI_connect failed");
+
+	if (scope_changed || item_changed)
+	{
+		Datum		arg = CStringGetTextDatum(old_name);
+
+		rg_exec(&lock_type_plan, &arg, NULL, false, 1);
+
+		/* Runs already decided under the old shape must not see it change. */
+		rg_exec(&live_run_plan, &arg, NULL, false, 1);
+		if (SPI_processed > 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_RG_BAD_REQUEST),
+					 errmsg("%s of operation type \"%s\" cannot change while it has queued or running runs",
+							scope_changed ? "scope" : "item_operation",
+							old_name),
+					 errdetail("Run " INT64_FORMAT " is %s.",
+							   rg_get_int64(0, 1, NULL), rg_get_text(0, 2)),
+					 errhint("Let its runs finish, or cancel the queued ones, first.")));
+
+		/*
+		 * An item type stays tenant-scoped, and so (bulk types being
+		 * workspace-scoped) never becomes a bulk type either.
+		 */
+		if (scope_changed && workspace_scope)
+		{
+			rg_exec(&bulk_user_plan, &arg, NULL, false, 1);
+			if (SPI_processed > 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_RG_BAD_REQUEST),
+						 errmsg("operation type \"%s\" cannot become workspace-scoped: bulk type \"%s\" uses it as its item_operation",
+								old_name, rg_get_text(0, 1)),
+						 errdetail("The items of a bulk run are tenant-scoped runs, one per tenant.")));
+		}
+	}
+
+	if (item_operation != NULL)
+	{
+		Datum		arg = CStringGetTextDatum(item_operation);
+
+		rg_exec(&item_type_plan, &arg, NULL, false, 1);
+		if (SPI_processed == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_RG_BAD_REQUEST),
+					 errmsg("item_operation \"%s\" of operation type \"%s\" is not an operation type",
+							item_operation, name),
+					 errhint("Define the item type in rungate.operation_types first.")));
+		if (rg_get_bool(0, 2, NULL))
+			ereport(ERROR,
+					(errcode(ERRCODE_RG_BAD_REQUEST),
+					 errmsg("item_operation \"%s\" of operation type \"%s\" is itself a bulk type",
+							item_operation, name),
+					 errdetail("Bulk types cannot be nested.")));
+		if (!RgTextEqual(rg_get_text(0, 1), "tenant"))
+			ereport(ERROR,
+					(errcode(ERRCODE_RG_BAD_REQUEST),
+					 errmsg("item_operation \"%s\" of operation type \"%s\" is workspace-scoped",
+							item_operation, name),
+					 errdetail("A bulk run creates one item run per tenant, so the item type must be tenant-scoped.")));
+	}
+
+	SPI_finish();
+	return PointerGetDatum(newtup);
+}
+
+/* ----------------------------------------------------------------
+ * rungate.fence(): CONTRACT §8
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * FOR SHARE conflicts with the FOR NO KEY UPDATE lock that every status
+ * change takes, so the status read is the latest committed one and cannot
+ * change until this transaction ends.
+ */
+static RgPlan fence_plan = {
+	"SELECT r.status FROM rungate.runs r"
+	" WHERE r.id" EQ "$1"
+	"   FOR SHARE",
+	1, {INT8OID}, NULL
+};
+
+/* The run id in a column of a guarded row; false when null. */
+static bool
+FenceRunId(HeapTuple tuple, TupleDesc tupdesc, int attnum, int64 *run_id)
+{
+	bool		isnull;
+	Datum		d = heap_getattr(tuple, attnum, tupdesc, &isnull);
+
+	if (isnull)
+		return false;
+	switch (TupleDescAttr(tupdesc, attnum - 1)->atttypid)
+	{
+		case INT2OID:
+			*run_id = DatumGetInt16(d);
+			break;
+		case INT4OID:
+			*run_id = DatumGetInt32(d);
+			break;
+		case INT8OID:
+			*run_id = DatumGetInt64(d);
+			break;
+		default:
+			elog(ERROR, "rungate: unexpected type of a fenced column");
+	}
+	return true;
+}
+
+static void
+FenceCheck(int64 run_id, Relation rel, const char *column, const char *what)
+{
+	Datum		arg = Int64GetDatum(run_id);
+	char	   *status;
+
+	rg_exec(&fence_plan, &arg, NULL, false, 1);
+	status = SPI_processed > 0 ? rg_get_text(0, 1) : NULL;
+	if (status != NULL && strcmp(status, "running") == 0)
+		return;
+
+	ereport(ERROR,
+			(errcode(ERRCODE_RG_CONFLICT),
+			 status == NULL ?
+			 errmsg("run " INT64_FORMAT " does not exist: %s %s is fenced",
+					run_id, what, RgRelationName(RelationGetRelid(rel))) :
+			 errmsg("run " INT64_FORMAT " is %s: %s %s is fenced%s",
+					run_id, status, what, RgRelationName(RelationGetRelid(rel)),
+					strcmp(status, "queued") == 0 ? " until it runs" : ""),
+			 errdetail("Rows of %s whose column %s names a run can be inserted, updated or deleted only while that run is running.",
+					   RgRelationName(RelationGetRelid(rel)),
+					   quote_identifier(column))));
+}
+
+Datum
+rg_fence(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = RgTriggerData(fcinfo, "rungate.fence()");
+	Relation	rel = trigdata->tg_relation;
+	TupleDesc	tupdesc = RelationGetDescr(rel);
+	TriggerEvent event = trigdata->tg_event;
+	const char *column;
+	int			attnum;
+	Oid			atttype;
+	HeapTuple	rettup;
+	bool		has_new = false,
+				has_old = false;
+	int64		new_id = 0,
+				old_id = 0;
+
+	if (trigdata->tg_trigger->tgnargs != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("trigger \"%s\" on %s must pass rungate.fence() one argument, the run column",
+						trigdata->tg_trigger->tgname,
+						RgRelationName(RelationGetRelid(rel))),
+				 errhint("Install the fence with rungate.guard_writes().")));
+	column = trigdata->tg_trigger->tgargs[0];
+
+	/* A fence that cannot find its column refuses the write. */
+	attnum = SPI_fnumber(tupdesc, column);
+	if (attnum <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("column %s fenced by trigger \"%s\" does not exist in %s",
+						quote_identifier(column), trigdata->tg_trigger->tgname,
+						RgRelationName(RelationGetRelid(rel))),
+				 errhint("Run rungate.guard_writes() again with the column's current name.")));
+	atttype = TupleDescAttr(tupdesc, attnum - 1)->atttypid;
+	if (atttype != INT2OID && atttype != INT4OID && atttype != INT8OID)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("column %s fenced by trigger \"%s\" of %s is of type %s, not an integer type",
+						quote_identifier(column), trigdata->tg_trigger->tgname,
+						RgRelationName(RelationGetRelid(rel)),
+						format_type_be(atttype))));
+
+	if (TRIGGER_FIRED_BY_INSERT(event))
+	{
+		rettup = trigdata->tg_trigtuple;
+		has_new = FenceRunId(rettup, tupdesc, attnum, &new_id);
+	}
+	else if (TRIGGER_FIRED_BY_UPDATE(event))
+	{
+		rettup = trigdata->tg_newtuple;
+		has_new = FenceRunId(rettup, tupdesc, attnum, &new_id);
+		has_old = FenceRunId(trigdata->tg_trigtuple, tupdesc, attnum, &old_id);
+		/* The same run twice is checked once. */
+		if (has_old && has_new && old_id == new_id)
+			has_old = false;
+	}
+	else if (TRIGGER_FIRED_BY_DELETE(event))
+	{
+		rettup = trigdata->tg_trigtuple;
+		has_old = FenceRunId(rettup, tupdesc, attnum, &old_id);
+	}
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("function rungate.fence() must be fired for INSERT, UPDATE or DELETE")));
+
+	/* Rows tied to no run are not fenced. */
+	if (!has_new && !has_old)
+		return PointerGetDatum(rettup);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "rungate: SPI_connect failed");
+	if (has_new)
+		FenceCheck(new_id, rel, column,
+				   TRIGGER_FIRED_BY_INSERT(event) ? "INSERT into" : "UPDATE of");
+	if (has_old)
+		FenceCheck(old_id, rel, column,
+				   TRIGGER_FIRED_BY_DELETE(event) ? "DELETE from" : "UPDATE of");
+	SPI_finish();
+
+	return PointerGetDatum(rettup);
+}
+
+/* ----------------------------------------------------------------
+ * rungate.guard_writes(), rungate.unguard_writes()
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * The fence trigger of a table, if it has one: whether it calls
+ * rungate.fence(), and the table it was cloned from when the table is a
+ * partition of a guarded partitioned table.
+ */
+static RgPlan fence_trigger_plan = {
+	"SELECT t.tgfoid" EQ "'rungate.fence()'::pg_catalog.regprocedure,"
+	"       p.tgrelid::pg_catalog.regclass::pg_catalog.text"
+	"  FROM pg_catalog.pg_trigger t"
+	"  LEFT JOIN pg_catalog.pg_trigger p ON p.oid" EQ "t.tgparentid"
+	" WHERE t.tgrelid" EQ "$1"
+	"   AND t.tgname" EQ "'" FENCE_TRIGGER "'",
+	1, {OIDOID}, NULL
+};
+
+/*
+ * Look up the fence trigger of a table (SPI connected). Returns false when
+ * the table has none; refuses a foreign trigger of that name and a trigger
+ * cloned from a partitioned parent, which only the parent can replace.
+ */
+static bool
+FenceTriggerExists(Oid relid, const char *relname)
+{
+	Datum		arg = ObjectIdGetDatum(relid);
+	char	   *parent;
+
+	rg_exec(&fence_trigger_plan, &arg, NULL, false, 1);
+	if (SPI_processed == 0)
+		return false;
+	if (!rg_get_bool(0, 1, NULL))
+		ereport(ERROR,
+				(errcode(ERRCODE_RG_BAD_REQUEST),
+				 errmsg("trigger \"%s\" on %s is not rungate's fence",
+						FENCE_TRIGGER, relname),
+				 errdetail("rungate.guard_writes() and rungate.unguard_writes() manage only a trigger of that name that calls rungate.fence()."),
+				 errhint("Rename or drop that trigger first.")));
+	parent = rg_get_text(0, 2);
+	if (parent != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_RG_BAD_REQUEST),
+				 errmsg("%s is fenced through its partitioned table %s",
+						relname, parent),
+				 errhint("Guard or unguard %s instead.", parent)));
+	return true;
+}
+
+static void
+RgExecDDL(const char *sql)
+{
+	int			rc = SPI_execute(sql, false, 0);
+
+	if (rc != SPI_OK_UTILITY)
+		elog(ERROR, "rungate: SPI_execute failed (%s) for: %s",
+			 SPI_result_code_string(rc), sql);
+}
+
+/*
+ * rungate.guard_writes(target regclass, run_column name)
+ *
+ * Runs with the caller's rights: PostgreSQL itself requires the caller to
+ * own the table (and to be allowed to execute rungate.fence()).
+ */
+Datum
+rg_guard_writes(PG_FUNCTION_ARGS)
+{
+	Oid			relid = PG_GETARG_OID(0);
+	Name		run_column = PG_GETARG_NAME(1);
+	char		relkind = get_rel_relkind(relid);
+	Oid			rungate_nsp;
+	char	   *relname;
+	HeapTuple	atttup;
+	Form_pg_attribute att;
+	Oid			atttype;
+	const char *colname = NameStr(*run_column);
+
+	if (relkind == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_RG_BAD_REQUEST),
+				 errmsg("relation with OID %u does not exist", relid)));
+	relname = RgRelationName(relid);
+	if (relkind != RELKIND_RELATION && relkind != RELKIND_PARTITIONED_TABLE)
+		ereport(ERROR,
+				(errcode(ERRCODE_RG_BAD_REQUEST),
+				 errmsg("%s is not a table", relname),
+				 errdetail("rungate.guard_writes() fences ordinary and partitioned tables.")));
+
+	rungate_nsp = get_namespace_oid("rungate", true);
+	if (OidIsValid(rungate_nsp) && get_rel_namespace(relid) == rungate_nsp)
+		ereport(ERROR,
+				(errcode(ERRCODE_RG_BAD_REQUEST),
+				 errmsg("%s is one of rungate's own tables and cannot be fenced",
+						relname),
+				 errdetail("rungate.guard_writes() fences application tables that record the side effects of runs.")));
+
+	atttup = SearchSysCacheAttName(relid, colname);
+	if (!HeapTupleIsValid(atttup))
+		ereport(ERROR,
+				(errcode(ERRCODE_RG_BAD_REQUEST),
+				 errmsg("column %s of %s does not exist",
+						quote_identifier(colname), relname)));
+	att = (Form_pg_attribute) GETSTRUCT(atttup);
+	atttype = att->atttypid;
+	if (att->attnum <= 0)
+	{
+		ReleaseSysCache(atttup);
+		ereport(ERROR,
+				(errcode(ERRCODE_RG_BAD_REQUEST),
+				 errmsg("column %s of %s is a system column and cannot name a run",
+						quote_identifier(colname), relname)));
+	}
+	if (att->attgenerated != '\0')
+	{
+		/* BEFORE triggers see a generated column before it is computed. */
+		ReleaseSysCache(atttup);
+		ereport(ERROR,
+				(errcode(ERRCODE_RG_BAD_REQUEST),
+				 errmsg("column %s of %s is a generated column and cannot name a run",
+						quote_identifier(colname), relname),
+				 errdetail("The fence fires before generated columns are computed.")));
+	}
+	ReleaseSysCache(atttup);
+	if (atttype != INT2OID && atttype != INT4OID && atttype != INT8OID)
+		ereport(ERROR,
+				(errcode(ERRCODE_RG_BAD_REQUEST),
+				 errmsg("column %s of %s is of type %s and cannot name a run",
+						quote_identifier(colname), relname,
+						format_type_be(atttype)),
+				 errdetail("The run column must be of type smallint, integer or bigint.")));
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "rungate: SPI_connect failed");
+	if (FenceTriggerExists(relid, relname))
+		RgExecDDL(psprintf("DROP TRIGGER %s ON %s",
+						   FENCE_TRIGGER, relname));
+	RgExecDDL(psprintf("CREATE TRIGGER %s BEFORE INSERT OR UPDATE OR DELETE ON %s"
+					   " FOR EACH ROW EXECUTE FUNCTION rungate.fence(%s)",
+					   FENCE_TRIGGER, relname, quote_literal_cstr(colname)));
+	RgExecDDL(psprintf("ALTER TABLE %s ENABLE ALWAYS TRIGGER %s",
+					   relname, FENCE_TRIGGER));
+	SPI_finish();
+
+	PG_RETURN_VOID();
+}
+
+/*
+ * rungate.unguard_writes(target regclass): idempotent.
+ */
+Datum
+rg_unguard_writes(PG_FUNCTION_ARGS)
+{
+	Oid			relid = PG_GETARG_OID(0);
+	char	   *relname;
+
+	if (get_rel_relkind(relid) == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_RG_BAD_REQUEST),
+				 errmsg("relation with OID %u does not exist", relid)));
+	relname = RgRelationName(relid);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "rungate: SPI_connect failed");
+	if (FenceTriggerExists(relid, relname))
+		RgExecDDL(psprintf("DROP TRIGGER %s ON %s", FENCE_TRIGGER, relname));
+	else
+		ereport(NOTICE,
+				(errmsg("%s is not guarded, skipping", relname)));
+	SPI_finish();
+
+	PG_RETURN_VOID();
+}
