@@ -13,8 +13,6 @@ EXTVERSION := $(shell sed -n "s/^default_version[[:space:]]*=[[:space:]]*'\([^']
 MODULE_big  = rungate
 OBJS        = src/rungate.o src/decision.o src/lifecycle.o src/triggers.o src/monitoring.o
 
-# every object depends on the shared header
-$(OBJS): src/rungate.h
 DATA        = $(wildcard $(EXTENSION)--*.sql)
 PGFILEDESC  = "rungate - queued runs re-authorized when they start"
 
@@ -39,6 +37,10 @@ else ifeq ($(filter test demo,$(MAKECMDGOALS)),)
 # 'make test' and 'make demo' install the build dependencies themselves
 $(error PGXS not found via $(PG_CONFIG): install postgresql-server-dev-15, or run 'make test')
 endif
+
+# every object depends on the shared header (after the include: a rule
+# before it would become the default goal)
+$(OBJS): src/rungate.h
 
 ifeq ($(wildcard $(EXTENSION)--$(EXTVERSION).sql),)
 $(error $(EXTENSION)--$(EXTVERSION).sql missing (default_version in $(EXTENSION).control is '$(EXTVERSION)'))

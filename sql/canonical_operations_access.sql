@@ -63,6 +63,12 @@ SELECT run_id, workspace_id, tenant_id, operation, status
 -- tenant and a nonexistent tenant are the same answer.
 SELECT t AS tenant, pg_temp.try(format('SELECT * FROM rungate.operations(101, 1, tenant_id => %s)', t))
   FROM unnest(ARRAY[11, 20, 99]) t;
+-- a membership on a tenant of another workspace does not bring it into this one
+INSERT INTO rungate.tenant_members (tenant_id, actor_id, role) VALUES (20, 101, 'operator');
+SELECT pg_temp.try('SELECT * FROM rungate.operations(101, 1, tenant_id => 20)') AS oscar_t20_in_ws1;
+SELECT pg_temp.try('SELECT * FROM rungate.operations(101, 2, tenant_id => 20)') AS oscar_t20_in_ws2;
+SELECT pg_temp.try(format('SELECT * FROM rungate.operation(101, %s)', :r_g)) AS oscar_run_of_t20;
+DELETE FROM rungate.tenant_members WHERE tenant_id = 20 AND actor_id = 101;
 -- outside the workspace, the tenant filter changes nothing
 SELECT v AS viewer, pg_temp.try(format('SELECT * FROM rungate.operations(%s, 1, tenant_id => 10)', v))
   FROM unnest(ARRAY[999, 104, 103]) v;
@@ -114,8 +120,8 @@ SELECT run_id, tenant_id, status FROM rungate.operations(105, 1);
 SELECT pg_temp.try('SELECT * FROM rungate.operations(105, 1, tenant_id => 10)') AS ada_t10;
 SELECT pg_temp.try(format('SELECT * FROM rungate.operation(105, %s)', :r_t10)) AS ada_t10_run;
 
--- Revoking scope turns 403/200 into 404: ada leaves tenant 10, olivia's
--- workspace membership goes, dora stays disabled.
+-- Revoking scope turns 403 (or a visible run) into 404: ada leaves
+-- tenant 10, olivia leaves workspace 1 (her tenant memberships stay).
 DELETE FROM rungate.tenant_members WHERE tenant_id = 10 AND actor_id = 105;
 SELECT pg_temp.try(format('SELECT * FROM rungate.operation(105, %s)', :r_t10)) AS ada_gone;
 SELECT pg_temp.try('SELECT * FROM rungate.operations(105, 1, tenant_id => 10)') AS ada_gone_list;

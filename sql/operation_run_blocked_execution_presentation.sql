@@ -123,7 +123,9 @@ SELECT e.a->>'event' AS event, e.a->>'decision' AS decision,
 -- Across every run: a blocked run always has a reason and never an error,
 -- a failed run always an error and never a reason.
 SELECT status, count(*) AS runs,
-       bool_and(reason_code IS NOT NULL) AS all_have_reason,
-       bool_and(error IS NOT NULL) AS all_have_error
+       bool_and(reason_code IS NOT NULL) AS reason_always,
+       bool_and(reason_code IS NULL) AS reason_never,
+       bool_and(error IS NOT NULL) AS error_always,
+       bool_and(error IS NULL) AS error_never
   FROM rungate.operations(100, 1)
  GROUP BY status ORDER BY status;

@@ -111,11 +111,12 @@ enum
  *
  * A workspace run is visible when $4 holds; a tenant run when the viewer's
  * membership on its tenant has a role granting operations.view (an
- * uncorrelated, hashed subplan: evaluated once per page).
+ * uncorrelated "= ANY (subquery)", i.e. IN spelled with pg_catalog's
+ * operator: a hashed subplan evaluated once per page).
  */
 #define LIST_VISIBLE \
 	" AND ((r.tenant_id IS NULL AND $4)" \
-	"      OR r.tenant_id IN (SELECT tm.tenant_id" \
+	"      OR r.tenant_id" EQ "ANY (SELECT tm.tenant_id" \
 	"                           FROM rungate.tenant_members tm" \
 	"                           JOIN rungate.role_capabilities rc" \
 	"                             ON rc.role" EQ "tm.role" \

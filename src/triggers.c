@@ -704,23 +704,28 @@ FenceCheck(int64 run_id, Relation rel, const char *column, const char *what)
 {
 	Datum		arg = Int64GetDatum(run_id);
 	char	   *status;
+	char	   *relname;
 
 	rg_exec(&fence_plan, &arg, NULL, false, 1);
 	status = SPI_processed > 0 ? rg_get_text(0, 1) : NULL;
 	if (status != NULL && strcmp(status, "running") == 0)
 		return;
 
+	relname = RgRelationName(RelationGetRelid(rel));
+	if (status == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_RG_CONFLICT),
+				 errmsg("run " INT64_FORMAT " does not exist: %s %s is fenced",
+						run_id, what, relname),
+				 errdetail("Rows of %s whose column %s names a run can be written only while that run is running.",
+						   relname, quote_identifier(column))));
 	ereport(ERROR,
 			(errcode(ERRCODE_RG_CONFLICT),
-			 status == NULL ?
-			 errmsg("run " INT64_FORMAT " does not exist: %s %s is fenced",
-					run_id, what, RgRelationName(RelationGetRelid(rel))) :
 			 errmsg("run " INT64_FORMAT " is %s: %s %s is fenced%s",
-					run_id, status, what, RgRelationName(RelationGetRelid(rel)),
+					run_id, status, what, relname,
 					strcmp(status, "queued") == 0 ? " until it runs" : ""),
-			 errdetail("Rows of %s whose column %s names a run can be inserted, updated or deleted only while that run is running.",
-					   RgRelationName(RelationGetRelid(rel)),
-					   quote_identifier(column))));
+			 errdetail("Rows of %s whose column %s names a run can be written only while that run is running.",
+					   relname, quote_identifier(column))));
 }
 
 Datum

@@ -51,7 +51,7 @@ rg_as_pg() {
 rg_install_deps() {
   local pkg missing=()
   for pkg in "${RG_DEPS[@]}" "$@"; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' \
+    [ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null)" = 'install ok installed' ] \
       || missing+=("$pkg")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
@@ -172,14 +172,16 @@ rg_dev_use() {
   rg_log "using the dev cluster in $RG_DEV_DIR (RG_DEV=1)"
 }
 
-# rg_prepare [postgresql.conf line...]: deps, build, install, then a
-# throwaway cluster, or the dev cluster when RG_DEV=1 (no deps, no new cluster).
+# rg_prepare [postgresql.conf line...]: deps (plus RG_EXTRA_DEPS, a
+# space-separated package list), build, install, then a throwaway cluster; or,
+# when RG_DEV=1, the running dev cluster (no deps; conf lines are ignored).
 rg_prepare() {
   if [ "${RG_DEV:-0}" = 1 ]; then
     rg_build_install
     rg_dev_use
   else
-    rg_install_deps
+    # shellcheck disable=SC2086 # a list of package names
+    rg_install_deps ${RG_EXTRA_DEPS:-}
     rg_build_install
     rg_cluster_start "$@"
   fi
