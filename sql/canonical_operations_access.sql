@@ -8,16 +8,9 @@ DROP EXTENSION IF EXISTS rungate CASCADE;
 CREATE EXTENSION rungate;
 \set ECHO none
 \i test/fixtures/seed.sql
+\i test/fixtures/try.sql
 \set ECHO all
-
--- try(sql): 'ok', or 'SQLSTATE: message' of the error it raised.
-CREATE FUNCTION pg_temp.try(sql text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE sql;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END $$;
+-- pg_temp.try(stmt) (test/fixtures/try.sql): 'ok', or 'SQLSTATE: message'.
 
 -- Runs: a tenant run on tenant 10, one on tenant 11 (only olivia is a member
 -- there), a workspace run, and a run of workspace 2.

@@ -7,16 +7,9 @@ DROP EXTENSION IF EXISTS rungate CASCADE;
 CREATE EXTENSION rungate;
 \set ECHO none
 \i test/fixtures/seed.sql
+\i test/fixtures/try.sql
 \set ECHO all
-
--- try(sql): 'ok', or 'SQLSTATE: message' of the error it raised.
-CREATE FUNCTION pg_temp.try(sql text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE sql;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END $$;
+-- pg_temp.try(stmt) (test/fixtures/try.sql): 'ok', or 'SQLSTATE: message'.
 
 -- wes: auditor of workspace 1, member of no tenant.
 INSERT INTO rungate.actors (id, name, status) VALUES (106, 'wes', 'active');

@@ -212,6 +212,7 @@ typedef struct Change
 	int64		actor_id;
 	bool		actor_override;
 	Interval   *retry_in;		/* back to queued: delay, or NULL */
+	const char *worker;			/* audit worker, when not the run's (claim) */
 } Change;
 
 static RgPlan move_plan = {
@@ -250,7 +251,7 @@ transition(RunRow *r, const Change *c)
 	RgDecision *d = c->decision;
 	bool		terminal = rg_status_is_terminal(c->to);
 	int64		run_id = r->id;
-	const char *worker = r->worker;
+	const char *worker = c->worker ? c->worker : r->worker;
 
 	if (d && !d->allowed)
 	{
@@ -893,6 +894,7 @@ rg_claim(PG_FUNCTION_ARGS)
 				c.to = "blocked";
 				c.event = "execution_blocked";
 				c.decision = &d;
+				c.worker = worker;
 				transition(r, &c);
 			}
 			else if (d.op.item_operation)

@@ -19,8 +19,9 @@
  * fact (unknown actor, disabled, no membership...) kept it out. Nothing that
  * belongs to an invisible run (its audit trail, its items) is read at all.
  *
- * Must never write anything: both functions are STABLE and only run
- * read-only kept plans. Statuses and reasons are returned as stored; a
+ * Must never write anything: both functions are STABLE and only run SELECT
+ * kept plans, through rg_exec with the internal-write gate closed (each
+ * query takes a fresh snapshot, like every other rungate read). Statuses and reasons are returned as stored; a
  * blocked run is never presented as failed, and nothing is synthesized.
  */
 #include "postgres.h"

@@ -220,27 +220,27 @@ rg_guard_runs(PG_FUNCTION_ARGS)
 		HeapTuple	newtup = trigdata->tg_newtuple;
 		char	   *old_status = RgTupleText(oldtup, tupdesc, status_att);
 		char	   *new_status = RgTupleText(newtup, tupdesc, status_att);
-		char	   *label = RunLabel(oldtup, tupdesc, id_att);
 		bool		old_null,
 					new_null;
-		Datum		old_id = heap_getattr(oldtup, id_att, tupdesc, &old_null);
+		int64		run_id = DatumGetInt64(heap_getattr(oldtup, id_att, tupdesc,
+														&old_null));
 		Datum		new_id = heap_getattr(newtup, id_att, tupdesc, &new_null);
 
-		/* A stored run always has a status: the column is NOT NULL. */
-		if (old_status == NULL)
-			elog(ERROR, "rungate: %s has a null status", label);
+		/* A stored run has an id and a status: both columns are NOT NULL. */
+		if (old_null || old_status == NULL)
+			elog(ERROR, "rungate: a stored run has a null id or status");
 
 		if (rg_status_is_terminal(old_status))
 			ereport(ERROR,
 					(errcode(ERRCODE_RG_CONFLICT),
-					 errmsg("%s is %s, a terminal status, and cannot change",
-							label, old_status),
+					 errmsg("run " INT64_FORMAT " is %s, a terminal status, and cannot change",
+							run_id, old_status),
 					 errdetail("A run that is succeeded, partially_succeeded, failed, blocked or cancelled is final; rungate.purge() removes it once it is old enough.")));
 
-		if (old_null || new_null || DatumGetInt64(old_id) != DatumGetInt64(new_id))
+		if (new_null || DatumGetInt64(new_id) != run_id)
 			ereport(ERROR,
 					(errcode(ERRCODE_RG_CONFLICT),
-					 errmsg("%s cannot change its id", label),
+					 errmsg("run " INT64_FORMAT " cannot change its id", run_id),
 					 errdetail("Audit rows, notifications and bulk items refer to a run by its id.")));
 
 		if (!RgTextEqual(old_status, new_status))
@@ -248,15 +248,15 @@ rg_guard_runs(PG_FUNCTION_ARGS)
 			if (!gate_open)
 				ereport(ERROR,
 						(errcode(ERRCODE_RG_CONFLICT),
-						 errmsg("%s: transition %s -> %s is not allowed outside rungate's functions",
-								label, old_status,
+						 errmsg("run " INT64_FORMAT ": transition %s -> %s is not allowed outside rungate's functions",
+								run_id, old_status,
 								new_status ? new_status : "null"),
 						 errdetail("A run changes status only through rungate.claim, rungate.cancel, rungate.recheck, rungate.complete, rungate.fail and rungate.reap_expired, which write its audit row in the same transaction.")));
 			if (!RunTransitionAllowed(old_status, new_status))
 				ereport(ERROR,
 						(errcode(ERRCODE_RG_CONFLICT),
-						 errmsg("%s: transition %s -> %s is not allowed",
-								label, old_status,
+						 errmsg("run " INT64_FORMAT ": transition %s -> %s is not allowed",
+								run_id, old_status,
 								new_status ? new_status : "null"),
 						 errdetail("A queued run may become running, blocked or cancelled; a running run may become succeeded, failed, partially_succeeded, blocked or queued.")));
 		}
