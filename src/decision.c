@@ -16,6 +16,7 @@
 #include "lib/stringinfo.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "rungate.h"
@@ -24,33 +25,11 @@ PG_FUNCTION_INFO_V1(rg_decide);
 
 /* The facts of one decision, gathered in one query. */
 static RgPlan facts_plan = {
-	"SELECT ot.capability, ot.scope" EQ "'tenant', ot.requires_operable_tenant,"
-	"       ot.allow_system, ot.writes, ot.item_operation, ot.max_attempts, ot.lease,"
-	"       w.id IS NOT NULL, w.status,"
-	"       a.id IS NOT NULL, a.status,"
-	"       wm.role,"
-	"       t.id IS NOT NULL, t.workspace_id, t.status,"
-	"       tm.role,"
-	"       EXISTS (SELECT 1 FROM rungate.role_capabilities rc"
-	"                WHERE rc.role" EQ "(CASE WHEN ot.scope" EQ "'tenant' THEN tm.role ELSE wm.role END)"
-	"                  AND rc.capability" EQ "ot.capability),"
-	"       (SELECT u.p FROM pg_catalog.unnest(ot.prerequisites) WITH ORDINALITY AS u(p, n)"
-	"         WHERE NOT EXISTS (SELECT 1 FROM rungate.tenant_prerequisites tp"
-	"                            WHERE tp.tenant_id" EQ "$3 AND tp.name" EQ "u.p AND tp.satisfied)"
-	"         ORDER BY u.n LIMIT 1)"
-	"  FROM rungate.operation_types ot"
-	"  LEFT JOIN rungate.workspaces w ON w.id" EQ "$2"
-	"  LEFT JOIN rungate.actors a ON a.id" EQ "$4"
-	"  LEFT JOIN rungate.workspace_members wm"
-	"         ON wm.workspace_id" EQ "$2 AND wm.actor_id" EQ "$4"
-	"  LEFT JOIN rungate.tenants t ON t.id" EQ "$3"
-	"  LEFT JOIN rungate.tenant_members tm"
-	"         ON tm.tenant_id" EQ "$3 AND tm.actor_id" EQ "$4"
-	" WHERE ot.name" EQ "$1",
+	RG_FACTS_SQL("$1", "$2", "$3", "$4"),
 	4, {TEXTOID, INT8OID, INT8OID, INT8OID}, NULL
 };
 
-/* Columns of facts_plan, 1-based. */
+/* Columns of RG_FACTS_SQL, 1-based from its first column. */
 enum
 {
 	F_CAPABILITY = 1, F_TENANT_SCOPE, F_REQ_OPERABLE, F_ALLOW_SYSTEM, F_WRITES,
@@ -66,25 +45,67 @@ enum
 
 typedef struct CheckList
 {
-	StringInfoData json;
+	const char *codes[9];
+	bool		passed[9];
 	int			n;
 	RgDecision *d;
 } CheckList;
 
-/* Record one evaluated check; the first failure becomes the reason. */
-static void
-check(CheckList *cl, bool passed, const char *code, const char *category,
-	  char *message)
+/*
+ * Record one evaluated check. Returns true when it is the first failure:
+ * the caller then words the reason (messages are built only for that one).
+ */
+static bool
+check(CheckList *cl, bool passed, const char *code, const char *category)
 {
-	appendStringInfo(&cl->json, "%s{\"code\": \"%s\", \"passed\": %s}",
-					 cl->n++ ? ", " : "", code, passed ? "true" : "false");
+	cl->codes[cl->n] = code;
+	cl->passed[cl->n] = passed;
+	cl->n++;
 	if (!passed && cl->d->allowed)
 	{
 		cl->d->allowed = false;
 		cl->d->reason_code = code;
 		cl->d->reason_category = category;
-		cl->d->reason_message = message;
+		return true;
 	}
+	return false;
+}
+
+static Datum
+checks_to_jsonb(CheckList *cl)
+{
+	StringInfoData json;
+	int			i;
+
+	initStringInfo(&json);
+	appendStringInfoChar(&json, '[');
+	for (i = 0; i < cl->n; i++)
+		appendStringInfo(&json, "%s{\"code\": \"%s\", \"passed\": %s}",
+						 i ? ", " : "", cl->codes[i],
+						 cl->passed[i] ? "true" : "false");
+	appendStringInfoChar(&json, ']');
+	return DirectFunctionCall1(jsonb_in, CStringGetDatum(json.data));
+}
+
+/*
+ * The checks of an allowed decision depend only on which checks were
+ * evaluated (actor or system, tenant or workspace scope): build each of the
+ * four once per backend instead of once per claim.
+ */
+static Datum
+allowed_checks(CheckList *cl, bool has_actor, bool tenant_scope)
+{
+	static Datum cache[2][2];
+	Datum	   *slot = &cache[has_actor ? 1 : 0][tenant_scope ? 1 : 0];
+
+	if (*slot == (Datum) 0)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		*slot = checks_to_jsonb(cl);
+		MemoryContextSwitchTo(old);
+	}
+	return *slot;
 }
 
 void
@@ -95,6 +116,25 @@ rg_decide_internal(const char *operation, int64 workspace_id,
 {
 	Datum		args[4];
 	char		nulls[4] = {' ', ' ', has_tenant ? ' ' : 'n', has_actor ? ' ' : 'n'};
+
+	args[0] = CStringGetTextDatum(operation);
+	args[1] = Int64GetDatum(workspace_id);
+	args[2] = Int64GetDatum(tenant_id);
+	args[3] = Int64GetDatum(actor_id);
+	rg_exec(&facts_plan, args, nulls, false, 1);
+	rg_decide_from_facts(SPI_processed == 0 ? -1 : 0, 1, operation,
+						 workspace_id, has_tenant, tenant_id,
+						 has_actor, actor_id, d);
+}
+
+/* Column c of RG_FACTS_SQL in the current SPI result. */
+#define FACT(c) (first + (c) - 1)
+
+void
+rg_decide_from_facts(int row, int first, const char *operation,
+					 int64 workspace_id, bool has_tenant, int64 tenant_id,
+					 bool has_actor, int64 actor_id, RgDecision *d)
+{
 	bool		isnull;
 	CheckList	cl;
 	char	   *ws_status,
@@ -111,39 +151,33 @@ rg_decide_internal(const char *operation, int64 workspace_id,
 	d->allowed = true;
 	d->system = !has_actor;
 
-	args[0] = CStringGetTextDatum(operation);
-	args[1] = Int64GetDatum(workspace_id);
-	args[2] = Int64GetDatum(tenant_id);
-	args[3] = Int64GetDatum(actor_id);
-	rg_exec(&facts_plan, args, nulls, false, 1);
-
-	if (SPI_processed == 0)
+	if (row < 0 || (rg_get_datum(row, FACT(F_CAPABILITY), &isnull), isnull))
 		ereport(ERROR,
 				(errcode(ERRCODE_RG_BAD_REQUEST),
 				 errmsg("unknown operation \"%s\"", operation),
 				 errhint("Operation types are rows of rungate.operation_types.")));
 
 	op->name = pstrdup(operation);
-	op->capability = rg_get_text(0, F_CAPABILITY);
-	op->tenant_scope = rg_get_bool(0, F_TENANT_SCOPE, NULL);
-	op->requires_operable_tenant = rg_get_bool(0, F_REQ_OPERABLE, NULL);
-	op->allow_system = rg_get_bool(0, F_ALLOW_SYSTEM, NULL);
-	op->writes = rg_get_bool(0, F_WRITES, NULL);
-	op->item_operation = rg_get_text(0, F_ITEM_OP);
-	op->max_attempts = rg_get_int32(0, F_MAX_ATTEMPTS, NULL);
-	op->lease = *DatumGetIntervalP(rg_get_datum(0, F_LEASE, &isnull));
+	op->capability = rg_get_text(row, FACT(F_CAPABILITY));
+	op->tenant_scope = rg_get_bool(row, FACT(F_TENANT_SCOPE), NULL);
+	op->requires_operable_tenant = rg_get_bool(row, FACT(F_REQ_OPERABLE), NULL);
+	op->allow_system = rg_get_bool(row, FACT(F_ALLOW_SYSTEM), NULL);
+	op->writes = rg_get_bool(row, FACT(F_WRITES), NULL);
+	op->item_operation = rg_get_text(row, FACT(F_ITEM_OP));
+	op->max_attempts = rg_get_int32(row, FACT(F_MAX_ATTEMPTS), NULL);
+	op->lease = *DatumGetIntervalP(rg_get_datum(row, FACT(F_LEASE), &isnull));
 
-	d->workspace_exists = rg_get_bool(0, F_WS_EXISTS, NULL);
-	ws_status = rg_get_text(0, F_WS_STATUS);
-	d->actor_exists = rg_get_bool(0, F_ACTOR_EXISTS, NULL);
-	actor_status = rg_get_text(0, F_ACTOR_STATUS);
-	ws_role = rg_get_text(0, F_WS_ROLE);
-	d->tenant_exists = rg_get_bool(0, F_TENANT_EXISTS, NULL);
-	tenant_ws = rg_get_int64(0, F_TENANT_WS, NULL);
-	tenant_status = rg_get_text(0, F_TENANT_STATUS);
-	tenant_role = rg_get_text(0, F_TENANT_ROLE);
-	has_cap = rg_get_bool(0, F_HAS_CAP, NULL);
-	unmet = rg_get_text(0, F_UNMET);
+	d->workspace_exists = rg_get_bool(row, FACT(F_WS_EXISTS), NULL);
+	ws_status = rg_get_text(row, FACT(F_WS_STATUS));
+	d->actor_exists = rg_get_bool(row, FACT(F_ACTOR_EXISTS), NULL);
+	actor_status = rg_get_text(row, FACT(F_ACTOR_STATUS));
+	ws_role = rg_get_text(row, FACT(F_WS_ROLE));
+	d->tenant_exists = rg_get_bool(row, FACT(F_TENANT_EXISTS), NULL);
+	tenant_ws = rg_get_int64(row, FACT(F_TENANT_WS), NULL);
+	tenant_status = rg_get_text(row, FACT(F_TENANT_STATUS));
+	tenant_role = rg_get_text(row, FACT(F_TENANT_ROLE));
+	has_cap = rg_get_bool(row, FACT(F_HAS_CAP), NULL);
+	unmet = rg_get_text(row, FACT(F_UNMET));
 	d->tenant_in_workspace = d->tenant_exists && tenant_ws == workspace_id;
 
 	/* Malformed requests are errors, not denials. */
@@ -170,82 +204,77 @@ rg_decide_internal(const char *operation, int64 workspace_id,
 				(errcode(ERRCODE_RG_BAD_REQUEST),
 				 errmsg("unknown tenant " INT64_FORMAT, tenant_id)));
 
-	initStringInfo(&cl.json);
-	appendStringInfoChar(&cl.json, '[');
 	cl.n = 0;
 	cl.d = d;
 
 	/* 1. system authority */
-	check(&cl, has_actor || op->allow_system,
-		  "system_authority_not_allowed", "scope",
-		  psprintf("operation %s needs an initiating actor; system authority is not allowed",
-				   operation));
+	if (check(&cl, has_actor || op->allow_system,
+			  "system_authority_not_allowed", "scope"))
+		d->reason_message = psprintf("operation %s needs an initiating actor; system authority is not allowed",
+							operation);
 
 	/* 2. actor status */
-	if (has_actor)
+	if (has_actor &&
 		check(&cl, strcmp(actor_status, "active") == 0,
-			  "actor_disabled", "scope",
-			  psprintf("actor " INT64_FORMAT " is %s", actor_id, actor_status));
+			  "actor_disabled", "scope"))
+		d->reason_message = psprintf("actor " INT64_FORMAT " is %s", actor_id, actor_status);
 
 	/* 3. workspace membership */
-	if (has_actor)
+	if (has_actor &&
 		check(&cl, ws_role != NULL,
-			  "actor_not_in_workspace", "scope",
-			  psprintf("actor " INT64_FORMAT " is not a member of workspace " INT64_FORMAT,
-					   actor_id, workspace_id));
+			  "actor_not_in_workspace", "scope"))
+		d->reason_message = psprintf("actor " INT64_FORMAT " is not a member of workspace " INT64_FORMAT,
+							actor_id, workspace_id);
 
 	/* 4. the tenant still belongs to the run's workspace */
-	if (op->tenant_scope)
+	if (op->tenant_scope &&
 		check(&cl, d->tenant_in_workspace,
-			  "tenant_not_in_workspace", "scope",
-			  psprintf("tenant " INT64_FORMAT " belongs to workspace " INT64_FORMAT
-					   ", not workspace " INT64_FORMAT,
-					   tenant_id, tenant_ws, workspace_id));
+			  "tenant_not_in_workspace", "scope"))
+		d->reason_message = psprintf("tenant " INT64_FORMAT " belongs to workspace " INT64_FORMAT
+							", not workspace " INT64_FORMAT,
+							tenant_id, tenant_ws, workspace_id);
 
 	/* 5. tenant membership */
-	if (has_actor && op->tenant_scope)
+	if (has_actor && op->tenant_scope &&
 		check(&cl, tenant_role != NULL,
-			  "actor_not_in_tenant", "scope",
-			  psprintf("actor " INT64_FORMAT " is not a member of tenant " INT64_FORMAT,
-					   actor_id, tenant_id));
+			  "actor_not_in_tenant", "scope"))
+		d->reason_message = psprintf("actor " INT64_FORMAT " is not a member of tenant " INT64_FORMAT,
+							actor_id, tenant_id);
 
 	/* 6. capability of the membership's role */
 	if (has_actor)
 	{
 		const char *role = op->tenant_scope ? tenant_role : ws_role;
 
-		check(&cl, has_cap,
-			  "capability_missing", "capability",
-			  role ?
-			  psprintf("role %s of actor " INT64_FORMAT " does not grant capability %s",
-					   role, actor_id, op->capability) :
-			  psprintf("actor " INT64_FORMAT " holds no role granting capability %s",
-					   actor_id, op->capability));
+		if (check(&cl, has_cap,
+				  "capability_missing", "capability"))
+			d->reason_message = role ?
+							psprintf("role %s of actor " INT64_FORMAT " does not grant capability %s",
+							role, actor_id, op->capability) :
+							psprintf("actor " INT64_FORMAT " holds no role granting capability %s",
+							actor_id, op->capability);
 	}
 
 	/* 7. workspace operability */
-	check(&cl, strcmp(ws_status, "active") == 0,
-		  "workspace_not_operable", "operability",
-		  psprintf("workspace " INT64_FORMAT " is %s", workspace_id, ws_status));
+	if (check(&cl, strcmp(ws_status, "active") == 0,
+			  "workspace_not_operable", "operability"))
+		d->reason_message = psprintf("workspace " INT64_FORMAT " is %s", workspace_id, ws_status);
 
 	/* 8. tenant operability */
-	if (op->tenant_scope)
-		check(&cl, !op->requires_operable_tenant ||
-			  strcmp(tenant_status, "active") == 0,
-			  "tenant_not_operable", "operability",
-			  psprintf("tenant " INT64_FORMAT " is %s", tenant_id, tenant_status));
+	if (op->tenant_scope &&
+		check(&cl, !op->requires_operable_tenant || strcmp(tenant_status, "active") == 0,
+			  "tenant_not_operable", "operability"))
+		d->reason_message = psprintf("tenant " INT64_FORMAT " is %s", tenant_id, tenant_status);
 
 	/* 9. prerequisites */
-	if (op->tenant_scope)
+	if (op->tenant_scope &&
 		check(&cl, unmet == NULL,
-			  "prerequisite_unmet", "prerequisite",
-			  psprintf("prerequisite %s is not satisfied for tenant " INT64_FORMAT,
-					   unmet ? unmet : "", tenant_id));
+			  "prerequisite_unmet", "prerequisite"))
+		d->reason_message = psprintf("prerequisite %s is not satisfied for tenant " INT64_FORMAT,
+							unmet ? unmet : "", tenant_id);
 
-	appendStringInfoChar(&cl.json, ']');
-	d->checks = DirectFunctionCall1(jsonb_in, CStringGetDatum(cl.json.data));
-	if (d->allowed)
-		d->reason_message = NULL;
+	d->checks = d->allowed ?
+		allowed_checks(&cl, has_actor, op->tenant_scope) : checks_to_jsonb(&cl);
 }
 
 /*

@@ -215,8 +215,15 @@ typedef struct Change
 	const char *worker;			/* audit worker, when not the run's (claim) */
 } Change;
 
+/*
+ * One statement per status change: the run, its audit row and the
+ * initiator's notification are written together or not at all. The run must
+ * still be in status $9 (and, with $10, hold that lease): callers that did
+ * not lock it first learn from "no row" that it moved on.
+ */
 static RgPlan move_plan = {
-	"UPDATE rungate.runs r SET"
+	"WITH m AS ("
+	" UPDATE rungate.runs r SET"
 	"  status = $2,"
 	"  reason_code = $3, reason_category = $4, reason_message = $5,"
 	"  error = CASE WHEN $2 IN ('failed', 'queued')"
@@ -226,32 +233,49 @@ static RgPlan move_plan = {
 	"           THEN pg_catalog.now()" PLUS "COALESCE($8, '0'::pg_catalog.interval)"
 	"           ELSE r.run_at END,"
 	"  finished_at = CASE WHEN $2 IN ('queued', 'running') THEN NULL ELSE pg_catalog.now() END,"
-	"  lease_token = NULL, lease_expires_at = NULL,"
-	"  worker = CASE WHEN $2" EQ "'queued' THEN NULL ELSE r.worker END"
-	" WHERE r.id" EQ "$1"
-	" RETURNING " RUN_COLS,
-	8, {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, INTERVALOID},
-	NULL
+	"  lease_token = NULL, lease_expires_at = NULL"
+	" WHERE r.id" EQ "$1 AND r.status" EQ "$9"
+	"   AND ($10::pg_catalog.uuid IS NULL OR r.lease_token" EQ "$10)"
+	" RETURNING " RUN_COLS "),"
+	" a AS ("
+	" INSERT INTO rungate.audit_log (at, run_id, workspace_id, tenant_id, attempt,"
+	"   event, authority, actor_id, decision, reason_code, reason_category, checks,"
+	"   worker, txid)"
+	" SELECT pg_catalog.clock_timestamp(), m.id, m.workspace_id, m.tenant_id, m.attempt,"
+	"   $11,"
+	"   CASE WHEN (CASE WHEN $12 THEN $13 ELSE m.initiator_id END) IS NULL"
+	"        THEN 'system' ELSE 'actor' END,"
+	"   CASE WHEN $12 THEN $13 ELSE m.initiator_id END,"
+	"   $14, $3, $4, $15, COALESCE($16, m.worker), pg_catalog.txid_current()"
+	"   FROM m),"
+	" n AS ("
+	" INSERT INTO rungate.notifications (actor_id, run_id, kind)"
+	" SELECT m.initiator_id, m.id, 'run_' OPERATOR(pg_catalog.||) $2 FROM m"
+	"  WHERE m.initiator_id IS NOT NULL AND m.parent_id IS NULL"
+	"    AND $2 NOT IN ('queued', 'running'))"
+	" SELECT * FROM m",
+	16, {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, INTERVALOID,
+	TEXTOID, UUIDOID, TEXTOID, BOOLOID, INT8OID, TEXTOID, JSONBOID, TEXTOID}, NULL
 };
 
 static void rollup_parent(int64 parent_id);
 
 /*
- * Move run r (locked by the caller, status as loaded) to c->to with its audit
- * row, notification and signal. Reloads r from the updated row.
+ * Move run `run_id` from status `from` (holding `token`, unless NULL) as `c`
+ * says, with its audit row, notification and signal. Returns false, having
+ * changed nothing, when the run is no longer in that state. On success `r`
+ * is loaded from the updated row.
  */
-static void
-transition(RunRow *r, const Change *c)
+static bool
+move_run(int64 run_id, const char *from, pg_uuid_t *token, const Change *c,
+		 RunRow *r)
 {
-	Datum		v[8];
-	char		n[8];
+	Datum		v[16];
+	char		n[16];
 	const char *reason_code = c->reason_code;
 	const char *reason_category = c->reason_category;
 	const char *reason_message = c->reason_message;
 	RgDecision *d = c->decision;
-	bool		terminal = rg_status_is_terminal(c->to);
-	int64		run_id = r->id;
-	const char *worker = c->worker ? c->worker : r->worker;
 
 	if (d && !d->allowed)
 	{
@@ -271,37 +295,38 @@ transition(RunRow *r, const Change *c)
 	n[6] = c->result ? ' ' : 'n';
 	v[7] = c->retry_in ? IntervalPGetDatum(c->retry_in) : (Datum) 0;
 	n[7] = c->retry_in ? ' ' : 'n';
+	v[8] = CStringGetTextDatum(from);
+	v[9] = token ? UUIDPGetDatum(token) : (Datum) 0;
+	n[9] = token ? ' ' : 'n';
+	v[10] = CStringGetTextDatum(c->event);
+	v[11] = BoolGetDatum(c->actor_override);
+	v[12] = Int64GetDatum(c->actor_id);
+	n[12] = c->has_actor ? ' ' : 'n';
+	v[13] = text_or_null(d ? (d->allowed ? "allow" : "deny") : NULL, &n[13]);
+	v[14] = d ? d->checks : (Datum) 0;
+	n[14] = d ? ' ' : 'n';
+	v[15] = text_or_null(c->worker, &n[15]);
 	rg_exec(&move_plan, v, n, true, 0);
 	if (SPI_processed != 1)
-		elog(ERROR, "rungate: run " INT64_FORMAT " vanished during a transition", run_id);
+		return false;
 	load_run(0, r);
-
-	rg_audit(r->id, r->workspace_id, r->has_tenant, r->tenant_id, r->attempt,
-			 c->event,
-			 c->actor_override ? c->has_actor : r->has_initiator,
-			 c->actor_override ? c->actor_id : r->initiator_id,
-			 d ? (d->allowed ? "allow" : "deny") : NULL,
-			 reason_code, reason_category,
-			 d ? d->checks : (Datum) 0, d != NULL,
-			 worker);
-
-	if (terminal && r->has_initiator && !r->has_parent)
-	{
-		Datum		nv[3];
-
-		nv[0] = Int64GetDatum(r->initiator_id);
-		nv[1] = Int64GetDatum(r->id);
-		nv[2] = CStringGetTextDatum(c->to);
-		rg_exec(&notify_plan, nv, NULL, true, 0);
-	}
 
 	if (strcmp(c->to, "blocked") == 0)
 		signal_blocked(r, reason_code);
 	else if (strcmp(c->to, "queued") == 0 && c->retry_in == NULL)
 		signal_queued(r->id);
 
-	if (terminal && r->has_parent)
+	if (r->has_parent && rg_status_is_terminal(c->to))
 		rollup_parent(r->parent_id);
+	return true;
+}
+
+/* Move a run its caller has locked and loaded: it cannot have moved on. */
+static void
+transition(RunRow *r, const Change *c)
+{
+	if (!move_run(r->id, r->status, NULL, c, r))
+		elog(ERROR, "rungate: run " INT64_FORMAT " changed under its lock", r->id);
 }
 
 /* ------------------------------------------------------------------------
@@ -719,32 +744,52 @@ rg_enqueue_bulk(PG_FUNCTION_ARGS)
  * Execution: claim
  * ------------------------------------------------------------------------ */
 
-static RgPlan next_due_plan = {
-	"SELECT " RUN_COLS " FROM rungate.runs r"
-	" WHERE r.status" EQ "'queued' AND r.run_at" LE "pg_catalog.now()"
+/*
+ * Due runs in claim order, locked, each with the facts of its decision
+ * (RG_FACTS_SQL joined laterally): one query decides a whole batch, on one
+ * snapshot taken after every revocation committed before it. The last of
+ * RUN_COLS is the subquery's row, not a rungate.runs: claim never returns it.
+ */
+#define DUE_RUNS(FILTER) \
+	"SELECT " RUN_COLS ", f.* FROM (" \
+	"  SELECT q.* FROM rungate.runs q" \
+	"   WHERE q.status" EQ "'queued' AND q.run_at" LE "pg_catalog.now()" FILTER \
+	"   ORDER BY q.priority DESC, q.id" \
+	"   LIMIT $1 FOR NO KEY UPDATE SKIP LOCKED) r" \
+	" LEFT JOIN LATERAL (" \
+	RG_FACTS_SQL("r.operation", "r.workspace_id", "r.tenant_id", "r.initiator_id") \
+	" ) f ON true" \
 	" ORDER BY r.priority DESC, r.id"
-	" LIMIT $1 FOR NO KEY UPDATE SKIP LOCKED",
-	1, {INT4OID}, NULL
+
+static RgPlan next_due_plan = {
+	DUE_RUNS(""), 1, {INT4OID}, NULL
 };
 
 static RgPlan next_due_ops_plan = {
-	"SELECT " RUN_COLS " FROM rungate.runs r"
-	" WHERE r.status" EQ "'queued' AND r.run_at" LE "pg_catalog.now()"
-	"   AND r.operation" EQ "ANY ($2)"
-	" ORDER BY r.priority DESC, r.id"
-	" LIMIT $1 FOR NO KEY UPDATE SKIP LOCKED",
-	2, {INT4OID, TEXTARRAYOID}, NULL
+	DUE_RUNS(" AND q.operation" EQ "ANY ($2)"), 2, {INT4OID, TEXTARRAYOID}, NULL
 };
 
+/* Start an allowed run: the run and its 'started' row in one statement. */
 static RgPlan start_plan = {
-	"UPDATE rungate.runs r SET status = 'running', attempt = r.attempt" PLUS "1,"
+	"WITH m AS ("
+	" UPDATE rungate.runs r SET status = 'running', attempt = r.attempt" PLUS "1,"
 	"  worker = $2, lease_token = $3,"
 	"  lease_expires_at = pg_catalog.now()" PLUS "$4,"
 	"  started_at = COALESCE(r.started_at, pg_catalog.now()),"
 	"  error = NULL"
 	" WHERE r.id" EQ "$1"
-	" RETURNING r.attempt, r.lease_expires_at",
-	4, {INT8OID, TEXTOID, UUIDOID, INTERVALOID}, NULL
+	" RETURNING r.id, r.workspace_id, r.tenant_id, r.initiator_id, r.attempt,"
+	"  r.lease_expires_at),"
+	" a AS ("
+	" INSERT INTO rungate.audit_log (at, run_id, workspace_id, tenant_id, attempt,"
+	"   event, authority, actor_id, decision, checks, worker, txid)"
+	" SELECT pg_catalog.clock_timestamp(), m.id, m.workspace_id, m.tenant_id,"
+	"   m.attempt, 'started',"
+	"   CASE WHEN m.initiator_id IS NULL THEN 'system' ELSE 'actor' END,"
+	"   m.initiator_id, 'allow', $5, $2, pg_catalog.txid_current()"
+	"   FROM m)"
+	" SELECT m.attempt, m.lease_expires_at FROM m",
+	5, {INT8OID, TEXTOID, UUIDOID, INTERVALOID, JSONBOID}, NULL
 };
 
 static RgPlan start_parent_plan = {
@@ -860,6 +905,7 @@ rg_claim(PG_FUNCTION_ARGS)
 		int			nrows,
 					i;
 		RunRow	   *batch;
+		RgDecision *decisions;
 
 		CHECK_FOR_INTERRUPTS();
 		v[0] = Int32GetDatum(max_runs - started);
@@ -869,40 +915,49 @@ rg_claim(PG_FUNCTION_ARGS)
 		if (nrows == 0)
 			break;
 
-		/* the rows stay locked by us; later SPI calls reuse SPI_tuptable */
+		/*
+		 * Decide the whole batch from the fetched facts before any other SPI
+		 * call replaces SPI_tuptable; the rows stay locked by us.
+		 */
 		batch = palloc(sizeof(RunRow) * nrows);
+		decisions = palloc(sizeof(RgDecision) * nrows);
 		for (i = 0; i < nrows; i++)
 		{
-			load_run(i, &batch[i]);
-			if (batch[i].item_tenants)
-				batch[i].item_tenants = SPI_datumTransfer(batch[i].item_tenants, false, -1);
-			batch[i].payload = SPI_datumTransfer(batch[i].payload, false, -1);
+			RunRow	   *r = &batch[i];
+
+			load_run(i, r);
+			if (r->item_tenants)
+				r->item_tenants = SPI_datumTransfer(r->item_tenants, false, -1);
+			r->payload = SPI_datumTransfer(r->payload, false, -1);
+			rg_decide_from_facts(i, C_ROW + 1, r->operation, r->workspace_id,
+								 r->has_tenant, r->tenant_id,
+								 r->has_initiator, r->initiator_id,
+								 &decisions[i]);
 		}
 		SPI_freetuptable(SPI_tuptable);
 
 		for (i = 0; i < nrows; i++)
 		{
 			RunRow	   *r = &batch[i];
-			RgDecision	d;
+			RgDecision *d = &decisions[i];
 
-			decide_for_run(r, &d);
-			if (!d.allowed)
+			if (!d->allowed)
 			{
 				Change		c;
 
 				memset(&c, 0, sizeof(c));
 				c.to = "blocked";
 				c.event = "execution_blocked";
-				c.decision = &d;
+				c.decision = d;
 				c.worker = worker;
 				transition(r, &c);
 			}
-			else if (d.op.item_operation)
-				start_parent(r, &d);
+			else if (d->op.item_operation)
+				start_parent(r, d);
 			else
 			{
 				pg_uuid_t	token;
-				Datum		sv[4];
+				Datum		sv[5];
 				Datum		out[9];
 				bool		outnull[9];
 
@@ -910,7 +965,8 @@ rg_claim(PG_FUNCTION_ARGS)
 				sv[0] = Int64GetDatum(r->id);
 				sv[1] = CStringGetTextDatum(worker);
 				sv[2] = UUIDPGetDatum(&token);
-				sv[3] = IntervalPGetDatum(&d.op.lease);
+				sv[3] = IntervalPGetDatum(&d->op.lease);
+				sv[4] = d->checks;
 				rg_exec(&start_plan, sv, NULL, true, 0);
 
 				memset(outnull, 0, sizeof(outnull));
@@ -925,11 +981,6 @@ rg_claim(PG_FUNCTION_ARGS)
 				outnull[6] = !r->has_initiator;
 				out[7] = r->payload;
 				out[8] = rg_get_datum(0, 2, &outnull[8]);
-
-				rg_audit(r->id, r->workspace_id, r->has_tenant, r->tenant_id,
-						 DatumGetInt32(out[2]), "started",
-						 r->has_initiator, r->initiator_id, "allow", NULL, NULL,
-						 d.checks, true, worker);
 
 				tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, out, outnull);
 				started++;
@@ -1044,11 +1095,16 @@ rg_complete(PG_FUNCTION_ARGS)
 	require_arg(fcinfo, 1, "lease_token");
 
 	SPI_connect();
-	lock_leased_run(PG_GETARG_INT64(0), PG_GETARG_UUID_P(1), "complete", &r);
 	memset(&c, 0, sizeof(c));
 	c.to = c.event = "succeeded";
 	c.result = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
-	transition(&r, &c);
+	if (!move_run(PG_GETARG_INT64(0), "running", PG_GETARG_UUID_P(1), &c, &r))
+	{
+		/* says why: missing, not running or another's lease */
+		lock_leased_run(PG_GETARG_INT64(0), PG_GETARG_UUID_P(1), "complete", &r);
+		elog(ERROR, "rungate: run " INT64_FORMAT " could not be completed",
+			 PG_GETARG_INT64(0));
+	}
 	spi = MemoryContextSwitchTo(caller);
 	res = return_row(&r);
 	MemoryContextSwitchTo(spi);
