@@ -14,6 +14,7 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 
 #include "rungate.h"
@@ -24,6 +25,15 @@ void		_PG_init(void);
 
 /* Depth of nested gated writes in this backend; 0 when closed. */
 static int	gate_depth = 0;
+
+/* rungate.restore_mode */
+static bool restore_mode = false;
+
+bool
+rg_restore_mode(void)
+{
+	return restore_mode;
+}
 
 void
 rg_gate_open(void)
@@ -69,6 +79,22 @@ rg_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 void
 _PG_init(void)
 {
+	DefineCustomBoolVariable("rungate.restore_mode",
+							 "Lets a restore load dumped runs and audit rows.",
+							 "While on, the guards of rungate.runs and rungate.audit_log "
+							 "accept INSERTs; updates, deletes and truncation stay refused. "
+							 "Set it only for pg_restore or psql loading a dump.",
+							 &restore_mode,
+							 false,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
+#if PG_VERSION_NUM >= 150000
+	MarkGUCPrefixReserved("rungate");
+#else
+	EmitWarningsOnPlaceholders("rungate");
+#endif
+
 	RegisterXactCallback(rg_xact_callback, NULL);
 	RegisterSubXactCallback(rg_subxact_callback, NULL);
 }

@@ -47,6 +47,13 @@ extern void rg_gate_open(void);
 extern void rg_gate_close(void);
 extern bool rg_gate_is_open(void);
 
+/*
+ * rungate.restore_mode (superuser only): while on, the guards accept
+ * INSERTs into rungate.runs and rungate.audit_log, so that pg_restore can
+ * load a dump. Nothing else is relaxed.
+ */
+extern bool rg_restore_mode(void);
+
 /* ---- kept SPI plans (rungate.c) ---- */
 typedef struct RgPlan
 {
