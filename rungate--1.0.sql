@@ -370,12 +370,12 @@ CREATE FUNCTION rungate.operation(viewer_id bigint, run_id bigint)
 -- caller's rights, so only the table's owner can guard or unguard it.
 CREATE FUNCTION rungate.guard_writes(target regclass, run_column name)
     RETURNS void
-    AS 'MODULE_PATHNAME', 'rg_guard_writes' LANGUAGE C VOLATILE STRICT
+    AS 'MODULE_PATHNAME', 'rg_guard_writes' LANGUAGE C VOLATILE
     SET search_path = pg_catalog, pg_temp;
 
 CREATE FUNCTION rungate.unguard_writes(target regclass)
     RETURNS void
-    AS 'MODULE_PATHNAME', 'rg_unguard_writes' LANGUAGE C VOLATILE STRICT
+    AS 'MODULE_PATHNAME', 'rg_unguard_writes' LANGUAGE C VOLATILE
     SET search_path = pg_catalog, pg_temp;
 
 ------------------------------------------------------------------------------

@@ -886,15 +886,24 @@ RgExecDDL(const char *sql)
 Datum
 rg_guard_writes(PG_FUNCTION_ARGS)
 {
-	Oid			relid = PG_GETARG_OID(0);
-	Name		run_column = PG_GETARG_NAME(1);
-	char		relkind = get_rel_relkind(relid);
+	Oid			relid;
+	Name		run_column;
+	char		relkind;
 	Oid			rungate_nsp;
 	char	   *relname;
 	HeapTuple	atttup;
 	Form_pg_attribute att;
 	Oid			atttype;
-	const char *colname = NameStr(*run_column);
+	const char *colname;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_RG_BAD_REQUEST),
+				 errmsg("%s must not be null", PG_ARGISNULL(0) ? "target" : "run_column")));
+	relid = PG_GETARG_OID(0);
+	run_column = PG_GETARG_NAME(1);
+	relkind = get_rel_relkind(relid);
+	colname = NameStr(*run_column);
 
 	if (relkind == '\0')
 		ereport(ERROR,
@@ -971,8 +980,14 @@ rg_guard_writes(PG_FUNCTION_ARGS)
 Datum
 rg_unguard_writes(PG_FUNCTION_ARGS)
 {
-	Oid			relid = PG_GETARG_OID(0);
+	Oid			relid;
 	char	   *relname;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_RG_BAD_REQUEST),
+				 errmsg("target must not be null")));
+	relid = PG_GETARG_OID(0);
 
 	if (get_rel_relkind(relid) == '\0')
 		ereport(ERROR,
