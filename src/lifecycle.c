@@ -872,6 +872,7 @@ rg_claim(PG_FUNCTION_ARGS)
 	ArrayType  *ops = NULL;
 	int32		max_runs;
 	int			started = 0;
+	int			extra = 0;
 
 	require_arg(fcinfo, 0, "worker");
 	worker = text_to_cstring(PG_GETARG_TEXT_PP(0));
@@ -903,12 +904,20 @@ rg_claim(PG_FUNCTION_ARGS)
 	{
 		Datum		v[2];
 		int			nrows,
-					i;
+					i,
+					nblocked = 0;
 		RunRow	   *batch;
 		RgDecision *decisions;
 
 		CHECK_FOR_INTERRUPTS();
-		v[0] = Int32GetDatum(max_runs - started);
+
+		/*
+		 * Fetch what is still wanted, plus room for the denials this call
+		 * has met: behind a pile of runs of a suspended tenant, batches grow
+		 * so that blocking them costs one fetch per batch, not per run. Runs
+		 * fetched beyond max_runs stay queued (locked only until commit).
+		 */
+		v[0] = Int32GetDatum(Min(max_runs - started + extra, MAX_CLAIM_RUNS));
 		v[1] = PointerGetDatum(ops);
 		rg_exec(ops ? &next_due_ops_plan : &next_due_plan, v, NULL, false, 0);
 		nrows = (int) SPI_processed;
@@ -936,7 +945,7 @@ rg_claim(PG_FUNCTION_ARGS)
 		}
 		SPI_freetuptable(SPI_tuptable);
 
-		for (i = 0; i < nrows; i++)
+		for (i = 0; i < nrows && started < max_runs; i++)
 		{
 			RunRow	   *r = &batch[i];
 			RgDecision *d = &decisions[i];
@@ -945,6 +954,7 @@ rg_claim(PG_FUNCTION_ARGS)
 			{
 				Change		c;
 
+				nblocked++;
 				memset(&c, 0, sizeof(c));
 				c.to = "blocked";
 				c.event = "execution_blocked";
@@ -986,6 +996,7 @@ rg_claim(PG_FUNCTION_ARGS)
 				started++;
 			}
 		}
+		extra = Min(extra * 2 + nblocked, MAX_CLAIM_RUNS);
 	}
 
 	SPI_finish();
