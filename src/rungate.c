@@ -145,8 +145,13 @@ rg_exec(RgPlan *p, Datum *values, const char *nulls, bool gated, long count)
 Datum
 rg_get_datum(int row, int col, bool *isnull)
 {
-	return SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc,
-						 col, isnull);
+	bool		n;
+	Datum		d = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc,
+								  col, &n);
+
+	if (isnull)
+		*isnull = n;
+	return d;
 }
 
 bool
