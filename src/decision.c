@@ -112,7 +112,7 @@ void
 rg_decide_internal(const char *operation, int64 workspace_id,
 				   bool has_tenant, int64 tenant_id,
 				   bool has_actor, int64 actor_id,
-				   RgDecision *d)
+				   bool for_run, RgDecision *d)
 {
 	Datum		args[4];
 	char		nulls[4] = {' ', ' ', has_tenant ? ' ' : 'n', has_actor ? ' ' : 'n'};
@@ -124,7 +124,7 @@ rg_decide_internal(const char *operation, int64 workspace_id,
 	rg_exec(&facts_plan, args, nulls, false, 1);
 	rg_decide_from_facts(SPI_processed == 0 ? -1 : 0, 1, operation,
 						 workspace_id, has_tenant, tenant_id,
-						 has_actor, actor_id, d);
+						 has_actor, actor_id, for_run, d);
 }
 
 /* Column c of RG_FACTS_SQL in the current SPI result. */
@@ -133,7 +133,8 @@ rg_decide_internal(const char *operation, int64 workspace_id,
 void
 rg_decide_from_facts(int row, int first, const char *operation,
 					 int64 workspace_id, bool has_tenant, int64 tenant_id,
-					 bool has_actor, int64 actor_id, RgDecision *d)
+					 bool has_actor, int64 actor_id, bool for_run,
+					 RgDecision *d)
 {
 	bool		isnull;
 	CheckList	cl;
@@ -189,16 +190,27 @@ rg_decide_from_facts(int row, int first, const char *operation,
 		ereport(ERROR,
 				(errcode(ERRCODE_RG_BAD_REQUEST),
 				 errmsg("unknown actor " INT64_FORMAT, actor_id)));
-	if (op->tenant_scope && !has_tenant)
+	/*
+	 * A request whose tenant does not fit the type's scope is malformed. A
+	 * run already recorded (for_run) may meet a type whose scope changed
+	 * since dispatch, despite the definition trigger, in a race: it is
+	 * decided, never an error that would stop every later claim. Without a
+	 * tenant it fails check 4; a tenant it no longer needs is ignored.
+	 */
+	if (op->tenant_scope && !has_tenant && !for_run)
 		ereport(ERROR,
 				(errcode(ERRCODE_RG_BAD_REQUEST),
 				 errmsg("operation \"%s\" is tenant-scoped and needs a tenant",
 						operation)));
 	if (!op->tenant_scope && has_tenant)
-		ereport(ERROR,
-				(errcode(ERRCODE_RG_BAD_REQUEST),
-				 errmsg("operation \"%s\" is workspace-scoped and takes no tenant",
-						operation)));
+	{
+		if (!for_run)
+			ereport(ERROR,
+					(errcode(ERRCODE_RG_BAD_REQUEST),
+					 errmsg("operation \"%s\" is workspace-scoped and takes no tenant",
+							operation)));
+		has_tenant = false;
+	}
 	if (has_tenant && !d->tenant_exists)
 		ereport(ERROR,
 				(errcode(ERRCODE_RG_BAD_REQUEST),
@@ -230,9 +242,12 @@ rg_decide_from_facts(int row, int first, const char *operation,
 	if (op->tenant_scope &&
 		check(&cl, d->tenant_in_workspace,
 			  "tenant_not_in_workspace", "scope"))
-		d->reason_message = psprintf("tenant " INT64_FORMAT " belongs to workspace " INT64_FORMAT
-							", not workspace " INT64_FORMAT,
-							tenant_id, tenant_ws, workspace_id);
+		d->reason_message = has_tenant ?
+			psprintf("tenant " INT64_FORMAT " belongs to workspace " INT64_FORMAT
+					 ", not workspace " INT64_FORMAT,
+					 tenant_id, tenant_ws, workspace_id) :
+			psprintf("operation %s is tenant-scoped and the run has no tenant",
+					 operation);
 
 	/* 5. tenant membership */
 	if (has_actor && op->tenant_scope &&
@@ -262,9 +277,11 @@ rg_decide_from_facts(int row, int first, const char *operation,
 
 	/* 8. tenant operability */
 	if (op->tenant_scope &&
-		check(&cl, !op->requires_operable_tenant || strcmp(tenant_status, "active") == 0,
+		check(&cl, !op->requires_operable_tenant ||
+				  (tenant_status && strcmp(tenant_status, "active") == 0),
 			  "tenant_not_operable", "operability"))
-		d->reason_message = psprintf("tenant " INT64_FORMAT " is %s", tenant_id, tenant_status);
+		d->reason_message = psprintf("tenant " INT64_FORMAT " is %s", tenant_id,
+							tenant_status ? tenant_status : "missing");
 
 	/* 9. prerequisites */
 	if (op->tenant_scope &&
@@ -332,7 +349,7 @@ rg_decide(PG_FUNCTION_ARGS)
 	rg_decide_internal(operation, PG_GETARG_INT64(1),
 					   !PG_ARGISNULL(2), PG_ARGISNULL(2) ? 0 : PG_GETARG_INT64(2),
 					   !PG_ARGISNULL(3), PG_ARGISNULL(3) ? 0 : PG_GETARG_INT64(3),
-					   &d);
+					   false, &d);
 	/* SPI's memory is gone at SPI_finish: build the result in ours. */
 	spi = MemoryContextSwitchTo(caller);
 	result = rg_decision_to_datum(&d, tupdesc);

@@ -440,7 +440,7 @@ decide_for_run(RunRow *r, RgDecision *d)
 {
 	rg_decide_internal(r->operation, r->workspace_id,
 					   r->has_tenant, r->tenant_id,
-					   r->has_initiator, r->initiator_id, d);
+					   r->has_initiator, r->initiator_id, true, d);
 }
 
 /*
@@ -648,7 +648,7 @@ rg_enqueue(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	rg_decide_internal(q.operation, q.workspace_id, q.has_tenant, q.tenant_id,
-					   q.has_initiator, q.initiator_id, &d);
+					   q.has_initiator, q.initiator_id, false, &d);
 	if (d.op.item_operation)
 		ereport(ERROR,
 				(errcode(ERRCODE_RG_BAD_REQUEST),
@@ -719,7 +719,7 @@ rg_enqueue_bulk(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	rg_decide_internal(q.operation, q.workspace_id, false, 0,
-					   q.has_initiator, q.initiator_id, &d);
+					   q.has_initiator, q.initiator_id, false, &d);
 	if (d.op.item_operation == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_RG_BAD_REQUEST),
@@ -943,7 +943,7 @@ rg_claim(PG_FUNCTION_ARGS)
 			rg_decide_from_facts(i, C_ROW + 1, r->operation, r->workspace_id,
 								 r->has_tenant, r->tenant_id,
 								 r->has_initiator, r->initiator_id,
-								 &decisions[i]);
+								 true, &decisions[i]);
 		}
 		SPI_freetuptable(SPI_tuptable);
 

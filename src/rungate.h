@@ -111,13 +111,14 @@ typedef struct RgDecision
 /*
  * Decide whether the run could start now. Unknown operation, workspace,
  * tenant or actor raise RG400; so does a tenant missing for a tenant-scoped
- * type or given for a workspace-scoped one. Each query takes a fresh
- * snapshot, so committed revocations are seen.
+ * type or given for a workspace-scoped one, unless for_run: a recorded run
+ * whose type changed scope is decided, never an error (see decision.c).
+ * Each query takes a fresh snapshot, so committed revocations are seen.
  */
 extern void rg_decide_internal(const char *operation, int64 workspace_id,
 							   bool has_tenant, int64 tenant_id,
 							   bool has_actor, int64 actor_id,
-							   RgDecision *out);
+							   bool for_run, RgDecision *out);
 extern Datum rg_decision_to_datum(RgDecision *d, TupleDesc tupdesc);
 
 /*
@@ -160,7 +161,8 @@ extern Datum rg_decision_to_datum(RgDecision *d, TupleDesc tupdesc);
 extern void rg_decide_from_facts(int row, int first, const char *operation,
 								 int64 workspace_id, bool has_tenant,
 								 int64 tenant_id, bool has_actor,
-								 int64 actor_id, RgDecision *out);
+								 int64 actor_id, bool for_run,
+								 RgDecision *out);
 
 
 /* ---- audit, notifications (lifecycle.c) ---- */
