@@ -2,7 +2,9 @@
 -- numbers, unknown ids, wrong scopes, empty and oversized arrays. Each call
 -- must end in a documented SQLSTATE (RG4xx, 22xxx) and write nothing; never
 -- an internal error (XX000) or a crash.
+SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS rungate CASCADE;
+RESET client_min_messages;
 CREATE EXTENSION rungate;
 \i test/fixtures/seed.sql
 \i test/fixtures/try.sql

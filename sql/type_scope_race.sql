@@ -2,7 +2,9 @@
 -- never an error, even if the type's scope changed since dispatch (the
 -- definition trigger refuses that while runs are live, but a concurrent
 -- enqueue can slip past it). An error here would stop every later claim.
+SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS rungate CASCADE;
+RESET client_min_messages;
 CREATE EXTENSION rungate;
 \i test/fixtures/seed.sql
 \i test/fixtures/try.sql

@@ -315,8 +315,11 @@ move_run(int64 run_id, const char *from, pg_uuid_t *token, const Change *c,
 
 	if (strcmp(c->to, "blocked") == 0)
 		signal_blocked(r, reason_code);
-	else if (strcmp(c->to, "queued") == 0 && c->retry_in == NULL)
-		signal_queued(r->id);
+	else if (strcmp(c->to, "queued") == 0 &&
+			 (c->retry_in == NULL ||
+			  (c->retry_in->time == 0 && c->retry_in->day == 0 &&
+			   c->retry_in->month == 0)))
+		signal_queued(r->id);	/* due now; a delayed retry is found by polling */
 
 	if (r->has_parent && rg_status_is_terminal(c->to))
 		rollup_parent(r->parent_id);
@@ -718,8 +721,9 @@ rg_enqueue_bulk(PG_FUNCTION_ARGS)
 		DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")) : PG_GETARG_DATUM(4);
 
 	SPI_connect();
+	/* lenient about scope: a tenant type is refused below as "not bulk" */
 	rg_decide_internal(q.operation, q.workspace_id, false, 0,
-					   q.has_initiator, q.initiator_id, false, &d);
+					   q.has_initiator, q.initiator_id, true, &d);
 	if (d.op.item_operation == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_RG_BAD_REQUEST),
