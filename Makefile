@@ -33,7 +33,7 @@ PG_CONFIG ?= $(firstword $(wildcard /usr/lib/postgresql/15/bin/pg_config) pg_con
 PGXS      := $(wildcard $(shell $(PG_CONFIG) --pgxs 2>/dev/null))
 ifneq ($(PGXS),)
 include $(PGXS)
-else ifeq ($(filter test demo,$(MAKECMDGOALS)),)
+else ifeq ($(filter test demo bench,$(MAKECMDGOALS)),)
 # 'make test' and 'make demo' install the build dependencies themselves
 $(error PGXS not found via $(PG_CONFIG): install postgresql-server-dev-15, or run 'make test')
 endif
@@ -42,17 +42,21 @@ endif
 # before it would become the default goal)
 $(OBJS): src/rungate.h
 
-ifeq ($(wildcard $(EXTENSION)--$(EXTVERSION).sql),)
-$(error $(EXTENSION)--$(EXTVERSION).sql missing (default_version in $(EXTENSION).control is '$(EXTVERSION)'))
+ifeq ($(wildcard $(EXTENSION)--$(EXTVERSION).sql $(EXTENSION)--*--$(EXTVERSION).sql),)
+$(error neither $(EXTENSION)--$(EXTVERSION).sql nor an update script to $(EXTVERSION) (default_version in $(EXTENSION).control is '$(EXTVERSION)'))
 endif
 
-.PHONY: test demo lint installcheck-regress installcheck-isolation
+.PHONY: test demo bench lint installcheck-regress installcheck-isolation
 
 test:
 	@bash test/run-tests.sh
 
 demo:
 	@bash test/demo.sh
+
+# performance side by side with a bare SKIP LOCKED queue (not part of test)
+bench:
+	@bash test/bench/run.sh
 
 # One suite at a time, against the server named by PGHOST/PGPORT/PGUSER
 # (test/run-tests.sh uses these).

@@ -256,6 +256,18 @@ CREATE FUNCTION rungate.fence() RETURNS trigger
     AS 'MODULE_PATHNAME', 'rg_fence' LANGUAGE C
     SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 
+-- Tenants named by a queued bulk run cannot be deleted (§1).
+CREATE FUNCTION rungate.guard_tenant_delete() RETURNS trigger
+    AS 'MODULE_PATHNAME', 'rg_guard_tenant_delete' LANGUAGE C
+    SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+
+CREATE TRIGGER guard_tenant_delete
+    AFTER DELETE ON rungate.tenants
+    FOR EACH ROW EXECUTE FUNCTION rungate.guard_tenant_delete();
+ALTER TABLE rungate.tenants ENABLE ALWAYS TRIGGER guard_tenant_delete;
+COMMENT ON TRIGGER guard_tenant_delete ON rungate.tenants IS
+    'ENABLE ALWAYS: a tenant named by a queued bulk run cannot be deleted (23503)';
+
 CREATE TRIGGER validate_operation_type
     BEFORE INSERT OR UPDATE ON rungate.operation_types
     FOR EACH ROW EXECUTE FUNCTION rungate.validate_operation_type();
@@ -431,6 +443,7 @@ COMMENT ON TYPE rungate.run_detail IS 'a run as the operations detail surface sh
 COMMENT ON FUNCTION rungate.validate_operation_type() IS 'trigger: rejects incomplete or contradictory operation types (RG400)';
 COMMENT ON FUNCTION rungate.guard_runs() IS 'trigger: runs change only through rungate functions (RG409)';
 COMMENT ON FUNCTION rungate.guard_audit() IS 'trigger: the audit log is append-only (RG409)';
+COMMENT ON FUNCTION rungate.guard_tenant_delete() IS 'trigger: a tenant named by a queued bulk run cannot be deleted (23503)';
 COMMENT ON FUNCTION rungate.fence() IS 'trigger installed by guard_writes: writes need a running run (RG409)';
 COMMENT ON FUNCTION rungate.decide(text, bigint, bigint, bigint) IS 'could this operation start now? no side effects';
 COMMENT ON FUNCTION rungate.enqueue(text, bigint, bigint, bigint, jsonb, timestamptz, integer, text) IS 'dispatch a run: queued if allowed, recorded blocked if denied';

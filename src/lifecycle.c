@@ -839,7 +839,7 @@ new_lease_token(pg_uuid_t *u)
 
 /* An allowed bulk parent starts and fans out into queued items. */
 static void
-start_parent(RunRow *r, RgDecision *d)
+start_parent(RunRow *r, RgDecision *d, const char *worker)
 {
 	Datum		v[7];
 	char		n[7];
@@ -850,7 +850,7 @@ start_parent(RunRow *r, RgDecision *d)
 	attempt = rg_get_int32(0, 1, NULL);
 	rg_audit(r->id, r->workspace_id, false, 0, attempt, "started",
 			 r->has_initiator, r->initiator_id, "allow", NULL, NULL,
-			 d->checks, true, NULL);
+			 d->checks, true, worker);
 
 	memset(n, ' ', sizeof(n));
 	v[0] = Int64GetDatum(r->workspace_id);
@@ -969,7 +969,7 @@ rg_claim(PG_FUNCTION_ARGS)
 				transition(r, &c);
 			}
 			else if (d->op.item_operation)
-				start_parent(r, d);
+				start_parent(r, d, worker);
 			else
 			{
 				pg_uuid_t	token;

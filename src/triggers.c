@@ -48,6 +48,7 @@ PG_FUNCTION_INFO_V1(rg_validate_operation_type);
 PG_FUNCTION_INFO_V1(rg_fence);
 PG_FUNCTION_INFO_V1(rg_guard_writes);
 PG_FUNCTION_INFO_V1(rg_unguard_writes);
+PG_FUNCTION_INFO_V1(rg_guard_tenant_delete);
 
 /* The name of the trigger guard_writes installs. */
 #define FENCE_TRIGGER "rungate_fence"
@@ -1005,4 +1006,52 @@ rg_unguard_writes(PG_FUNCTION_ARGS)
 	SPI_finish();
 
 	PG_RETURN_VOID();
+}
+
+/* ----------------------------------------------------------------
+ * rungate.guard_tenant_delete(): CONTRACT §1
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * Tenants that runs reference are never deleted: foreign keys protect those
+ * of recorded runs, and this trigger those a queued bulk run will fan out to
+ * (kept in its item_tenants array, which no foreign key can cover). Fired
+ * AFTER the row is deleted, so the row lock has settled any concurrent
+ * enqueue_bulk and the query's fresh snapshot sees its run.
+ */
+static RgPlan bulk_holder_plan = {
+	"SELECT r.id FROM rungate.runs r"
+	" WHERE r.status" EQ "'queued' AND r.item_tenants IS NOT NULL"
+	"   AND $1" EQ "ANY (r.item_tenants)"
+	" LIMIT 1",
+	1, {INT8OID}, NULL
+};
+
+Datum
+rg_guard_tenant_delete(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = RgTriggerData(fcinfo, "rungate.guard_tenant_delete()");
+	TupleDesc	tupdesc = RelationGetDescr(trigdata->tg_relation);
+	HeapTuple	old = trigdata->tg_trigtuple;
+	bool		isnull;
+	int64		tenant_id;
+	Datum		v[1];
+
+	if (!TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
+		elog(ERROR, "rungate.guard_tenant_delete() must fire on DELETE");
+	tenant_id = DatumGetInt64(heap_getattr(old, RgAttnum(tupdesc, "id"),
+										   tupdesc, &isnull));
+	v[0] = Int64GetDatum(tenant_id);
+	SPI_connect();
+	rg_exec(&bulk_holder_plan, v, NULL, false, 1);
+	if (SPI_processed > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FOREIGN_KEY_VIOLATION),
+				 errmsg("tenant " INT64_FORMAT " cannot be deleted: queued bulk run "
+						INT64_FORMAT " names it", tenant_id,
+						rg_get_int64(0, 1, NULL)),
+				 errhint("Tenants that runs reference are archived, not deleted; or cancel the bulk run first.")));
+	SPI_finish();
+	return PointerGetDatum(old);
 }

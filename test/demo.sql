@@ -1,175 +1,243 @@
 -- test/demo.sql: the seed's manual smoke-check (its section 6), played by
--- `make demo` (test/demo.sh) against a throwaway cluster. Each step says
--- what it shows, shows it, then checks it: a step that does not show what
--- it says stops the demo with an error (psql ON_ERROR_STOP), and make demo
--- exits non-zero. test/scripts/demo_smoke_check.sh plays it in make test.
+-- `make demo` (test/demo.sh) against a throwaway cluster, and by
+-- test/scripts/demo_smoke_check.sh in `make test`.
+--
+-- Each step has a heading saying what it shows, then the SQL an application
+-- or a worker would run (echoed), then its checks: a step that does not
+-- show what its heading says raises an error, psql stops (ON_ERROR_STOP)
+-- and the demo exits non-zero. Run from the test/ directory.
 
+\set ON_ERROR_STOP 1
 \set QUIET on
 \set ECHO none
 \pset footer off
+\pset null '(null)'
 SET client_min_messages = warning;
 CREATE EXTENSION rungate;
 \i fixtures/seed.sql
 \i fixtures/try.sql
 
--- expect(condition, what): the demo's own assertion
-CREATE FUNCTION pg_temp.expect(ok boolean, what text) RETURNS text
+-- expect(condition, claim): a demo check, printed as one line; a claim that
+-- does not hold stops the demo
+CREATE FUNCTION pg_temp.expect(ok boolean, claim text) RETURNS text
 LANGUAGE plpgsql AS $$
 BEGIN
     IF ok IS NOT TRUE THEN
-        RAISE EXCEPTION 'demo check failed: %', what;
+        RAISE EXCEPTION 'demo check failed: %', claim;
     END IF;
-    RETURN 'ok: ' || what;
+    RETURN '  check: ' || claim;
 END $$;
 
--- the application's own table of restored items, fenced by rungate
-CREATE TABLE restore_items (id serial PRIMARY KEY, run_id bigint, item text);
-\o /dev/null
-SELECT rungate.guard_writes('restore_items', 'run_id');
-\o
+-- the application's own table of restored items
+CREATE TABLE restore_items (id serial PRIMARY KEY, run_id bigint NOT NULL, item text);
 
 \echo
-\echo '================================================================'
-\echo ' rungate demo: queued work re-authorized when it starts'
-\echo '================================================================'
-\echo 'Workspace 1 "acme", tenants 10 (acme-eu, active) and 11 (acme-us).'
-\echo 'Actors: 100 olivia (owner), 101 oscar (operator), 102 rita (readonly,'
-\echo 'no operations.view), 103 gus (member of another workspace only).'
-\echo
-SELECT name, capability, scope, prerequisites, allow_system, writes
-  FROM rungate.operation_types ORDER BY name;
+\echo '=================================================================='
+\echo ' rungate: queued work is re-authorized when a worker claims it'
+\echo '=================================================================='
+\echo 'Workspace 1 "acme" has tenant 10 "acme-eu" (active, provider connected).'
+\echo 'Actors: 100 olivia (owner), 101 oscar (operator), 105 ada (auditor: may'
+\echo 'view operations), 102 rita (readonly: may not), 103 gus (another'
+\echo 'workspace only). The job families and what each needs:'
+SELECT name, capability, scope, prerequisites, allow_system AS system_ok
+  FROM rungate.operation_types WHERE name <> 'bulk.inventory.sync' ORDER BY name;
 
 \echo
-\echo '--- 1. Tenant-affecting operations are queued --------------------'
-\echo 'oscar queues an inventory sync of tenant 10; olivia queues a restore'
-\echo 'and a provider check of tenant 10. All are allowed at dispatch.'
-SELECT id AS oscar_sync FROM rungate.enqueue('inventory.sync', 1, 10, 101) \gset
-SELECT id AS olivia_restore FROM rungate.enqueue('restore.execute', 1, 10, 100) \gset
-SELECT id AS olivia_check FROM rungate.enqueue('provider.connection.verify', 1, 10, 100) \gset
+\echo '--- 1. Tenant-affecting operations are queued ----------------------'
+\echo 'oscar (operator) queues an inventory sync of tenant 10, and a provider'
+\echo 'check that will fail for real; olivia (owner) queues a restore. The'
+\echo 'restore writes into restore_items, which rungate fences: a row may only'
+\echo 'be written for a run that is running.'
+\set ECHO queries
+SELECT rungate.guard_writes('restore_items', 'run_id') \g /dev/null
+SELECT id AS sync_id FROM rungate.enqueue('inventory.sync', 1, 10, 101) \gset
+SELECT id AS check_id FROM rungate.enqueue('provider.connection.verify', 1, 10, 101) \gset
+SELECT id AS restore_id FROM rungate.enqueue('restore.execute', 1, 10, 100,
+                                             payload => '{"items": ["mailbox 42"]}') \gset
 SELECT id, operation, tenant_id, initiator_id, status FROM rungate.runs ORDER BY id;
-SELECT pg_temp.expect(count(*) = 3 AND bool_and(status = 'queued'), 'three runs queued')
+\set ECHO none
+\pset tuples_only on
+SELECT pg_temp.expect(count(*) = 3 AND bool_and(status = 'queued'),
+                      'all three were allowed at dispatch and are queued')
   FROM rungate.runs;
+\pset tuples_only off
 
 \echo
-\echo '--- 2. Before a worker picks them up, authority is revoked --------'
-\echo 'The operator role loses the inventory.sync capability (plain DML).'
+\echo '--- 2. Before a worker picks them up, authority is revoked ---------'
+\echo 'Plain DML on the authority tables: the operator role loses the'
+\echo 'inventory.sync capability, and olivia loses her membership of tenant 10.'
+\echo 'The runs are untouched; asked now, rungate.decide would say no to two.'
+\set ECHO queries
 DELETE FROM rungate.role_capabilities WHERE role = 'operator' AND capability = 'inventory.sync';
-SELECT role, capability FROM rungate.role_capabilities WHERE role = 'operator' ORDER BY 2;
-
-\echo
-\echo '--- 3. The worker claims -----------------------------------------'
-\echo 'One claim re-decides every due run: oscar''s sync is blocked inside the'
-\echo 'claim (never running), olivia''s two runs start and are handed over.'
-SELECT run_id, operation, attempt FROM rungate.claim('worker-1', NULL, 10) ORDER BY run_id;
-SELECT pg_temp.expect(status = 'blocked' AND reason_code = 'capability_missing'
-                      AND started_at IS NULL AND attempt = 0,
-                      'oscar''s sync is blocked with capability_missing and never started')
-  FROM rungate.runs WHERE id = :oscar_sync;
-
-\echo
-\echo 'The provider check fails for real: a generic failure, with an error.'
-SELECT status, error FROM rungate.fail(:olivia_check,
-       (SELECT lease_token FROM rungate.runs WHERE id = :olivia_check),
-       'provider API answered 503');
-
-\echo
-\echo 'The restore is a write family: before its side effects the worker'
-\echo 'rechecks. Meanwhile olivia''s tenant membership was revoked.'
 DELETE FROM rungate.tenant_members WHERE tenant_id = 10 AND actor_id = 100;
-SELECT allowed, reason_code, reason_category
-  FROM rungate.recheck(:olivia_restore, (SELECT lease_token FROM rungate.runs WHERE id = :olivia_restore));
-\echo 'The worker obeys the denial. Had it tried its side effect anyway:'
+SELECT r.id, r.operation, r.status, d.allowed AS allowed_now, d.reason_code
+  FROM rungate.runs r,
+       rungate.decide(r.operation, r.workspace_id, r.tenant_id, r.initiator_id) d
+ ORDER BY r.id;
+\set ECHO none
+\pset tuples_only on
+SELECT pg_temp.expect(count(*) = 3 AND bool_and(status = 'queued'),
+                      'revoking authority changed no run: all three are still queued')
+  FROM rungate.runs;
+\pset tuples_only off
+
+\echo
+\echo '--- 3. The worker claims -------------------------------------------'
+\echo 'One claim decides every due run again, in its own transaction: the sync'
+\echo 'and the restore are blocked inside the claim and never handed over;'
+\echo 'only the provider check starts. Its provider call then fails for real.'
+\set ECHO queries
+SELECT run_id, operation, tenant_id, attempt FROM rungate.claim('worker-1', NULL, 10);
+SELECT status, error
+  FROM rungate.fail(:check_id, (SELECT lease_token FROM rungate.runs WHERE id = :check_id),
+                    'provider API answered 503');
+\echo 'A rogue worker that writes the restore''s rows anyway is refused:'
 SELECT pg_temp.try(format('INSERT INTO restore_items (run_id, item) VALUES (%s, %L)',
-                          :olivia_restore, 'mailbox 42')) AS write_attempt;
-SELECT pg_temp.expect(count(*) = 0, 'no side effect was written for the blocked restore')
-  FROM restore_items;
-INSERT INTO rungate.tenant_members VALUES (10, 100, 'owner');
+                          :restore_id, 'mailbox 42')) AS rogue_write;
+\set ECHO none
+\pset tuples_only on
+SELECT pg_temp.expect(status = 'blocked' AND reason_code = 'capability_missing'
+                      AND started_at IS NULL AND attempt = 0 AND lease_expires_at IS NULL,
+                      'the sync is blocked (capability_missing), never started, no lease')
+  FROM rungate.runs WHERE id = :sync_id;
+SELECT pg_temp.expect(status = 'blocked' AND reason_code = 'actor_not_in_tenant'
+                      AND started_at IS NULL AND attempt = 0,
+                      'the restore is blocked (actor_not_in_tenant), never started')
+  FROM rungate.runs WHERE id = :restore_id;
+SELECT pg_temp.expect(status = 'failed' AND error IS NOT NULL AND reason_code IS NULL,
+                      'the provider check started and failed, with an error and no reason code')
+  FROM rungate.runs WHERE id = :check_id;
+SELECT pg_temp.expect(pg_temp.try(format('INSERT INTO restore_items (run_id, item) VALUES (%s, %L)',
+                                         :restore_id, 'x')) LIKE 'RG409:%',
+                      'the fence refuses a write for the blocked restore (RG409)');
+\pset tuples_only off
 
 \echo
-\echo '--- 4. Monitoring: blocked is not failed --------------------------'
-\echo 'rungate.operations(viewer 100, workspace 1):'
+\echo '--- 4. Monitoring: blocked is not failed ----------------------------'
+\echo 'The operations list as ada (105, auditor) sees it, newest first: two'
+\echo 'blocked runs with the check that denied them, next to a failed run with'
+\echo 'its error.'
+\set ECHO queries
 SELECT run_id, operation, status, reason_code, reason_category, error
-  FROM rungate.operations(100, 1) ORDER BY run_id;
-SELECT pg_temp.expect(
-         (SELECT status FROM rungate.operations(100, 1) WHERE run_id = :oscar_sync) = 'blocked'
-     AND (SELECT error FROM rungate.operations(100, 1) WHERE run_id = :oscar_sync) IS NULL
-     AND (SELECT status FROM rungate.operations(100, 1) WHERE run_id = :olivia_check) = 'failed',
-       'the list shows the blocked run as blocked and the failed run as failed');
-
-\echo
-\echo 'rungate.operation(viewer 100, the blocked sync): terminal, with its reason'
-\echo 'and the audit trail that says which check denied it.'
+  FROM rungate.operations(105, 1);
+\echo 'The blocked sync in detail: terminal, its reason, and the audit trail'
+\echo 'naming the check, the claim that denied it, and no start.'
 SELECT status, reason_code, reason_message, started_at IS NULL AS never_started
-  FROM rungate.operation(100, :oscar_sync);
-SELECT a->>'event' AS event, a->>'decision' AS decision, a->>'reason_code' AS reason_code,
-       a->>'worker' AS worker
-  FROM rungate.operation(100, :oscar_sync), jsonb_array_elements(audit) a;
-SELECT pg_temp.expect(d.status = 'blocked'
-                      AND jsonb_path_exists(d.audit, '$[*] ? (@.event == "execution_blocked")')
+  FROM rungate.operation(105, :sync_id);
+SELECT a->>'event' AS event, a->>'decision' AS decision,
+       a->>'reason_code' AS reason_code, a->>'worker' AS worker
+  FROM rungate.operation(105, :sync_id), jsonb_array_elements(audit) a;
+\echo 'The blocked restore left no side effect in the application''s table:'
+SELECT status, reason_code, reason_message FROM rungate.operation(105, :restore_id);
+SELECT count(*) AS restore_items FROM restore_items;
+\set ECHO none
+\pset tuples_only on
+SELECT pg_temp.expect(
+         (SELECT array_agg(status ORDER BY run_id) FROM rungate.operations(105, 1))
+           = ARRAY['blocked', 'failed', 'blocked']
+     AND (SELECT bool_and(error IS NULL AND reason_code IS NOT NULL)
+            FROM rungate.operations(105, 1) WHERE status = 'blocked'),
+       'the list shows both blocked runs as blocked, with a reason and no error, and the failure as failed');
+SELECT pg_temp.expect(d.status = 'blocked' AND d.reason_code = 'capability_missing'
+                      AND d.audit -> -1 ->> 'event' = 'execution_blocked'
+                      AND d.audit -> -1 ->> 'decision' = 'deny'
                       AND NOT jsonb_path_exists(d.audit, '$[*] ? (@.event == "started")'),
                       'the detail shows a terminal blocked run, denied at claim, never started')
-  FROM rungate.operation(100, :oscar_sync) d;
-\echo 'The restore, blocked by its recheck, left nothing in the guarded table:'
-SELECT status, reason_code FROM rungate.runs WHERE id = :olivia_restore;
-SELECT count(*) AS restore_items FROM restore_items;
+  FROM rungate.operation(105, :sync_id) d;
+SELECT pg_temp.expect(count(*) = 0, 'the guarded restore_items table is empty')
+  FROM restore_items;
+\pset tuples_only off
 
 \echo
-\echo '--- 5. 404 outside scope, 403 in scope without operations.view ---'
-\echo 'gus (103) belongs to another workspace: not found, on both surfaces.'
-\echo 'rita (102) is in scope but her role lacks operations.view: forbidden.'
+\echo '--- 5. 404 outside scope, 403 in scope without operations.view -----'
+\echo 'gus (103) has no scope in workspace 1: not found on both surfaces, the'
+\echo 'same answer as for a run that does not exist. rita (102) is in scope'
+\echo 'but her role lacks operations.view: forbidden on both surfaces.'
+\set ECHO queries
 SELECT v.viewer, v.surface, pg_temp.try(v.call) AS answer
   FROM (VALUES
-    ('gus 103',  'operations', 'SELECT rungate.operations(103, 1)'),
-    ('gus 103',  'operation',  format('SELECT rungate.operation(103, %s)', :oscar_sync)),
+    ('gus 103',  'operations',              'SELECT rungate.operations(103, 1)'),
+    ('gus 103',  'operation',               format('SELECT rungate.operation(103, %s)', :sync_id)),
     ('gus 103',  'operation (no such run)', 'SELECT rungate.operation(103, 999999)'),
-    ('rita 102', 'operations', 'SELECT rungate.operations(102, 1)'),
-    ('rita 102', 'operation',  format('SELECT rungate.operation(102, %s)', :oscar_sync))
+    ('rita 102', 'operations',              'SELECT rungate.operations(102, 1)'),
+    ('rita 102', 'operation',               format('SELECT rungate.operation(102, %s)', :sync_id))
   ) AS v(viewer, surface, call);
+\set ECHO none
+\pset tuples_only on
 SELECT pg_temp.expect(
          pg_temp.try('SELECT rungate.operations(103, 1)') LIKE 'RG404:%'
-     AND pg_temp.try(format('SELECT rungate.operation(103, %s)', :oscar_sync)) LIKE 'RG404:%'
-     AND pg_temp.try(format('SELECT rungate.operation(103, %s)', :oscar_sync))
-         = replace(pg_temp.try('SELECT rungate.operation(103, 999999)'), '999999', :'oscar_sync')
-     AND pg_temp.try('SELECT rungate.operations(102, 1)') LIKE 'RG403:%'
-     AND pg_temp.try(format('SELECT rungate.operation(102, %s)', :oscar_sync)) LIKE 'RG403:%',
-       '404 for the outsider (same as a missing run), 403 for the in-scope viewer, on both surfaces');
-
-\echo
-\echo '--- 6. The same with a tenant that becomes non-operable ----------'
-\echo 'olivia queues another sync of tenant 10; the tenant is suspended'
-\echo 'before the worker runs.'
-SELECT id AS suspended_sync FROM rungate.enqueue('inventory.sync', 1, 10, 100) \gset
-UPDATE rungate.tenants SET status = 'suspended' WHERE id = 10;
-SELECT count(*) AS handed_to_worker FROM rungate.claim('worker-1');
-SELECT run_id, status, reason_code, reason_category, reason_message
-  FROM rungate.operation(100, :suspended_sync);
-SELECT pg_temp.expect(status = 'blocked' AND reason_code = 'tenant_not_operable',
-                      'the run of the suspended tenant is blocked with tenant_not_operable')
-  FROM rungate.runs WHERE id = :suspended_sync;
-UPDATE rungate.tenants SET status = 'active' WHERE id = 10;
-
-\echo
-\echo '--- 7. A scheduled run (no initiator) is blocked, no notification -'
-\echo 'A scheduler queues a provider check of tenant 11 under system'
-\echo 'authority; the tenant is disconnected before it runs.'
-SELECT id AS system_check FROM rungate.enqueue('provider.connection.verify', 1, 11, NULL) \gset
-UPDATE rungate.tenants SET status = 'disconnected' WHERE id = 11;
-SELECT count(*) AS handed_to_worker FROM rungate.claim('worker-1');
-SELECT run_id, authority, initiator_id, status, reason_code
-  FROM rungate.operations(100, 1, tenant_id => 11);
-\echo 'Notifications: one per terminal actor-bound run, none for the system run.'
-SELECT actor_id, run_id, kind FROM rungate.notifications ORDER BY id;
+     AND pg_temp.try(format('SELECT rungate.operation(103, %s)', :sync_id)) LIKE 'RG404:%'
+     AND pg_temp.try(format('SELECT rungate.operation(103, %s)', :sync_id))
+         = replace(pg_temp.try('SELECT rungate.operation(103, 999999)'), '999999', :'sync_id'),
+       'the outsider gets RG404 on both surfaces, worded as for a missing run');
 SELECT pg_temp.expect(
-         (SELECT status = 'blocked' AND reason_code = 'tenant_not_operable'
-            FROM rungate.operations(100, 1, tenant_id => 11) WHERE run_id = :system_check)
-     AND NOT EXISTS (SELECT 1 FROM rungate.notifications WHERE run_id = :system_check)
-     AND (SELECT count(*) FROM rungate.notifications WHERE run_id = :oscar_sync) = 1,
-       'the system run is blocked and visible in monitoring, with no notification');
+         pg_temp.try('SELECT rungate.operations(102, 1)') LIKE 'RG403:%'
+     AND pg_temp.try(format('SELECT rungate.operation(102, %s)', :sync_id)) LIKE 'RG403:%',
+       'the in-scope viewer without operations.view gets RG403 on both surfaces');
+\pset tuples_only off
 
 \echo
-\echo '================================================================'
-\echo ' Every step showed what it said. Invalid transitions are refused'
-\echo ' by C triggers, whoever tries:'
-SELECT pg_temp.try(format('UPDATE rungate.runs SET status = %L WHERE id = %s', 'running', :oscar_sync))
-       AS superuser_tries_to_run_a_blocked_run;
-\echo '================================================================'
+\echo '--- 6. The same with a tenant that becomes non-operable ------------'
+\echo 'oscar queues another provider check of tenant 10 (his role still grants'
+\echo 'provider.manage); tenant 10 is suspended before the worker runs.'
+\set ECHO queries
+SELECT id AS suspended_id FROM rungate.enqueue('provider.connection.verify', 1, 10, 101) \gset
+UPDATE rungate.tenants SET status = 'suspended' WHERE id = 10;
+SELECT count(*) AS handed_to_worker FROM rungate.claim('worker-1', NULL, 10);
+SELECT run_id, status, reason_code, reason_category, reason_message
+  FROM rungate.operation(105, :suspended_id);
+SELECT v.viewer, pg_temp.try(format('SELECT rungate.operation(%s, %s)', v.id, :suspended_id)) AS answer
+  FROM (VALUES ('gus 103', 103), ('rita 102', 102)) AS v(viewer, id);
+\set ECHO none
+\pset tuples_only on
+SELECT pg_temp.expect(status = 'blocked' AND reason_code = 'tenant_not_operable'
+                      AND reason_category = 'operability' AND started_at IS NULL,
+                      'the run of the suspended tenant is blocked (tenant_not_operable), never started')
+  FROM rungate.runs WHERE id = :suspended_id;
+SELECT pg_temp.expect(
+         (SELECT status FROM rungate.operations(105, 1) WHERE run_id = :suspended_id) = 'blocked'
+     AND pg_temp.try(format('SELECT rungate.operation(103, %s)', :suspended_id)) LIKE 'RG404:%'
+     AND pg_temp.try(format('SELECT rungate.operation(102, %s)', :suspended_id)) LIKE 'RG403:%',
+       'it is listed as blocked; RG404 and RG403 hold for it too');
+\pset tuples_only off
+\set ECHO queries
+UPDATE rungate.tenants SET status = 'active' WHERE id = 10;
+\set ECHO none
+
+\echo
+\echo '--- 7. A scheduled run (no initiator) is blocked: no notification --'
+\echo 'A scheduler queues a provider check of tenant 10 under system authority'
+\echo '(initiator null); the provider connection is lost before it runs.'
+\set ECHO queries
+SELECT id AS system_id FROM rungate.enqueue('provider.connection.verify', 1, 10, NULL) \gset
+UPDATE rungate.tenant_prerequisites SET satisfied = false
+ WHERE tenant_id = 10 AND name = 'provider_connection';
+SELECT count(*) AS handed_to_worker FROM rungate.claim('worker-1', NULL, 10);
+SELECT run_id, authority, initiator_id, status, reason_code, reason_category
+  FROM rungate.operations(105, 1, status => 'blocked');
+\echo 'Notifications: one for the initiator of each terminal actor-bound run,'
+\echo 'none for the system run, which stays visible in monitoring instead.'
+SELECT actor_id, run_id, kind FROM rungate.notifications ORDER BY id;
+\set ECHO none
+\pset tuples_only on
+SELECT pg_temp.expect(
+         (SELECT status = 'blocked' AND reason_code = 'prerequisite_unmet' AND authority = 'system'
+            FROM rungate.operations(105, 1) WHERE run_id = :system_id),
+       'the system run is blocked (prerequisite_unmet) and visible in monitoring');
+SELECT pg_temp.expect(
+         NOT EXISTS (SELECT 1 FROM rungate.notifications WHERE run_id = :system_id)
+     AND (SELECT count(*) FROM rungate.notifications) = 4
+     AND (SELECT bool_and(n.actor_id = r.initiator_id AND n.kind = 'run_' || r.status)
+            FROM rungate.notifications n JOIN rungate.runs r ON r.id = n.run_id),
+       'no notification for the system run; one per actor-bound run, to its initiator');
+\pset tuples_only off
+
+\echo
+\echo '=================================================================='
+\echo ' Every step showed what it said. And whoever tries, a run changes'
+\echo ' status only through rungate''s functions:'
+\set ECHO queries
+SELECT pg_temp.try(format('UPDATE rungate.runs SET status = %L WHERE id = %s', 'running', :sync_id))
+       AS superuser_starts_a_blocked_run;
+\set ECHO none
+\echo '=================================================================='

@@ -34,7 +34,10 @@ if (!$p) {
     push @err, "provides has no $ext";
 } else {
     push @err, "provides.$ext.version $p->{version} is not $semver" unless ($p->{version} // "") eq $semver;
-    my $file = "$ext--$dv.sql";
+    # the install script of default_version, or the base script that
+    # CREATE EXTENSION upgrades from when there is none (1.0 + 1.0--1.1)
+    my ($base) = sort grep { !/--.*--/ } glob("$ext--*.sql");
+    my $file = -f "$ext--$dv.sql" ? "$ext--$dv.sql" : ($base // "$ext--$dv.sql");
     push @err, "provides.$ext.file is not $file" unless ($p->{file} // "") eq $file;
     for my $k (qw(file docfile)) {
         push @err, "provides.$ext.$k: $p->{$k} does not exist" if defined $p->{$k} && !-f $p->{$k};

@@ -1,0 +1,20 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Rungate\Contracts;
+
+use Rungate\ClaimedRun;
+use Rungate\RunContext;
+
+/**
+ * A handler for one operation type, like a Laravel job's handle(): the work
+ * of a run, with no side effect that a revocation must prevent. Throw
+ * Rungate\RetryableException for a transient error (the run goes back to the
+ * queue, attempts permitting), Rungate\PermanentFailure for one that no retry
+ * will fix. The array it returns becomes the run's result.
+ */
+interface HandlesRun
+{
+    public function handle(ClaimedRun $run, RunContext $context): ?array;
+}
