@@ -40,6 +40,9 @@
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
+#include "access/sysattr.h"
+#include "nodes/bitmapset.h"
+
 #include "rungate.h"
 
 PG_FUNCTION_INFO_V1(rg_guard_runs);
@@ -175,6 +178,34 @@ RunLabel(HeapTuple tuple, TupleDesc tupdesc, int attnum)
 	return psprintf("run " INT64_FORMAT, DatumGetInt64(d));
 }
 
+/* Columns of rungate.runs that only rungate's own functions write. */
+static const char *const RunLifecycleColumns[] = {
+	"status", "workspace_id", "tenant_id", "operation", "initiator_id",
+	"parent_id", "attempt", "started_at", "finished_at", "lease_token",
+	"worker", "reason_code", "reason_category", "reason_message",
+	"created_at", "item_tenants"
+};
+
+/* RG409 when a hand-written UPDATE names one of those columns. */
+static void
+RgRefuseLifecycleColumns(TriggerData *trigdata, TupleDesc tupdesc, int64 run_id)
+{
+	int			i;
+
+	for (i = 0; i < (int) lengthof(RunLifecycleColumns); i++)
+	{
+		int			attnum = RgAttnum(tupdesc, RunLifecycleColumns[i]);
+
+		if (bms_is_member(attnum - FirstLowInvalidHeapAttributeNumber,
+						  trigdata->tg_updatedcols))
+			ereport(ERROR,
+					(errcode(ERRCODE_RG_CONFLICT),
+					 errmsg("run " INT64_FORMAT ": column %s is changed only by rungate's functions",
+							run_id, RunLifecycleColumns[i]),
+					 errdetail("By hand, the owner may change priority, run_at, lease_expires_at, payload and the other scheduling columns of a queued or running run.")));
+	}
+}
+
 Datum
 rg_guard_runs(PG_FUNCTION_ARGS)
 {
@@ -267,9 +298,13 @@ rg_guard_runs(PG_FUNCTION_ARGS)
 		}
 
 		/*
-		 * Any other change of a non-terminal run is the owner's to make
-		 * (priority, run_at, payload...).
+		 * By hand, the owner may change what schedules a non-terminal run
+		 * (priority, run_at, lease_expires_at, payload, max_attempts...),
+		 * never what says who asked for it, where, or what happened to it:
+		 * not even to the same value ("whatever the pair").
 		 */
+		if (!gate_open)
+			RgRefuseLifecycleColumns(trigdata, tupdesc, run_id);
 		return PointerGetDatum(newtup);
 	}
 
