@@ -31,8 +31,10 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
-DB=worker_$LANG_NAME
-ROLE=worker_${LANG_NAME}_role
+# names of this process's own: two runs at once (a suite and a developer on a
+# shared cluster) must not drop each other's database
+DB=worker_${LANG_NAME}_$$
+ROLE=worker_${LANG_NAME}_role_$$
 TMP=$(mktemp -d "/tmp/worker-$LANG_NAME.XXXXXX")
 BG_PIDS=()
 
@@ -137,8 +139,6 @@ check_log() {
 
 worker_scenario() {
   trap cleanup EXIT
-  dropdb --if-exists "$DB" 2>/dev/null || true
-  psql -X -q -d postgres -c "DROP ROLE IF EXISTS $ROLE" >/dev/null
   createdb "$DB"
   psql -X -q -v ON_ERROR_STOP=1 -d "$DB" >/dev/null <<SQL
 CREATE EXTENSION rungate;
