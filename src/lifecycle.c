@@ -11,6 +11,7 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "commands/async.h"
 #include "executor/spi.h"
@@ -868,6 +869,23 @@ start_parent(RunRow *r, RgDecision *d, const char *worker)
 }
 
 /*
+ * The decision must see every revocation committed before it ran (§10.2).
+ * Each query of a READ COMMITTED transaction takes a fresh snapshot; under
+ * REPEATABLE READ or SERIALIZABLE the transaction's snapshot would decide on
+ * stale authority, so claim and recheck refuse to run there.
+ */
+static void
+require_read_committed(const char *function)
+{
+	if (IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_RG_BAD_REQUEST),
+				 errmsg("%s must run in a READ COMMITTED transaction", function),
+				 errdetail("Under REPEATABLE READ or SERIALIZABLE the decision would see authority as of the transaction's start, not as committed now."),
+				 errhint("Call it in its own transaction, or with SET TRANSACTION ISOLATION LEVEL READ COMMITTED.")));
+}
+
+/*
  * rungate.claim(worker, operations, max_runs) RETURNS SETOF rungate.claimed
  */
 Datum
@@ -903,6 +921,7 @@ rg_claim(PG_FUNCTION_ARGS)
 				 errmsg("max_runs must be between 1 and %d, not %d",
 						MAX_CLAIM_RUNS, max_runs)));
 
+	require_read_committed("rungate.claim");
 	RG_MATERIALIZE_SRF(fcinfo);
 	SPI_connect();
 
@@ -1077,6 +1096,7 @@ rg_recheck(PG_FUNCTION_ARGS)
 	tupdesc = BlessTupleDesc(tupdesc);
 
 	SPI_connect();
+	require_read_committed("rungate.recheck");
 	lock_leased_run(run_id, token, "recheck", &r);
 	decide_for_run(&r, &d);
 	if (!d.allowed)
