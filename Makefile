@@ -3,6 +3,7 @@
 #   make && make install      build and install into the PostgreSQL 15 tree
 #   make test                 deps, build, throwaway cluster, every suite (test/run-tests.sh)
 #   make demo                 play test/demo.sql against a throwaway cluster
+#   make stress               the long suites: chaos and sqlsmith (test/stress/README.md)
 #   make installcheck         pg_regress + isolation against a running server (PG* env)
 #   make lint                 cppcheck and clang-tidy over src/*.c
 
@@ -33,8 +34,8 @@ PG_CONFIG ?= $(firstword $(wildcard /usr/lib/postgresql/15/bin/pg_config) pg_con
 PGXS      := $(wildcard $(shell $(PG_CONFIG) --pgxs 2>/dev/null))
 ifneq ($(PGXS),)
 include $(PGXS)
-else ifeq ($(filter test demo bench,$(MAKECMDGOALS)),)
-# 'make test' and 'make demo' install the build dependencies themselves
+else ifeq ($(filter test demo bench stress,$(MAKECMDGOALS)),)
+# 'make test', 'make demo' (and bench, stress) install the build dependencies themselves
 $(error PGXS not found via $(PG_CONFIG): install postgresql-server-dev-15, or run 'make test')
 endif
 
@@ -46,7 +47,7 @@ ifeq ($(wildcard $(EXTENSION)--$(EXTVERSION).sql $(EXTENSION)--*--$(EXTVERSION).
 $(error neither $(EXTENSION)--$(EXTVERSION).sql nor an update script to $(EXTVERSION) (default_version in $(EXTENSION).control is '$(EXTVERSION)'))
 endif
 
-.PHONY: test demo bench lint installcheck-regress installcheck-isolation
+.PHONY: test demo bench stress lint installcheck-regress installcheck-isolation
 
 test:
 	@bash test/run-tests.sh
@@ -57,6 +58,10 @@ demo:
 # performance side by side with a bare SKIP LOCKED queue (not part of test)
 bench:
 	@bash test/bench/run.sh
+
+# the long suites, before each release: chaos and sqlsmith (not part of test)
+stress:
+	@bash test/stress/run.sh
 
 # One suite at a time, against the server named by PGHOST/PGPORT/PGUSER
 # (test/run-tests.sh uses these).

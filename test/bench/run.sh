@@ -30,6 +30,7 @@ CLIENTS=${BENCH_CLIENTS:-4} THREADS=${BENCH_THREADS:-2}
 OUT="$RG_ROOT/results/bench"
 mkdir -p "$OUT"
 T0=$SECONDS
+LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)   # before we add ours
 
 # A 2-core box with a few GB: durable settings (fsync, full page writes), the
 # buffers and WAL room for a few minutes of queue churn without a checkpoint
@@ -52,7 +53,7 @@ environment() {
   echo "== environment"
   q -d postgres -c "SELECT version()"
   echo "cpu: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')"
-  echo "memory: $(free -g | awk '/^Mem:/ {print $2}') GB; load average now: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "memory: $(free -g | awk '/^Mem:/ {print $2}') GB; load average before the run: $LOAD0"
   if [ "$SCALE" = 1 ]; then
     echo "pgbench: -M prepared -c $CLIENTS -j $THREADS; $ROUNDS rounds x ${BENCH_SCALE_CLAIMS:-1000} claims per client"
   else
@@ -311,8 +312,8 @@ scale_bench() {
 }
 
 environment
-if awk '{ exit !($1 > 1.0) }' /proc/loadavg; then
-  echo "warning: load average $(cut -d' ' -f1 /proc/loadavg) before the run:" \
+if awk '{ exit !($1 > 1.0) }' <<<"$LOAD0"; then
+  echo "warning: load average ${LOAD0%% *} before the run:" \
        "something else is using the cores, the numbers will be noisy"
 fi
 if [ "$SCALE" = 1 ]; then scale_bench; else main_bench; fi
