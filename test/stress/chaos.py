@@ -33,7 +33,8 @@ Threads, each with its own connection:
 
 Every transaction that decides (claim, recheck, enqueue) records in
 stress.tx, in that same transaction, the snapshot of its deciding statement
-(snap_begin) and one taken after it (snap_end). With the revocations' txids
+(snap_begin; for an enqueue, of a statement before it) and one taken after
+it (snap_end). With the revocations' txids
 this makes the checks exact, with no clock involved: a revocation visible in
 snap_begin had committed before the decision began, one invisible in
 snap_end was not seen by it.
@@ -41,8 +42,12 @@ snap_end was not seen by it.
 Phases: chaos (until everything is dispatched and nothing is queued), then
 the revoker restores what is open and stops, nobody dies any more, and the
 queue drains (dead runs reaped, retries claimed) until every run is
-terminal. Then the invariants, from the audit log (see check()). Exit status
+terminal. Then the invariants, from the audit log (see CHECKS). Exit status
 0 when every invariant holds, 1 otherwise.
+
+--self-test sabotages the revoker (it logs disabling actors it never
+disables and suspends tenants without logging it): the run must then fail
+checks (a) and (c), and only those (run.sh's chaos-selftest suite).
 """
 
 import argparse
@@ -55,8 +60,6 @@ import time
 import traceback
 
 import psycopg
-
-TERMINAL = ("succeeded", "partially_succeeded", "failed", "blocked", "cancelled")
 
 # operation -> (scope, system allowed, writes); the fixture's types
 OPS = {

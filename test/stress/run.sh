@@ -13,6 +13,8 @@
 #   sqlsmith-user   sqlsmith as rungate_smith (USAGE on the schema, EXECUTE
 #                   on rungate's functions), STRESS_SQLSMITH_QUERIES queries
 #   sqlsmith-owner  sqlsmith as the owner (superuser), as many queries
+#                   (database: smith_setup.sql, then smith_catalog.sql, which
+#                   aims sqlsmith's grammar at rungate)
 #
 # Each suite counts 1; a suite also fails when the server log shows a
 # backend crash during it. The last line is "N passed, M failed"; the exit
@@ -134,8 +136,10 @@ SMITH_DB=rungate_smith
 smith_setup() {
   rg_log "sqlsmith: setting up $SMITH_DB ($(elapsed))"
   mkdb "$SMITH_DB" test/stress/smith_setup.sql
-  # bounded queries; no statement text in the log (a crash still names the
-  # query: "Failed process was running")
+  (cd "$RG_ROOT" && psql -X -q -v ON_ERROR_STOP=1 -d "$SMITH_DB" -f test/stress/smith_catalog.sql) \
+    </dev/null >/dev/null || rg_die "test/stress/smith_catalog.sql failed"
+  # bounded queries (sqlsmith sets 1 s too); no statement text in the log
+  # (a crash still names the query: "Failed process was running")
   psql -X -q -d postgres -c "ALTER DATABASE $SMITH_DB SET statement_timeout = '1s'" \
     -c "ALTER DATABASE $SMITH_DB SET log_min_error_statement = panic"
   psql -X -q -d "$SMITH_DB" -c "SELECT pg_stat_reset()" >/dev/null
@@ -165,11 +169,16 @@ suite_smith() {
   done
   pg_isready -q || up=0
   { grep -E '^queries:' "$log" | tail -n1; grep -E '^error rate:' "$log" | tail -n1; } | sed 's/^/  /' || true
-  # how often the queries reached rungate (track_functions = all)
+  # how far the queries reached into rungate: calls that returned
+  # (track_functions = all; flushed when sqlsmith's sessions end) and the
+  # errors rungate raised (RG4xx in the log)
+  sleep 1
   [ "$up" = 0 ] || psql -X -q -tA -d "$SMITH_DB" -c "
-    SELECT '  rungate functions executed: ' || coalesce(string_agg(funcname || ' ' || calls, ', '
-             ORDER BY funcname), 'none') || ' (' || coalesce(sum(calls), 0) || ' calls since set-up)'
+    SELECT '  rungate calls that returned, since set-up: ' || coalesce(sum(calls), 0) || ' ('
+           || coalesce(string_agg(funcname || ' ' || calls, ', ' ORDER BY funcname), 'none') || ')'
       FROM pg_stat_user_functions WHERE schemaname = 'rungate' AND calls > 0" || true
+  echo "  errors raised by rungate: $(grep -cE '\] RG[0-9]{3} ' "$OUT/$name.server.log" || true)" \
+       "($(grep -oE '\] RG[0-9]{3} ' "$OUT/$name.server.log" | grep -oE 'RG[0-9]+' | sort | uniq -c | awk '{printf "%s%s %s", (NR > 1 ? ", " : ""), $2, $1}'))"
   # internal errors (XX000) raised while a rungate function was running,
   # reported: the bad-input suite of make test owns that promise
   internal=$(grep -E ' XX000 ' "$OUT/$name.server.log" | grep -ci 'rungate' || true)

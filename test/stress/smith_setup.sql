@@ -8,7 +8,7 @@
 -- payloads, intervals, arrays), so that sqlsmith, which feeds functions
 -- with columns it finds, calls rungate with values that reach past the
 -- argument checks. The role rungate_smith has nothing but USAGE on the
--- schema, EXECUTE on rungate's functions and SELECT on public.fuzz.
+-- schema, EXECUTE on rungate's functions and its rights on public.fuzz.
 
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
@@ -94,6 +94,12 @@ INSERT INTO public.fuzz (id, num, word, token, doc, span, at, flag, words, ids, 
     (103, 1001, 'blocked', NULL, '{}', '5 minutes', now(), true, '{queued}', '{20}', NULL, NULL),
     (105, 3, 'succeeded', NULL, '{}', '00:00:00.001', now(), false, '{running}', '{10}', NULL, NULL);
 
+-- more than one page of each value, so that sqlsmith's TABLESAMPLE clauses
+-- (page or row sampling) still find rows to call rungate with
+INSERT INTO public.fuzz SELECT f.* FROM public.fuzz f, generate_series(1, 10)
+ WHERE length(f.word) < 100;
+ANALYZE public.fuzz;
+
 DO $$ BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'rungate_smith') THEN
         CREATE ROLE rungate_smith LOGIN;
@@ -101,6 +107,6 @@ DO $$ BEGIN
 END $$;
 GRANT USAGE ON SCHEMA rungate TO rungate_smith;
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA rungate TO rungate_smith;
-GRANT SELECT ON public.fuzz TO rungate_smith;
+GRANT SELECT, INSERT, UPDATE, DELETE ON public.fuzz TO rungate_smith;
 
 RESET client_min_messages;
