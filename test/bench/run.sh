@@ -141,13 +141,40 @@ prepare_queue() {
   q -d "$DB" -c "CHECKPOINT"
 }
 
-# measure QUEUE SCRIPT: RATE = runs started per second (integer), or VOID
-# (sets a global: a $(...) subshell would lose MAX_RATE)
+# CPU used by others while we measure, so a noisy round can be told from a
+# slow one: the machine's busy time (/proc/stat, steal included) less ours
+# (our postmaster with its children, live and reaped, and this shell's
+# children: pgbench, psql), in percent of all cores over the wall time.
+cpu_snapshot() {   # SNAP = "wall busy ours" in clock ticks (a global: times
+  local pm ours shell hz   # must see this shell's children, not a subshell's)
+  hz=$(getconf CLK_TCK)
+  pm=$(head -1 "$RG_TMP/data/postmaster.pid")
+  # cat, not awk, opens the files: a process may exit between glob and open
+  ours=$(cat /proc/[0-9]*/stat 2>/dev/null | awk -v pm="$pm" '
+           $1 == pm { t += $14 + $15 + $16 + $17 } $4 == pm { t += $14 + $15 }
+           END { printf "%d", t }') || true   # cat fails on a vanished file
+  times >"$RG_TMP/times"
+  shell=$(awk -v hz="$hz" 'NR == 2 { for (i = 1; i <= 2; i++) {
+            split($i, a, /[ms]/); t += (a[1] * 60 + a[2]) * hz } } END { printf "%d", t }' "$RG_TMP/times")
+  SNAP="$(awk -v hz="$hz" '{ printf "%d", $1 * hz }' /proc/uptime)"
+  SNAP+=" $(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat) $((ours + shell))"
+}
+other_cpu() {      # SNAPSHOT_BEFORE SNAPSHOT_AFTER -> percent
+  awk -v b="$1" -v a="$2" -v n="$(nproc)" 'BEGIN { split(b, x, " "); split(a, y, " ")
+    w = (y[1] - x[1]) * n; o = (y[2] - x[2]) - (y[3] - x[3])
+    printf "%d", (w > 0 && o > 0 ? 100 * o / w : 0) }'
+}
+
+# measure QUEUE SCRIPT: RATE = runs started per second (integer), or VOID;
+# OTHER = others' CPU during the round, percent (globals: a $(...) subshell
+# would lose MAX_RATE)
 measure() {
-  local queue=$1 script=$2 before after left rate
+  local queue=$1 script=$2 before after left rate c0
   prepare_queue "$queue" "$script"
   before=$(started "$queue")
+  cpu_snapshot; c0=$SNAP
   run_pgbench "$DB" "$script" "$OUT/${script%.sql}.log" -T "$SECS"
+  cpu_snapshot; OTHER=$(other_cpu "$c0" "$SNAP")
   after=$(started "$queue")
   left=$(queued "$queue")
   rate=$(awk -v d="$((after - before))" -v s="$PB_SECS" 'BEGIN { printf "%d", (s > 0 ? d / s : 0) }')
@@ -182,8 +209,8 @@ main_bench() {
 
   local md="$OUT/bench.md" sync kind rs bs target i r b x
   {
-    echo "| measure | synchronous_commit | rungate runs/s | bare runs/s | ratio (median) | target |"
-    echo "|---|---|---|---|---|---|"
+    echo "| measure | synchronous_commit | rungate runs/s | bare runs/s | ratio (median) | target | others' CPU (max) |"
+    echo "|---|---|---|---|---|---|---|"
   } >"$md.rows"
 
   for sync in off on; do
@@ -195,26 +222,29 @@ main_bench() {
         batch) rs=rg_batch.sql bs=bare_claim.sql target=3 ;;
       esac
       echo "== $kind, synchronous_commit=$sync ($(elapsed))"
-      local ratios=() rgs=() bares=()
+      local ratios=() rgs=() bares=() others=() o
       for ((i = 1; i <= ROUNDS; i++)); do
         # alternate which side goes first, so drift over time cancels too
-        if ((i % 2)); then measure rungate "$rs"; r=$RATE; measure bare "$bs"; b=$RATE
-        else measure bare "$bs"; b=$RATE; measure rungate "$rs"; r=$RATE; fi
+        if ((i % 2)); then measure rungate "$rs"; r=$RATE o=$OTHER; measure bare "$bs"; b=$RATE
+        else measure bare "$bs"; b=$RATE o=$OTHER; measure rungate "$rs"; r=$RATE; fi
+        o=$(( OTHER > o ? OTHER : o ))
         if [ "$r" = VOID ] || [ "$b" = VOID ]; then
           echo "  round $i: rungate $r, bare $b: VOID (a queue ran dry)"
           continue
         fi
         x=$(ratio "$r" "$b")
-        printf '  round %d: rungate %6d runs/s   bare %6d runs/s   ratio %s\n' "$i" "$r" "$b" "$x"
-        ratios+=("$x") rgs+=("$r") bares+=("$b")
+        printf '  round %d: rungate %6d runs/s   bare %6d runs/s   ratio %s   (others used %d%% CPU)\n' \
+          "$i" "$r" "$b" "$x" "$o"
+        ratios+=("$x") rgs+=("$r") bares+=("$b") others+=("$o")
       done
-      local m mr mb v
+      local m mr mb v mo
       m=$(printf '%s\n' "${ratios[@]:-}" | grep . | median || true)
+      mo=$(printf '%s\n' "${others[@]:-}" | grep . | sort -g | tail -1 || true)
       mr=$(printf '%s\n' "${rgs[@]:-}" | grep . | median %.0f || true)
       mb=$(printf '%s\n' "${bares[@]:-}" | grep . | median %.0f || true)
       v=$(verdict "$m" "$target")
       echo "  median: rungate $mr, bare $mb runs/s; ratio $m (target >= $target): $v"
-      echo "| $kind | $sync | $mr | $mb | $m | ≥ $target $v |" >>"$md.rows"
+      echo "| $kind | $sync | $mr | $mb | $m | ≥ $target $v | ${mo:-n/a}% |" >>"$md.rows"
     done
   done
 
@@ -227,6 +257,8 @@ main_bench() {
     echo "cycle: claim then \`rungate.complete\` vs bare claim then bare completion;"
     echo "batch: \`rungate.claim(w, NULL, 10)\` vs the bare single claim."
     echo "Targets from issue 5; informational (make bench does not fail on them)."
+    echo "Others' CPU: the most that processes outside the benchmark used in any round of"
+    echo "the cell, in % of all cores; above a few % the cell was measured on a shared machine."
     echo
     cat "$md.rows"
     echo
