@@ -84,6 +84,22 @@ SELECT lease_expires_at < now() + interval '2 minutes' AS lease_unchanged, statu
 -- A heartbeat does not write an audit row.
 SELECT string_agg(event, ', ' ORDER BY id) AS events FROM rungate.audit_log WHERE run_id = :h;
 
+-- An expired lease is no longer held, even before reap_expired requeues the
+-- run: heartbeat, recheck, complete and fail are RG409 and change nothing.
+SELECT id AS x FROM rungate.enqueue('inventory.sync', 1, 10, 100) \gset
+SELECT lease_token AS xtok FROM rungate.claim('worker-x') \gset
+UPDATE rungate.runs SET lease_expires_at = now() - interval '1 second' WHERE id = :x;
+SELECT pg_temp.try(format('SELECT rungate.heartbeat(%s, %L)', :x, :'xtok')) AS heartbeat_expired,
+       pg_temp.try(format('SELECT rungate.recheck(%s, %L)', :x, :'xtok')) AS recheck_expired,
+       pg_temp.try(format('SELECT rungate.complete(%s, %L)', :x, :'xtok')) AS complete_expired,
+       pg_temp.try(format('SELECT rungate.fail(%s, %L, %L, true)', :x, :'xtok', 'late')) AS fail_expired;
+SELECT status, lease_token = :'xtok' AS same_lease, lease_expires_at < now() AS still_expired
+  FROM rungate.runs WHERE id = :x;
+SELECT string_agg(event, ', ' ORDER BY id) AS events FROM rungate.audit_log WHERE run_id = :x;
+SELECT rungate.reap_expired() >= 1 AS reaped;
+SELECT status, attempt FROM rungate.runs WHERE id = :x;
+SELECT status AS after_cancel FROM rungate.cancel(:x, NULL);
+
 ------------------------------------------------------------------------------
 -- 4. complete stores the result; afterwards the token is dead.
 ------------------------------------------------------------------------------

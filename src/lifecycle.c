@@ -51,13 +51,13 @@ PG_FUNCTION_INFO_V1(rg_purge);
 #define RUN_COLS \
 	"r.id, r.workspace_id, r.tenant_id, r.operation, r.initiator_id," \
 	" r.parent_id, r.status, r.attempt, r.max_attempts, r.lease_token," \
-	" r.worker, r.priority, r.item_tenants, r.payload, r"
+	" r.worker, r.priority, r.item_tenants, r.payload, r.lease_expires_at, r"
 
 enum
 {
 	C_ID = 1, C_WORKSPACE, C_TENANT, C_OPERATION, C_INITIATOR, C_PARENT,
 	C_STATUS, C_ATTEMPT, C_MAX_ATTEMPTS, C_LEASE_TOKEN, C_WORKER, C_PRIORITY,
-	C_ITEM_TENANTS, C_PAYLOAD, C_ROW
+	C_ITEM_TENANTS, C_PAYLOAD, C_LEASE_EXPIRES, C_ROW
 };
 
 typedef struct RunRow
@@ -77,6 +77,7 @@ typedef struct RunRow
 	int32		priority;
 	bool		has_lease;
 	pg_uuid_t	lease_token;
+	TimestampTz lease_expires_at;	/* when has_lease */
 	char	   *worker;
 	Datum		item_tenants;	/* bigint[], or 0 */
 	Datum		payload;
@@ -110,6 +111,8 @@ load_run(int i, RunRow *r)
 	d = rg_get_datum(i, C_ITEM_TENANTS, &isnull);
 	r->item_tenants = isnull ? (Datum) 0 : d;
 	r->payload = rg_get_datum(i, C_PAYLOAD, &isnull);
+	d = rg_get_datum(i, C_LEASE_EXPIRES, &isnull);
+	r->lease_expires_at = isnull ? 0 : DatumGetTimestampTz(d);
 	r->row = rg_get_datum(i, C_ROW, &isnull);
 }
 
@@ -236,7 +239,8 @@ static RgPlan move_plan = {
 	"  finished_at = CASE WHEN $2 IN ('queued', 'running') THEN NULL ELSE pg_catalog.now() END,"
 	"  lease_token = NULL, lease_expires_at = NULL"
 	" WHERE r.id" EQ "$1 AND r.status" EQ "$9"
-	"   AND ($10::pg_catalog.uuid IS NULL OR r.lease_token" EQ "$10)"
+	"   AND ($10::pg_catalog.uuid IS NULL OR (r.lease_token" EQ "$10"
+	"        AND r.lease_expires_at" GE "pg_catalog.now()))"
 	" RETURNING " RUN_COLS "),"
 	" a AS ("
 	" INSERT INTO rungate.audit_log (at, run_id, workspace_id, tenant_id, attempt,"
@@ -474,6 +478,14 @@ lock_leased_run(int64 run_id, pg_uuid_t *token, const char *action, RunRow *r)
 				 errmsg("cannot %s run " INT64_FORMAT ": the lease token does not match its current lease",
 						action, run_id),
 				 errdetail("The lease expired, was re-claimed or was voided; this worker no longer holds the run.")));
+	if (r->lease_expires_at < GetCurrentTransactionStartTimestamp())
+		ereport(ERROR,
+				(errcode(ERRCODE_RG_CONFLICT),
+				 errmsg("cannot %s run " INT64_FORMAT ": its lease expired",
+						action, run_id),
+				 errdetail("The lease expired at %s. An expired lease is no longer held, even before reap_expired requeues the run.",
+						   timestamptz_to_str(r->lease_expires_at)),
+				 errhint("Heartbeat more often than the operation type's lease.")));
 }
 
 /* ------------------------------------------------------------------------
@@ -799,6 +811,39 @@ static RgPlan start_plan = {
 	5, {INT8OID, TEXTOID, UUIDOID, INTERVALOID, JSONBOID}, NULL
 };
 
+/*
+ * Start several allowed runs of one batch, and write their 'started' rows, in
+ * one statement: the per-statement cost is paid once per batch, not per run.
+ *   $1 ids, $2 tokens, $3 leases, $4 checks (parallel arrays), $5 worker
+ */
+static RgPlan start_many_plan = {
+	"WITH s AS ("
+	" SELECT * FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]),"
+	"   pg_catalog.unnest($2::pg_catalog.uuid[]),"
+	"   pg_catalog.unnest($3::pg_catalog.interval[]),"
+	"   pg_catalog.unnest($4::pg_catalog.jsonb[])) WITH ORDINALITY"
+	"   AS s(id, token, lease, checks, n)),"
+	" m AS ("
+	" UPDATE rungate.runs r SET status = 'running', attempt = r.attempt" PLUS "1,"
+	"  worker = $5, lease_token = s.token,"
+	"  lease_expires_at = pg_catalog.now()" PLUS "s.lease,"
+	"  started_at = COALESCE(r.started_at, pg_catalog.now()),"
+	"  error = NULL"
+	" FROM s WHERE r.id" EQ "s.id"
+	" RETURNING r.id, r.workspace_id, r.tenant_id, r.initiator_id, r.attempt,"
+	"  r.lease_expires_at, s.checks, s.n),"
+	" a AS ("
+	" INSERT INTO rungate.audit_log (at, run_id, workspace_id, tenant_id, attempt,"
+	"   event, authority, actor_id, decision, checks, worker, txid)"
+	" SELECT pg_catalog.clock_timestamp(), m.id, m.workspace_id, m.tenant_id,"
+	"   m.attempt, 'started',"
+	"   CASE WHEN m.initiator_id IS NULL THEN 'system' ELSE 'actor' END,"
+	"   m.initiator_id, 'allow', m.checks, $5, pg_catalog.txid_current()"
+	"   FROM m ORDER BY m.n)"
+	" SELECT m.attempt, m.lease_expires_at FROM m ORDER BY m.n",
+	5, {INT8ARRAYOID, UUIDARRAYOID, INTERVALARRAYOID, JSONBARRAYOID, TEXTOID}, NULL
+};
+
 static RgPlan start_parent_plan = {
 	"UPDATE rungate.runs r SET status = 'running', attempt = r.attempt" PLUS "1,"
 	"  started_at = COALESCE(r.started_at, pg_catalog.now())"
@@ -886,6 +931,89 @@ require_read_committed(const char *function)
 }
 
 /*
+ * Start the allowed runs batch[starts[0..n-1]] (locked by us, in claim
+ * order) and return them to the caller: one statement for one run, one for
+ * several.
+ */
+static void
+start_runs(ReturnSetInfo *rsinfo, const char *worker, RunRow *batch,
+		   RgDecision *decisions, const int *starts, int n)
+{
+	pg_uuid_t  *tokens = palloc(sizeof(pg_uuid_t) * n);
+	Datum		worker_text = CStringGetTextDatum(worker);
+	int			i;
+
+	for (i = 0; i < n; i++)
+		new_lease_token(&tokens[i]);
+
+	if (n == 1)
+	{
+		RunRow	   *r = &batch[starts[0]];
+		RgDecision *d = &decisions[starts[0]];
+		Datum		sv[5];
+
+		sv[0] = Int64GetDatum(r->id);
+		sv[1] = worker_text;
+		sv[2] = UUIDPGetDatum(&tokens[0]);
+		sv[3] = IntervalPGetDatum(&d->op.lease);
+		sv[4] = d->checks;
+		rg_exec(&start_plan, sv, NULL, true, 0);
+	}
+	else
+	{
+		Datum	   *ids = palloc(sizeof(Datum) * n);
+		Datum	   *toks = palloc(sizeof(Datum) * n);
+		Datum	   *leases = palloc(sizeof(Datum) * n);
+		Datum	   *checks = palloc(sizeof(Datum) * n);
+		Datum		sv[5];
+
+		for (i = 0; i < n; i++)
+		{
+			ids[i] = Int64GetDatum(batch[starts[i]].id);
+			toks[i] = UUIDPGetDatum(&tokens[i]);
+			leases[i] = IntervalPGetDatum(&decisions[starts[i]].op.lease);
+			checks[i] = decisions[starts[i]].checks;
+		}
+		sv[0] = PointerGetDatum(construct_array(ids, n, INT8OID, sizeof(int64),
+												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		sv[1] = PointerGetDatum(construct_array(toks, n, UUIDOID, UUID_LEN,
+												false, TYPALIGN_CHAR));
+		sv[2] = PointerGetDatum(construct_array(leases, n, INTERVALOID,
+												sizeof(Interval), false,
+												TYPALIGN_DOUBLE));
+		sv[3] = PointerGetDatum(construct_array(checks, n, JSONBOID, -1,
+												false, TYPALIGN_INT));
+		sv[4] = worker_text;
+		rg_exec(&start_many_plan, sv, NULL, true, 0);
+	}
+	if ((int) SPI_processed != n)
+		elog(ERROR, "rungate: started %d of %d claimed runs",
+			 (int) SPI_processed, n);
+
+	for (i = 0; i < n; i++)
+	{
+		RunRow	   *r = &batch[starts[i]];
+		Datum		out[9];
+		bool		outnull[9];
+
+		memset(outnull, 0, sizeof(outnull));
+		out[0] = Int64GetDatum(r->id);
+		out[1] = UUIDPGetDatum(&tokens[i]);
+		out[2] = rg_get_datum(i, 1, &outnull[2]);
+		out[3] = CStringGetTextDatum(r->operation);
+		out[4] = Int64GetDatum(r->workspace_id);
+		out[5] = Int64GetDatum(r->tenant_id);
+		outnull[5] = !r->has_tenant;
+		out[6] = Int64GetDatum(r->initiator_id);
+		outnull[6] = !r->has_initiator;
+		out[7] = r->payload;
+		out[8] = rg_get_datum(i, 2, &outnull[8]);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, out, outnull);
+	}
+	SPI_freetuptable(SPI_tuptable);
+}
+
+/*
  * rungate.claim(worker, operations, max_runs) RETURNS SETOF rungate.claimed
  */
 Datum
@@ -933,6 +1061,8 @@ rg_claim(PG_FUNCTION_ARGS)
 					nblocked = 0;
 		RunRow	   *batch;
 		RgDecision *decisions;
+		int		   *starts;
+		int			nstart;
 
 		CHECK_FOR_INTERRUPTS();
 
@@ -955,6 +1085,7 @@ rg_claim(PG_FUNCTION_ARGS)
 		 */
 		batch = palloc(sizeof(RunRow) * nrows);
 		decisions = palloc(sizeof(RgDecision) * nrows);
+		starts = palloc(sizeof(int) * nrows);
 		for (i = 0; i < nrows; i++)
 		{
 			RunRow	   *r = &batch[i];
@@ -970,7 +1101,12 @@ rg_claim(PG_FUNCTION_ARGS)
 		}
 		SPI_freetuptable(SPI_tuptable);
 
-		for (i = 0; i < nrows && started < max_runs; i++)
+		/*
+		 * Denials and bulk parents in claim order; the allowed runs are then
+		 * started together (start_runs).
+		 */
+		nstart = 0;
+		for (i = 0; i < nrows && started + nstart < max_runs; i++)
 		{
 			RunRow	   *r = &batch[i];
 			RgDecision *d = &decisions[i];
@@ -990,37 +1126,11 @@ rg_claim(PG_FUNCTION_ARGS)
 			else if (d->op.item_operation)
 				start_parent(r, d, worker);
 			else
-			{
-				pg_uuid_t	token;
-				Datum		sv[5];
-				Datum		out[9];
-				bool		outnull[9];
-
-				new_lease_token(&token);
-				sv[0] = Int64GetDatum(r->id);
-				sv[1] = CStringGetTextDatum(worker);
-				sv[2] = UUIDPGetDatum(&token);
-				sv[3] = IntervalPGetDatum(&d->op.lease);
-				sv[4] = d->checks;
-				rg_exec(&start_plan, sv, NULL, true, 0);
-
-				memset(outnull, 0, sizeof(outnull));
-				out[0] = Int64GetDatum(r->id);
-				out[1] = UUIDPGetDatum(&token);
-				out[2] = rg_get_datum(0, 1, &outnull[2]);
-				out[3] = CStringGetTextDatum(r->operation);
-				out[4] = Int64GetDatum(r->workspace_id);
-				out[5] = Int64GetDatum(r->tenant_id);
-				outnull[5] = !r->has_tenant;
-				out[6] = Int64GetDatum(r->initiator_id);
-				outnull[6] = !r->has_initiator;
-				out[7] = r->payload;
-				out[8] = rg_get_datum(0, 2, &outnull[8]);
-
-				tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, out, outnull);
-				started++;
-			}
+				starts[nstart++] = i;
 		}
+		if (nstart > 0)
+			start_runs(rsinfo, worker, batch, decisions, starts, nstart);
+		started += nstart;
 		extra = Min(extra * 2 + nblocked, MAX_CLAIM_RUNS);
 	}
 
@@ -1036,6 +1146,7 @@ static RgPlan heartbeat_plan = {
 	"UPDATE rungate.runs r SET lease_expires_at = pg_catalog.now()" PLUS
 	"  (SELECT ot.lease FROM rungate.operation_types ot WHERE ot.name" EQ "r.operation)"
 	" WHERE r.id" EQ "$1 AND r.status" EQ "'running' AND r.lease_token" EQ "$2"
+	"   AND r.lease_expires_at" GE "pg_catalog.now()"
 	" RETURNING r.lease_expires_at",
 	2, {INT8OID, UUIDOID}, NULL
 };

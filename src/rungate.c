@@ -109,7 +109,13 @@ rg_plan(RgPlan *p)
 {
 	if (p->plan == NULL)
 	{
-		SPIPlanPtr	plan = SPI_prepare(p->sql, p->nargs, p->argtypes);
+		/*
+		 * Always the generic plan: every query here is written for one plan
+		 * (keys and indexes, not parameter values), and a custom plan would
+		 * be planned anew on every call (LIMIT $1 makes it look cheaper).
+		 */
+		SPIPlanPtr	plan = SPI_prepare_cursor(p->sql, p->nargs, p->argtypes,
+											  CURSOR_OPT_GENERIC_PLAN);
 
 		if (plan == NULL)
 			elog(ERROR, "rungate: SPI_prepare failed (%s) for: %s",
