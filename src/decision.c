@@ -3,45 +3,332 @@
  *     The legitimacy decision (CONTRACT §2): rungate.decide() and the
  *     rg_decide_internal() that enqueue, claim and recheck share.
  *
- * One kept plan gathers every fact the nine checks need in a single index
- * driven query; the checks themselves are evaluated here, in the contract's
- * order. Never writes anything: deciding has no side effects.
+ * The facts the nine checks need are read by direct primary-key probes of
+ * the authority tables (no executor, no plan) on a snapshot taken when the
+ * decision starts, so every revocation committed before it is seen; the
+ * checks are evaluated here, in the contract's order. Never writes anything:
+ * deciding has no side effects.
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/skey.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "lib/stringinfo.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/fmgroids.h"
+#include "utils/inval.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "rungate.h"
 
 PG_FUNCTION_INFO_V1(rg_decide);
 
-/* The facts of one decision, gathered in one query. */
-static RgPlan facts_plan = {
-	RG_FACTS_SQL("$1", "$2", "$3", "$4"),
-	4, {TEXTOID, INT8OID, INT8OID, INT8OID}, NULL
-};
+/* ------------------------------------------------------------------------
+ * Facts: primary-key probes of the authority tables
+ * ------------------------------------------------------------------------ */
 
-/* Columns of RG_FACTS_SQL, 1-based from its first column. */
+/* What a probe reads from one authority table, through its primary key. */
+typedef struct ProbeRel
+{
+	const char *name;
+	const char *keys[2];		/* primary-key columns, in index order */
+	const char *cols[9];		/* columns read, NULL-terminated */
+	/* filled from the catalogs, reset by any relcache invalidation */
+	Oid			relid;
+	Oid			pkey;
+	AttrNumber	keyatt[2];
+	Oid			keyproc[2];
+	Oid			keycoll[2];
+	AttrNumber	colatt[9];
+} ProbeRel;
+
 enum
 {
-	F_CAPABILITY = 1, F_TENANT_SCOPE, F_REQ_OPERABLE, F_ALLOW_SYSTEM, F_WRITES,
-	F_ITEM_OP, F_MAX_ATTEMPTS, F_LEASE,
-	F_WS_EXISTS, F_WS_STATUS,
-	F_ACTOR_EXISTS, F_ACTOR_STATUS,
-	F_WS_ROLE,
-	F_TENANT_EXISTS, F_TENANT_WS, F_TENANT_STATUS,
-	F_TENANT_ROLE,
-	F_HAS_CAP,
-	F_UNMET
+	P_OPTYPE, P_WORKSPACE, P_ACTOR, P_WS_MEMBER, P_TENANT, P_TENANT_MEMBER,
+	P_ROLE_CAP, P_PREREQ, P_COUNT
 };
+
+/* operation_types columns, in cols order */
+enum
+{
+	OT_CAPABILITY, OT_SCOPE, OT_REQ_OPERABLE, OT_ALLOW_SYSTEM, OT_WRITES,
+	OT_ITEM_OP, OT_MAX_ATTEMPTS, OT_LEASE, OT_PREREQS, OT_NCOLS
+};
+
+static ProbeRel probe_rels[P_COUNT] = {
+	[P_OPTYPE] = {.name = "operation_types", .keys = {"name"},
+		.cols = {"capability", "scope", "requires_operable_tenant", "allow_system",
+	"writes", "item_operation", "max_attempts", "lease", "prerequisites"}},
+	[P_WORKSPACE] = {.name = "workspaces", .keys = {"id"}, .cols = {"status"}},
+	[P_ACTOR] = {.name = "actors", .keys = {"id"}, .cols = {"status"}},
+	[P_WS_MEMBER] = {.name = "workspace_members",
+	.keys = {"workspace_id", "actor_id"}, .cols = {"role"}},
+	[P_TENANT] = {.name = "tenants", .keys = {"id"},
+	.cols = {"workspace_id", "status"}},
+	[P_TENANT_MEMBER] = {.name = "tenant_members",
+	.keys = {"tenant_id", "actor_id"}, .cols = {"role"}},
+	[P_ROLE_CAP] = {.name = "role_capabilities", .keys = {"role", "capability"}},
+	[P_PREREQ] = {.name = "tenant_prerequisites", .keys = {"tenant_id", "name"},
+	.cols = {"satisfied"}},
+};
+
+static bool probes_valid = false;
+
+/* DROP/CREATE EXTENSION, ALTER TABLE ...: look everything up again. */
+static void
+probes_inval(Datum arg, Oid relid)
+{
+	probes_valid = false;
+}
+
+static void
+probes_init(void)
+{
+	static bool callback_registered = false;
+	Oid			nsp;
+	int			i,
+				j;
+
+	if (probes_valid)
+		return;
+	if (!callback_registered)
+	{
+		CacheRegisterRelcacheCallback(probes_inval, (Datum) 0);
+		callback_registered = true;
+	}
+	nsp = get_namespace_oid("rungate", false);
+	for (i = 0; i < P_COUNT; i++)
+	{
+		ProbeRel   *p = &probe_rels[i];
+		Relation	rel;
+		TupleDesc	desc;
+
+		p->relid = get_relname_relid(p->name, nsp);
+		if (!OidIsValid(p->relid))
+			elog(ERROR, "rungate: table rungate.%s is missing", p->name);
+		rel = table_open(p->relid, AccessShareLock);
+		desc = RelationGetDescr(rel);
+		p->pkey = RelationGetPrimaryKeyIndex(rel);
+		if (!OidIsValid(p->pkey))
+			elog(ERROR, "rungate: table rungate.%s has no primary key", p->name);
+		for (j = 0; j < 2 && p->keys[j]; j++)
+		{
+			Form_pg_attribute att;
+
+			p->keyatt[j] = get_attnum(p->relid, p->keys[j]);
+			if (p->keyatt[j] == InvalidAttrNumber)
+				elog(ERROR, "rungate: column %s of rungate.%s is missing",
+					 p->keys[j], p->name);
+			att = TupleDescAttr(desc, p->keyatt[j] - 1);
+			if (att->atttypid == INT8OID)
+				p->keyproc[j] = F_INT8EQ;
+			else if (att->atttypid == TEXTOID)
+				p->keyproc[j] = F_TEXTEQ;
+			else
+				elog(ERROR, "rungate: unexpected type of rungate.%s.%s",
+					 p->name, p->keys[j]);
+			p->keycoll[j] = att->attcollation;
+		}
+		for (j = 0; j < 9 && p->cols[j]; j++)
+		{
+			p->colatt[j] = get_attnum(p->relid, p->cols[j]);
+			if (p->colatt[j] == InvalidAttrNumber)
+				elog(ERROR, "rungate: column %s of rungate.%s is missing",
+					 p->cols[j], p->name);
+		}
+		table_close(rel, NoLock);
+	}
+	probes_valid = true;
+}
+
+/*
+ * Look up the row of table `which` whose primary key is `keys`, as `snap`
+ * sees it. When found, copies its columns (cols order) into out/nulls in the
+ * current memory context and returns true.
+ */
+static bool
+probe(int which, Datum k1, Datum k2, Snapshot snap, Datum *out, bool *nulls)
+{
+	ProbeRel   *p = &probe_rels[which];
+	Relation	rel;
+	ScanKeyData sk[2];
+	SysScanDesc scan;
+	HeapTuple	tup;
+	int			nkeys = p->keys[1] ? 2 : 1;
+	int			j;
+
+	rel = table_open(p->relid, AccessShareLock);
+	for (j = 0; j < nkeys; j++)
+		ScanKeyEntryInitialize(&sk[j], 0, p->keyatt[j], BTEqualStrategyNumber,
+							   InvalidOid, p->keycoll[j], p->keyproc[j],
+							   j == 0 ? k1 : k2);
+	scan = systable_beginscan(rel, p->pkey, true, snap, nkeys, sk);
+	tup = systable_getnext(scan);
+	if (tup != NULL && out != NULL)
+	{
+		TupleDesc	desc = RelationGetDescr(rel);
+
+		for (j = 0; j < 9 && p->cols[j]; j++)
+		{
+			Form_pg_attribute att = TupleDescAttr(desc, p->colatt[j] - 1);
+			Datum		d = heap_getattr(tup, p->colatt[j], desc, &nulls[j]);
+
+			out[j] = nulls[j] ? (Datum) 0 :
+				datumCopy(d, att->attbyval, att->attlen);
+		}
+	}
+	systable_endscan(scan);
+	table_close(rel, NoLock);
+	return tup != NULL;
+}
+
+/* A text column of a probed row, or NULL. */
+static char *
+probed_text(Datum *out, bool *nulls, int col)
+{
+	return nulls[col] ? NULL : TextDatumGetCString(out[col]);
+}
+
+/* Every fact of one decision. */
+typedef struct Facts
+{
+	bool		op_exists;
+	char	   *capability;
+	bool		tenant_scope;
+	bool		requires_operable_tenant;
+	bool		allow_system;
+	bool		writes;
+	char	   *item_operation;
+	int32		max_attempts;
+	Interval	lease;
+	bool		ws_exists;
+	char	   *ws_status;
+	bool		actor_exists;
+	char	   *actor_status;
+	char	   *ws_role;
+	bool		tenant_exists;
+	int64		tenant_ws;
+	char	   *tenant_status;
+	char	   *tenant_role;
+	bool		has_cap;
+	char	   *unmet;			/* first unsatisfied prerequisite, or NULL */
+} Facts;
+
+static void
+gather_facts(const char *operation, int64 workspace_id,
+			 bool has_tenant, int64 tenant_id,
+			 bool has_actor, int64 actor_id, Facts *f)
+{
+	Snapshot	snap;
+	Datum		out[9];
+	bool		nulls[9];
+	Datum		opname = CStringGetTextDatum(operation);
+	Datum		prereqs = (Datum) 0;
+	const char *role;
+
+	memset(f, 0, sizeof(*f));
+	probes_init();
+
+	/*
+	 * The latest snapshot, not the transaction's: whatever committed before
+	 * this decision started is seen, at any isolation level.
+	 */
+	snap = RegisterSnapshot(GetLatestSnapshot());
+
+	f->op_exists = probe(P_OPTYPE, opname, 0, snap, out, nulls);
+	if (f->op_exists)
+	{
+		f->capability = probed_text(out, nulls, OT_CAPABILITY);
+		f->tenant_scope = strcmp(probed_text(out, nulls, OT_SCOPE), "tenant") == 0;
+		f->requires_operable_tenant = DatumGetBool(out[OT_REQ_OPERABLE]);
+		f->allow_system = DatumGetBool(out[OT_ALLOW_SYSTEM]);
+		f->writes = DatumGetBool(out[OT_WRITES]);
+		f->item_operation = probed_text(out, nulls, OT_ITEM_OP);
+		f->max_attempts = DatumGetInt32(out[OT_MAX_ATTEMPTS]);
+		f->lease = *DatumGetIntervalP(out[OT_LEASE]);
+		prereqs = nulls[OT_PREREQS] ? (Datum) 0 : out[OT_PREREQS];
+	}
+	else
+	{
+		UnregisterSnapshot(snap);
+		return;
+	}
+
+	f->ws_exists = probe(P_WORKSPACE, Int64GetDatum(workspace_id), 0, snap, out, nulls);
+	if (f->ws_exists)
+		f->ws_status = probed_text(out, nulls, 0);
+	if (has_actor)
+	{
+		f->actor_exists = probe(P_ACTOR, Int64GetDatum(actor_id), 0, snap, out, nulls);
+		if (f->actor_exists)
+			f->actor_status = probed_text(out, nulls, 0);
+		if (probe(P_WS_MEMBER, Int64GetDatum(workspace_id), Int64GetDatum(actor_id),
+				  snap, out, nulls))
+			f->ws_role = probed_text(out, nulls, 0);
+	}
+	if (has_tenant)
+	{
+		f->tenant_exists = probe(P_TENANT, Int64GetDatum(tenant_id), 0, snap, out, nulls);
+		if (f->tenant_exists)
+		{
+			f->tenant_ws = DatumGetInt64(out[0]);
+			f->tenant_status = probed_text(out, nulls, 1);
+		}
+		if (has_actor &&
+			probe(P_TENANT_MEMBER, Int64GetDatum(tenant_id), Int64GetDatum(actor_id),
+				  snap, out, nulls))
+			f->tenant_role = probed_text(out, nulls, 0);
+	}
+
+	/* the capability of the role the type's scope asks for */
+	role = f->tenant_scope ? f->tenant_role : f->ws_role;
+	if (role != NULL && f->capability != NULL)
+		f->has_cap = probe(P_ROLE_CAP, CStringGetTextDatum(role),
+						   CStringGetTextDatum(f->capability), snap, NULL, NULL);
+
+	/*
+	 * The first prerequisite of the type (in its order) not satisfied; with
+	 * no tenant, none is.
+	 */
+	if (prereqs != (Datum) 0)
+	{
+		ArrayType  *arr = DatumGetArrayTypeP(prereqs);
+		Datum	   *names;
+		bool	   *namenulls;
+		int			n,
+					i;
+
+		deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT,
+						  &names, &namenulls, &n);
+		for (i = 0; i < n; i++)
+		{
+			if (namenulls[i])
+				continue;
+			if (!has_tenant ||
+				!probe(P_PREREQ, Int64GetDatum(tenant_id), names[i], snap, out, nulls) ||
+				nulls[0] || !DatumGetBool(out[0]))
+			{
+				f->unmet = TextDatumGetCString(names[i]);
+				break;
+			}
+		}
+	}
+	UnregisterSnapshot(snap);
+}
 
 typedef struct CheckList
 {
@@ -114,29 +401,7 @@ rg_decide_internal(const char *operation, int64 workspace_id,
 				   bool has_actor, int64 actor_id,
 				   bool for_run, RgDecision *d)
 {
-	Datum		args[4];
-	char		nulls[4] = {' ', ' ', has_tenant ? ' ' : 'n', has_actor ? ' ' : 'n'};
-
-	args[0] = CStringGetTextDatum(operation);
-	args[1] = Int64GetDatum(workspace_id);
-	args[2] = Int64GetDatum(tenant_id);
-	args[3] = Int64GetDatum(actor_id);
-	rg_exec(&facts_plan, args, nulls, false, 1);
-	rg_decide_from_facts(SPI_processed == 0 ? -1 : 0, 1, operation,
-						 workspace_id, has_tenant, tenant_id,
-						 has_actor, actor_id, for_run, d);
-}
-
-/* Column c of RG_FACTS_SQL in the current SPI result. */
-#define FACT(c) (first + (c) - 1)
-
-void
-rg_decide_from_facts(int row, int first, const char *operation,
-					 int64 workspace_id, bool has_tenant, int64 tenant_id,
-					 bool has_actor, int64 actor_id, bool for_run,
-					 RgDecision *d)
-{
-	bool		isnull;
+	Facts		f;
 	CheckList	cl;
 	char	   *ws_status,
 			   *actor_status,
@@ -148,37 +413,39 @@ rg_decide_from_facts(int row, int first, const char *operation,
 	bool		has_cap;
 	RgOpType   *op = &d->op;
 
+	gather_facts(operation, workspace_id, has_tenant, tenant_id,
+				 has_actor, actor_id, &f);
 	memset(d, 0, sizeof(*d));
 	d->allowed = true;
 	d->system = !has_actor;
 
-	if (row < 0 || (rg_get_datum(row, FACT(F_CAPABILITY), &isnull), isnull))
+	if (!f.op_exists)
 		ereport(ERROR,
 				(errcode(ERRCODE_RG_BAD_REQUEST),
 				 errmsg("unknown operation \"%s\"", operation),
 				 errhint("Operation types are rows of rungate.operation_types.")));
 
 	op->name = pstrdup(operation);
-	op->capability = rg_get_text(row, FACT(F_CAPABILITY));
-	op->tenant_scope = rg_get_bool(row, FACT(F_TENANT_SCOPE), NULL);
-	op->requires_operable_tenant = rg_get_bool(row, FACT(F_REQ_OPERABLE), NULL);
-	op->allow_system = rg_get_bool(row, FACT(F_ALLOW_SYSTEM), NULL);
-	op->writes = rg_get_bool(row, FACT(F_WRITES), NULL);
-	op->item_operation = rg_get_text(row, FACT(F_ITEM_OP));
-	op->max_attempts = rg_get_int32(row, FACT(F_MAX_ATTEMPTS), NULL);
-	op->lease = *DatumGetIntervalP(rg_get_datum(row, FACT(F_LEASE), &isnull));
+	op->capability = f.capability;
+	op->tenant_scope = f.tenant_scope;
+	op->requires_operable_tenant = f.requires_operable_tenant;
+	op->allow_system = f.allow_system;
+	op->writes = f.writes;
+	op->item_operation = f.item_operation;
+	op->max_attempts = f.max_attempts;
+	op->lease = f.lease;
 
-	d->workspace_exists = rg_get_bool(row, FACT(F_WS_EXISTS), NULL);
-	ws_status = rg_get_text(row, FACT(F_WS_STATUS));
-	d->actor_exists = rg_get_bool(row, FACT(F_ACTOR_EXISTS), NULL);
-	actor_status = rg_get_text(row, FACT(F_ACTOR_STATUS));
-	ws_role = rg_get_text(row, FACT(F_WS_ROLE));
-	d->tenant_exists = rg_get_bool(row, FACT(F_TENANT_EXISTS), NULL);
-	tenant_ws = rg_get_int64(row, FACT(F_TENANT_WS), NULL);
-	tenant_status = rg_get_text(row, FACT(F_TENANT_STATUS));
-	tenant_role = rg_get_text(row, FACT(F_TENANT_ROLE));
-	has_cap = rg_get_bool(row, FACT(F_HAS_CAP), NULL);
-	unmet = rg_get_text(row, FACT(F_UNMET));
+	d->workspace_exists = f.ws_exists;
+	ws_status = f.ws_status;
+	d->actor_exists = f.actor_exists;
+	actor_status = f.actor_status;
+	ws_role = f.ws_role;
+	d->tenant_exists = f.tenant_exists;
+	tenant_ws = f.tenant_ws;
+	tenant_status = f.tenant_status;
+	tenant_role = f.tenant_role;
+	has_cap = f.has_cap;
+	unmet = f.unmet;
 	d->tenant_in_workspace = d->tenant_exists && tenant_ws == workspace_id;
 
 	/* Malformed requests are errors, not denials. */

@@ -764,28 +764,22 @@ rg_enqueue_bulk(PG_FUNCTION_ARGS)
  * ------------------------------------------------------------------------ */
 
 /*
- * Due runs in claim order, locked, each with the facts of its decision
- * (RG_FACTS_SQL joined laterally): one query decides a whole batch, on one
- * snapshot taken after every revocation committed before it. The last of
- * RUN_COLS is the subquery's row, not a rungate.runs: claim never returns it.
+ * Due runs in claim order, locked. Each is then decided from facts read on
+ * a snapshot taken after the lock, so every revocation committed before the
+ * claim began is seen.
  */
 #define DUE_RUNS(FILTER) \
-	"SELECT " RUN_COLS ", f.* FROM (" \
-	"  SELECT q.* FROM rungate.runs q" \
-	"   WHERE q.status" EQ "'queued' AND q.run_at" LE "pg_catalog.now()" FILTER \
-	"   ORDER BY q.priority DESC, q.id" \
-	"   LIMIT $1 FOR NO KEY UPDATE SKIP LOCKED) r" \
-	" LEFT JOIN LATERAL (" \
-	RG_FACTS_SQL("r.operation", "r.workspace_id", "r.tenant_id", "r.initiator_id") \
-	" ) f ON true" \
-	" ORDER BY r.priority DESC, r.id"
+	"SELECT " RUN_COLS " FROM rungate.runs r" \
+	" WHERE r.status" EQ "'queued' AND r.run_at" LE "pg_catalog.now()" FILTER \
+	" ORDER BY r.priority DESC, r.id" \
+	" LIMIT $1 FOR NO KEY UPDATE SKIP LOCKED"
 
 static RgPlan next_due_plan = {
 	DUE_RUNS(""), 1, {INT4OID}, NULL
 };
 
 static RgPlan next_due_ops_plan = {
-	DUE_RUNS(" AND q.operation" EQ "ANY ($2)"), 2, {INT4OID, TEXTARRAYOID}, NULL
+	DUE_RUNS(" AND r.operation" EQ "ANY ($2)"), 2, {INT4OID, TEXTARRAYOID}, NULL
 };
 
 /* Start an allowed run: the run and its 'started' row in one statement. */
@@ -1094,10 +1088,10 @@ rg_claim(PG_FUNCTION_ARGS)
 			if (r->item_tenants)
 				r->item_tenants = SPI_datumTransfer(r->item_tenants, false, -1);
 			r->payload = SPI_datumTransfer(r->payload, false, -1);
-			rg_decide_from_facts(i, C_ROW + 1, r->operation, r->workspace_id,
-								 r->has_tenant, r->tenant_id,
-								 r->has_initiator, r->initiator_id,
-								 true, &decisions[i]);
+			rg_decide_internal(r->operation, r->workspace_id,
+							   r->has_tenant, r->tenant_id,
+							   r->has_initiator, r->initiator_id,
+							   true, &decisions[i]);
 		}
 		SPI_freetuptable(SPI_tuptable);
 

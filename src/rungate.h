@@ -114,57 +114,14 @@ typedef struct RgDecision
  * tenant or actor raise RG400; so does a tenant missing for a tenant-scoped
  * type or given for a workspace-scoped one, unless for_run: a recorded run
  * whose type changed scope is decided, never an error (see decision.c).
- * Each query takes a fresh snapshot, so committed revocations are seen.
+ * The facts are read on the latest snapshot, taken when the decision
+ * starts, so every revocation committed before it is seen.
  */
 extern void rg_decide_internal(const char *operation, int64 workspace_id,
 							   bool has_tenant, int64 tenant_id,
 							   bool has_actor, int64 actor_id,
 							   bool for_run, RgDecision *out);
 extern Datum rg_decision_to_datum(RgDecision *d, TupleDesc tupdesc);
-
-/*
- * The facts one decision needs, as a SELECT over four SQL expressions (the
- * operation name and the workspace, tenant and actor ids), in one row:
- * decide() runs it with parameters, claim joins it laterally to the runs it
- * locks. rg_decide_from_facts() evaluates the nine checks from such a row.
- */
-#define RG_FACTS_SQL(OP, WS, TENANT, ACTOR) \
-	"SELECT ot.capability, ot.scope" EQ "'tenant', ot.requires_operable_tenant," \
-	"       ot.allow_system, ot.writes, ot.item_operation, ot.max_attempts, ot.lease," \
-	"       w.id IS NOT NULL, w.status," \
-	"       a.id IS NOT NULL, a.status," \
-	"       wm.role," \
-	"       t.id IS NOT NULL, t.workspace_id, t.status," \
-	"       tm.role," \
-	"       EXISTS (SELECT 1 FROM rungate.role_capabilities rc" \
-	"                WHERE rc.role" EQ "(CASE WHEN ot.scope" EQ "'tenant' THEN tm.role ELSE wm.role END)" \
-	"                  AND rc.capability" EQ "ot.capability)," \
-	"       (SELECT u.p FROM pg_catalog.unnest(ot.prerequisites) WITH ORDINALITY AS u(p, n)" \
-	"         WHERE NOT EXISTS (SELECT 1 FROM rungate.tenant_prerequisites tp" \
-	"                            WHERE tp.tenant_id" EQ TENANT " AND tp.name" EQ "u.p AND tp.satisfied)" \
-	"         ORDER BY u.n LIMIT 1)" \
-	"  FROM rungate.operation_types ot" \
-	"  LEFT JOIN rungate.workspaces w ON w.id" EQ WS \
-	"  LEFT JOIN rungate.actors a ON a.id" EQ ACTOR \
-	"  LEFT JOIN rungate.workspace_members wm" \
-	"         ON wm.workspace_id" EQ WS " AND wm.actor_id" EQ ACTOR \
-	"  LEFT JOIN rungate.tenants t ON t.id" EQ TENANT \
-	"  LEFT JOIN rungate.tenant_members tm" \
-	"         ON tm.tenant_id" EQ TENANT " AND tm.actor_id" EQ ACTOR \
-	" WHERE ot.name" EQ OP
-#define RG_FACTS_NCOLS 19
-
-/*
- * Decide from row `row` of the current SPI result, whose columns first ..
- * first + RG_FACTS_NCOLS - 1 are RG_FACTS_SQL's (row -1: no such operation).
- * Runs no query. Raises RG400 for malformed requests as rg_decide_internal.
- */
-extern void rg_decide_from_facts(int row, int first, const char *operation,
-								 int64 workspace_id, bool has_tenant,
-								 int64 tenant_id, bool has_actor,
-								 int64 actor_id, bool for_run,
-								 RgDecision *out);
-
 
 /* ---- audit, notifications (lifecycle.c) ---- */
 extern void rg_audit(int64 run_id, int64 workspace_id, bool has_tenant,
