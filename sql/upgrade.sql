@@ -179,6 +179,25 @@ SELECT tgrelid::regclass AS on_table, tgname, obj_description(oid, 'pg_trigger')
  ORDER BY tgrelid::regclass::text, tgname;
 
 ------------------------------------------------------------------------------
+-- 9b. What 1.2 changes: the audit log's value checks are the guard
+--     trigger's (no CHECK constraint left on it), and notifications carry no
+--     foreign key of their own; bad values are still refused (23514), even
+--     in restore_mode.
+------------------------------------------------------------------------------
+SELECT conrelid::regclass AS on_table, conname, contype
+  FROM pg_constraint
+ WHERE conrelid IN ('rungate.audit_log'::regclass, 'rungate.notifications'::regclass)
+ ORDER BY 1, 2;
+SET rungate.restore_mode = on;
+SELECT pg_temp.try($$INSERT INTO rungate.audit_log (at, run_id, workspace_id, attempt, event, authority, txid)
+                     VALUES (now(), 3, 1, 1, 'teleported', 'actor', 1)$$) AS bad_event,
+       pg_temp.try($$INSERT INTO rungate.audit_log (at, run_id, workspace_id, attempt, event, authority, txid)
+                     VALUES (now(), 3, 1, 1, 'started', 'root', 1)$$) AS bad_authority,
+       pg_temp.try($$INSERT INTO rungate.audit_log (at, run_id, workspace_id, attempt, event, authority, decision, txid)
+                     VALUES (now(), 3, 1, 1, 'started', 'actor', 'maybe', 1)$$) AS bad_decision;
+RESET rungate.restore_mode;
+
+------------------------------------------------------------------------------
 -- 10. The guards still refuse (RG409, CONTRACT §3, §7, §8), in replica mode
 --     too: hand-written transitions and inserts, changes to terminal runs,
 --     audit changes, and writes to the fenced table for a run not running.

@@ -338,6 +338,65 @@ rg_guard_runs(PG_FUNCTION_ARGS)
  * ----------------------------------------------------------------
  */
 
+static const char *const audit_events[] = {
+	"dispatched", "dispatch_blocked", "started", "execution_blocked",
+	"recheck_blocked", "succeeded", "partially_succeeded", "failed",
+	"retry_scheduled", "lease_expired", "cancelled", NULL
+};
+static const char *const audit_authorities[] = {"actor", "system", NULL};
+static const char *const audit_decisions[] = {"allow", "deny", NULL};
+
+/*
+ * A text column of an audit row must be one of `allowed` (null only when
+ * nullable). These were CHECK constraints up to 1.1; here they cost a few
+ * string compares instead of re-reading and preparing each constraint's
+ * expression in every statement that writes the log.
+ */
+static void
+check_audit_value(Relation rel, HeapTuple tuple, const char *column,
+				  const char *const *allowed, bool nullable)
+{
+	TupleDesc	tupdesc = RelationGetDescr(rel);
+	int			attnum = SPI_fnumber(tupdesc, column);
+	bool		isnull;
+	Datum		d;
+	char	   *value;
+	int			i;
+
+	if (attnum <= 0)
+		elog(ERROR, "rungate: rungate.audit_log has no column %s", column);
+	d = heap_getattr(tuple, attnum, tupdesc, &isnull);
+	if (isnull)
+	{
+		if (nullable)
+			return;
+		value = NULL;
+	}
+	else
+	{
+		value = TextDatumGetCString(d);
+		for (i = 0; allowed[i]; i++)
+			if (strcmp(value, allowed[i]) == 0)
+				return;
+	}
+	if (value == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_NOT_NULL_VIOLATION),
+				 errmsg("column %s of an audit row must not be null", column)));
+	ereport(ERROR,
+			(errcode(ERRCODE_CHECK_VIOLATION),
+			 errmsg("%s is not a valid %s of an audit row",
+					quote_literal_cstr(value), column)));
+}
+
+static void
+check_audit_row(Relation rel, HeapTuple tuple)
+{
+	check_audit_value(rel, tuple, "event", audit_events, false);
+	check_audit_value(rel, tuple, "authority", audit_authorities, false);
+	check_audit_value(rel, tuple, "decision", audit_decisions, true);
+}
+
 /*
  * rungate's functions insert audit rows and rungate.purge() deletes them,
  * both with the gate open. Nothing ever updates or truncates the log, so
@@ -368,6 +427,7 @@ rg_guard_audit(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_RG_CONFLICT),
 					 errmsg("audit rows are written only by rungate's functions"),
 					 errdetail("rungate.audit_log records each run's creation and status changes in the transaction that makes them.")));
+		check_audit_row(trigdata->tg_relation, trigdata->tg_trigtuple);
 		return PointerGetDatum(trigdata->tg_trigtuple);
 	}
 

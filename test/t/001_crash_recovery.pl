@@ -105,6 +105,7 @@ sub worker_stmt
 	my $own = "SELECT id, lease_token FROM rungate.runs"
 	  . " WHERE status = 'running' AND worker = '$w'"
 	  . " AND operation <> 'bulk.inventory.sync'"
+	  . " AND lease_expires_at >= now()"    # an expired lease is not held
 	  . " ORDER BY id LIMIT 1 FOR NO KEY UPDATE SKIP LOCKED";
 	return pick(
 		[ 30, "SELECT 'S|' || c.run_id || '|' || c.attempt FROM rungate.claim('$w', NULL, 1) c;\n" ],
@@ -404,8 +405,11 @@ check_invariants('after draining the queue');
 # ---------------------------------------------------------------------------
 for my $round (1 .. 50)
 {
+	# an expired lease is no longer held: the reaper requeues those runs
+	sql(q{SELECT rungate.reap_expired()});
 	sql(q{SELECT count(*) FROM (SELECT id, lease_token FROM rungate.runs
-	       WHERE status = 'running' AND operation <> 'bulk.inventory.sync') q,
+	       WHERE status = 'running' AND operation <> 'bulk.inventory.sync'
+	         AND lease_expires_at >= now()) q,
 	      LATERAL rungate.complete(q.id, q.lease_token) r});
 	sql(q{SELECT count(*) FROM rungate.claim('final', NULL, 1000)});
 	last if sql(q{SELECT count(*) FROM rungate.runs WHERE status IN ('queued', 'running')}) == 0;
