@@ -908,10 +908,11 @@ start_parent(RunRow *r, RgDecision *d, const char *worker)
 }
 
 /*
- * The decision must see every revocation committed before it ran (§10.2).
- * Each query of a READ COMMITTED transaction takes a fresh snapshot; under
- * REPEATABLE READ or SERIALIZABLE the transaction's snapshot would decide on
- * stale authority, so claim and recheck refuse to run there.
+ * The decision reads on the latest snapshot (§10.2) at any isolation level,
+ * but claim and recheck read and lock runs with ordinary queries: under
+ * REPEATABLE READ or SERIALIZABLE those see the transaction's snapshot, and
+ * a run changed since ends the call in a serialization failure. Workers
+ * claim in READ COMMITTED; the other levels are refused up front.
  */
 static void
 require_read_committed(const char *function)
