@@ -339,8 +339,12 @@ def reaper(args, sh):
                             sh.count("stale completions refused (RG409)")
                         else:
                             sh.zombie_bad.append(f"run {run_id}: stale completion raised {e.sqlstate}: {e}")
-            elif stopping:
-                break
+            else:
+                # a run the reaper passed over (SKIP LOCKED: another
+                # transaction held it for a moment) is reaped on a later call
+                sh.count("reaped", cur.execute("SELECT rungate.reap_expired()").fetchone()[0])
+                if stopping:
+                    break
             time.sleep(0.1)
     except Exception as e:      # noqa: BLE001
         sh.error("reaper", e)
