@@ -203,29 +203,29 @@ probed_text(Datum *out, bool *nulls, int col)
 	return nulls[col] ? NULL : TextDatumGetCString(out[col]);
 }
 
-/* Every fact of one decision. */
+/* Every fact of one decision (pointers are NULL when absent). */
 typedef struct Facts
 {
-	bool		op_exists;
+	Interval	lease;
+	int64		tenant_ws;
 	char	   *capability;
+	char	   *item_operation;
+	char	   *ws_status;
+	char	   *actor_status;
+	char	   *ws_role;
+	char	   *tenant_status;
+	char	   *tenant_role;
+	char	   *unmet;			/* first unsatisfied prerequisite, or NULL */
+	int32		max_attempts;
+	bool		op_exists;
 	bool		tenant_scope;
 	bool		requires_operable_tenant;
 	bool		allow_system;
 	bool		writes;
-	char	   *item_operation;
-	int32		max_attempts;
-	Interval	lease;
 	bool		ws_exists;
-	char	   *ws_status;
 	bool		actor_exists;
-	char	   *actor_status;
-	char	   *ws_role;
 	bool		tenant_exists;
-	int64		tenant_ws;
-	char	   *tenant_status;
-	char	   *tenant_role;
 	bool		has_cap;
-	char	   *unmet;			/* first unsatisfied prerequisite, or NULL */
 } Facts;
 
 static void
@@ -234,8 +234,8 @@ gather_facts(const char *operation, int64 workspace_id,
 			 bool has_actor, int64 actor_id, Facts *f)
 {
 	Snapshot	snap;
-	Datum		out[9];
-	bool		nulls[9];
+	Datum		out[9] = {0};
+	bool		nulls[9] = {0};
 	Datum		opname = CStringGetTextDatum(operation);
 	Datum		prereqs = (Datum) 0;
 	const char *role;
@@ -252,14 +252,19 @@ gather_facts(const char *operation, int64 workspace_id,
 	f->op_exists = probe(P_OPTYPE, opname, 0, snap, out, nulls);
 	if (f->op_exists)
 	{
+		const char *scope = probed_text(out, nulls, OT_SCOPE);
+		Interval   *lease;
+
 		f->capability = probed_text(out, nulls, OT_CAPABILITY);
-		f->tenant_scope = strcmp(probed_text(out, nulls, OT_SCOPE), "tenant") == 0;
+		f->tenant_scope = scope != NULL && strcmp(scope, "tenant") == 0;
 		f->requires_operable_tenant = DatumGetBool(out[OT_REQ_OPERABLE]);
 		f->allow_system = DatumGetBool(out[OT_ALLOW_SYSTEM]);
 		f->writes = DatumGetBool(out[OT_WRITES]);
 		f->item_operation = probed_text(out, nulls, OT_ITEM_OP);
 		f->max_attempts = DatumGetInt32(out[OT_MAX_ATTEMPTS]);
-		f->lease = *DatumGetIntervalP(out[OT_LEASE]);
+		lease = nulls[OT_LEASE] ? NULL : DatumGetIntervalP(out[OT_LEASE]);
+		if (lease != NULL)
+			f->lease = *lease;
 		prereqs = nulls[OT_PREREQS] ? (Datum) 0 : out[OT_PREREQS];
 	}
 	else
