@@ -196,6 +196,54 @@ probe(int which, Datum k1, Datum k2, Snapshot snap, Datum *out, bool *nulls)
 	return tup != NULL;
 }
 
+/*
+ * The names of the satisfied prerequisites of a tenant, as `snap` sees them:
+ * one scan of the tenant's range of the primary key, however many
+ * prerequisites the type asks for.
+ */
+static char **
+satisfied_prerequisites(int64 tenant_id, Snapshot snap, int *count)
+{
+	ProbeRel   *p = &probe_rels[P_PREREQ];
+	Relation	rel;
+	TupleDesc	desc;
+	ScanKeyData sk;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	int			n = 0,
+				size = 8;
+	char	  **names = palloc(sizeof(char *) * size);
+
+	rel = table_open(p->relid, AccessShareLock);
+	desc = RelationGetDescr(rel);
+	ScanKeyEntryInitialize(&sk, 0, p->keyatt[0], BTEqualStrategyNumber,
+						   InvalidOid, p->keycoll[0], p->keyproc[0],
+						   Int64GetDatum(tenant_id));
+	scan = systable_beginscan(rel, p->pkey, true, snap, 1, &sk);
+	while ((tup = systable_getnext(scan)) != NULL)
+	{
+		bool		isnull;
+		Datum		satisfied = heap_getattr(tup, p->colatt[0], desc, &isnull);
+		Datum		name;
+
+		if (isnull || !DatumGetBool(satisfied))
+			continue;
+		name = heap_getattr(tup, p->keyatt[1], desc, &isnull);
+		if (isnull)
+			continue;
+		if (n == size)
+		{
+			size *= 2;
+			names = repalloc(names, sizeof(char *) * size);
+		}
+		names[n++] = TextDatumGetCString(name);
+	}
+	systable_endscan(scan);
+	table_close(rel, NoLock);
+	*count = n;
+	return names;
+}
+
 /* A text column of a probed row, or NULL. */
 static char *
 probed_text(Datum *out, bool *nulls, int col)
@@ -314,22 +362,28 @@ gather_facts(const char *operation, int64 workspace_id,
 		ArrayType  *arr = DatumGetArrayTypeP(prereqs);
 		Datum	   *names;
 		bool	   *namenulls;
+		char	  **met = NULL;
 		int			n,
-					i;
+					nmet = 0,
+					i,
+					j;
 
 		deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT,
 						  &names, &namenulls, &n);
-		for (i = 0; i < n; i++)
+		if (has_tenant && n > 0)
+			met = satisfied_prerequisites(tenant_id, snap, &nmet);
+		for (i = 0; i < n && f->unmet == NULL; i++)
 		{
+			char	   *name;
+
 			if (namenulls[i])
 				continue;
-			if (!has_tenant ||
-				!probe(P_PREREQ, Int64GetDatum(tenant_id), names[i], snap, out, nulls) ||
-				nulls[0] || !DatumGetBool(out[0]))
-			{
-				f->unmet = TextDatumGetCString(names[i]);
-				break;
-			}
+			name = TextDatumGetCString(names[i]);
+			for (j = 0; j < nmet; j++)
+				if (strcmp(met[j], name) == 0)
+					break;
+			if (j == nmet)
+				f->unmet = name;
 		}
 	}
 	UnregisterSnapshot(snap);

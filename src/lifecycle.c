@@ -48,10 +48,11 @@ PG_FUNCTION_INFO_V1(rg_purge);
  * loader serves them all. The last one is the whole row, returned as is by
  * the functions that return rungate.runs.
  */
-#define RUN_COLS \
+#define RUN_FIELDS \
 	"r.id, r.workspace_id, r.tenant_id, r.operation, r.initiator_id," \
 	" r.parent_id, r.status, r.attempt, r.max_attempts, r.lease_token," \
-	" r.worker, r.priority, r.item_tenants, r.payload, r.lease_expires_at, r"
+	" r.worker, r.priority, r.item_tenants, r.payload, r.lease_expires_at"
+#define RUN_COLS RUN_FIELDS ", r"
 
 enum
 {
@@ -766,10 +767,10 @@ rg_enqueue_bulk(PG_FUNCTION_ARGS)
 /*
  * Due runs in claim order, locked. Each is then decided from facts read on
  * a snapshot taken after the lock, so every revocation committed before the
- * claim began is seen.
+ * claim began is seen. Claim never returns the whole row: NULL in its place.
  */
 #define DUE_RUNS(FILTER) \
-	"SELECT " RUN_COLS " FROM rungate.runs r" \
+	"SELECT " RUN_FIELDS ", NULL FROM rungate.runs r" \
 	" WHERE r.status" EQ "'queued' AND r.run_at" LE "pg_catalog.now()" FILTER \
 	" ORDER BY r.priority DESC, r.id" \
 	" LIMIT $1 FOR NO KEY UPDATE SKIP LOCKED"
