@@ -92,7 +92,16 @@ static bool probes_valid = false;
 static void
 probes_inval(Datum arg, Oid relid)
 {
-	probes_valid = false;
+	int			i;
+
+	if (!OidIsValid(relid))
+	{
+		probes_valid = false;
+		return;
+	}
+	for (i = 0; i < P_COUNT; i++)
+		if (probe_rels[i].relid == relid || probe_rels[i].pkey == relid)
+			probes_valid = false;
 }
 
 static void
