@@ -419,3 +419,26 @@ SELECT label, pg_temp.try(stmt) AS result
   ) v(k, label, stmt)
  ORDER BY k;
 \x off
+
+-- The decision reads the authority tables directly (primary-key probes); the
+-- tables it found are looked up again when they change: in one session,
+-- the extension dropped and created again (new tables, new OIDs), an index
+-- rebuilt, a primary key dropped and added again.
+SELECT allowed, reason_code FROM rungate.decide('inventory.sync', 1, 10, 100);
+SET client_min_messages = warning;
+DROP EXTENSION rungate CASCADE;
+CREATE EXTENSION rungate;
+RESET client_min_messages;
+\set ECHO none
+\i test/fixtures/seed.sql
+\set ECHO all
+SELECT allowed, reason_code FROM rungate.decide('inventory.sync', 1, 10, 100);
+REINDEX TABLE rungate.tenant_members;
+ALTER TABLE rungate.tenant_prerequisites DROP CONSTRAINT tenant_prerequisites_pkey;
+ALTER TABLE rungate.tenant_prerequisites ADD PRIMARY KEY (tenant_id, name);
+SELECT allowed, reason_code FROM rungate.decide('inventory.sync', 1, 10, 100);
+BEGIN;
+UPDATE rungate.tenant_prerequisites SET satisfied = false WHERE tenant_id = 10;
+SELECT allowed, reason_code, reason_message FROM rungate.decide('restore.execute', 1, 10, 100);
+ROLLBACK;
+SELECT allowed, reason_code FROM rungate.decide('restore.execute', 1, 10, 100);
