@@ -783,33 +783,45 @@ static RgPlan next_due_ops_plan = {
 	DUE_RUNS(" AND r.operation" EQ "ANY ($2)"), 2, {INT4OID, TEXTARRAYOID}, NULL
 };
 
-/* Start an allowed run: the run and its 'started' row in one statement. */
+/*
+ * Starting allowed runs: each run becomes running under a new lease and gets
+ * its 'started' row, in one statement. START_RUNS(FROM, WORKER, TOKEN, LEASE,
+ * EXTRA) updates the runs matched by FROM's WHERE; START_AUDIT(CHECKS,
+ * WORKER, ORDER) writes their audit rows.
+ */
+#define START_RUNS(FROM, WORKER, TOKEN, LEASE, EXTRA) \
+	" m AS (" \
+	" UPDATE rungate.runs r SET status = 'running', attempt = r.attempt" PLUS "1," \
+	"  worker = " WORKER ", lease_token = " TOKEN "," \
+	"  lease_expires_at = pg_catalog.now()" PLUS LEASE "," \
+	"  started_at = COALESCE(r.started_at, pg_catalog.now())," \
+	"  error = NULL" \
+	FROM \
+	" RETURNING r.id, r.workspace_id, r.tenant_id, r.initiator_id, r.attempt," \
+	"  r.lease_expires_at" EXTRA "),"
+#define START_AUDIT(CHECKS, WORKER, ORDER) \
+	" a AS (" \
+	" INSERT INTO rungate.audit_log (at, run_id, workspace_id, tenant_id, attempt," \
+	"   event, authority, actor_id, decision, checks, worker, txid)" \
+	" SELECT pg_catalog.clock_timestamp(), m.id, m.workspace_id, m.tenant_id," \
+	"   m.attempt, 'started'," \
+	"   CASE WHEN m.initiator_id IS NULL THEN 'system' ELSE 'actor' END," \
+	"   m.initiator_id, 'allow', " CHECKS ", " WORKER ", pg_catalog.txid_current()" \
+	"   FROM m" ORDER ")" \
+	" SELECT m.attempt, m.lease_expires_at FROM m" ORDER
+
+/* One run: $1 id, $2 worker, $3 token, $4 lease, $5 checks */
 static RgPlan start_plan = {
-	"WITH m AS ("
-	" UPDATE rungate.runs r SET status = 'running', attempt = r.attempt" PLUS "1,"
-	"  worker = $2, lease_token = $3,"
-	"  lease_expires_at = pg_catalog.now()" PLUS "$4,"
-	"  started_at = COALESCE(r.started_at, pg_catalog.now()),"
-	"  error = NULL"
-	" WHERE r.id" EQ "$1"
-	" RETURNING r.id, r.workspace_id, r.tenant_id, r.initiator_id, r.attempt,"
-	"  r.lease_expires_at),"
-	" a AS ("
-	" INSERT INTO rungate.audit_log (at, run_id, workspace_id, tenant_id, attempt,"
-	"   event, authority, actor_id, decision, checks, worker, txid)"
-	" SELECT pg_catalog.clock_timestamp(), m.id, m.workspace_id, m.tenant_id,"
-	"   m.attempt, 'started',"
-	"   CASE WHEN m.initiator_id IS NULL THEN 'system' ELSE 'actor' END,"
-	"   m.initiator_id, 'allow', $5, $2, pg_catalog.txid_current()"
-	"   FROM m)"
-	" SELECT m.attempt, m.lease_expires_at FROM m",
+	"WITH"
+	START_RUNS(" WHERE r.id" EQ "$1", "$2", "$3", "$4", "")
+	START_AUDIT("$5", "$2", ""),
 	5, {INT8OID, TEXTOID, UUIDOID, INTERVALOID, JSONBOID}, NULL
 };
 
 /*
- * Start several allowed runs of one batch, and write their 'started' rows, in
- * one statement: the per-statement cost is paid once per batch, not per run.
- *   $1 ids, $2 tokens, $3 leases, $4 checks (parallel arrays), $5 worker
+ * Several runs of one batch in one statement, so the per-statement cost is
+ * paid once per batch: $1 ids, $2 tokens, $3 leases, $4 checks (parallel
+ * arrays), $5 worker; rows come back in the arrays' order.
  */
 static RgPlan start_many_plan = {
 	"WITH s AS ("
@@ -818,24 +830,8 @@ static RgPlan start_many_plan = {
 	"   pg_catalog.unnest($3::pg_catalog.interval[]),"
 	"   pg_catalog.unnest($4::pg_catalog.jsonb[])) WITH ORDINALITY"
 	"   AS s(id, token, lease, checks, n)),"
-	" m AS ("
-	" UPDATE rungate.runs r SET status = 'running', attempt = r.attempt" PLUS "1,"
-	"  worker = $5, lease_token = s.token,"
-	"  lease_expires_at = pg_catalog.now()" PLUS "s.lease,"
-	"  started_at = COALESCE(r.started_at, pg_catalog.now()),"
-	"  error = NULL"
-	" FROM s WHERE r.id" EQ "s.id"
-	" RETURNING r.id, r.workspace_id, r.tenant_id, r.initiator_id, r.attempt,"
-	"  r.lease_expires_at, s.checks, s.n),"
-	" a AS ("
-	" INSERT INTO rungate.audit_log (at, run_id, workspace_id, tenant_id, attempt,"
-	"   event, authority, actor_id, decision, checks, worker, txid)"
-	" SELECT pg_catalog.clock_timestamp(), m.id, m.workspace_id, m.tenant_id,"
-	"   m.attempt, 'started',"
-	"   CASE WHEN m.initiator_id IS NULL THEN 'system' ELSE 'actor' END,"
-	"   m.initiator_id, 'allow', m.checks, $5, pg_catalog.txid_current()"
-	"   FROM m ORDER BY m.n)"
-	" SELECT m.attempt, m.lease_expires_at FROM m ORDER BY m.n",
+	START_RUNS(" FROM s WHERE r.id" EQ "s.id", "$5", "s.token", "s.lease", ", s.checks, s.n")
+	START_AUDIT("m.checks", "$5", " ORDER BY m.n"),
 	5, {INT8ARRAYOID, UUIDARRAYOID, INTERVALARRAYOID, JSONBARRAYOID, TEXTOID}, NULL
 };
 
