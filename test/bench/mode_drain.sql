@@ -1,0 +1,1 @@
+SELECT count(*) FROM rungate.claim('w', NULL, 10);
