@@ -194,7 +194,9 @@ SELECT pg_temp.try($$INSERT INTO rungate.audit_log (at, run_id, workspace_id, at
        pg_temp.try($$INSERT INTO rungate.audit_log (at, run_id, workspace_id, attempt, event, authority, txid)
                      VALUES (now(), 3, 1, 1, 'started', 'root', 1)$$) AS bad_authority,
        pg_temp.try($$INSERT INTO rungate.audit_log (at, run_id, workspace_id, attempt, event, authority, decision, txid)
-                     VALUES (now(), 3, 1, 1, 'started', 'actor', 'maybe', 1)$$) AS bad_decision;
+                     VALUES (now(), 3, 1, 1, 'started', 'actor', 'maybe', 1)$$) AS bad_decision,
+       pg_temp.try($$INSERT INTO rungate.audit_log (at, run_id, workspace_id, attempt, event, authority, txid)
+                     VALUES (now(), 3, 1, 1, NULL, 'actor', 1)$$) AS null_event;
 RESET rungate.restore_mode;
 
 ------------------------------------------------------------------------------

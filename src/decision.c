@@ -47,7 +47,7 @@ typedef struct ProbeRel
 	const char *name;
 	const char *keys[2];		/* primary-key columns, in index order */
 	const char *cols[9];		/* columns read, NULL-terminated */
-	/* filled from the catalogs, reset by any relcache invalidation */
+	/* filled from the catalogs; reset when one of these tables changes */
 	Oid			relid;
 	Oid			pkey;
 	AttrNumber	keyatt[2];
@@ -471,14 +471,6 @@ rg_decide_internal(const char *operation, int64 workspace_id,
 {
 	Facts		f;
 	CheckList	cl;
-	char	   *ws_status,
-			   *actor_status,
-			   *ws_role,
-			   *tenant_status,
-			   *tenant_role,
-			   *unmet;
-	int64		tenant_ws;
-	bool		has_cap;
 	RgOpType   *op = &d->op;
 
 	gather_facts(operation, workspace_id, has_tenant, tenant_id,
@@ -504,17 +496,9 @@ rg_decide_internal(const char *operation, int64 workspace_id,
 	op->lease = f.lease;
 
 	d->workspace_exists = f.ws_exists;
-	ws_status = f.ws_status;
 	d->actor_exists = f.actor_exists;
-	actor_status = f.actor_status;
-	ws_role = f.ws_role;
 	d->tenant_exists = f.tenant_exists;
-	tenant_ws = f.tenant_ws;
-	tenant_status = f.tenant_status;
-	tenant_role = f.tenant_role;
-	has_cap = f.has_cap;
-	unmet = f.unmet;
-	d->tenant_in_workspace = d->tenant_exists && tenant_ws == workspace_id;
+	d->tenant_in_workspace = f.tenant_exists && f.tenant_ws == workspace_id;
 
 	/* Malformed requests are errors, not denials. */
 	if (!d->workspace_exists)
@@ -562,13 +546,13 @@ rg_decide_internal(const char *operation, int64 workspace_id,
 
 	/* 2. actor status */
 	if (has_actor &&
-		check(&cl, strcmp(actor_status, "active") == 0,
+		check(&cl, strcmp(f.actor_status, "active") == 0,
 			  "actor_disabled", "scope"))
-		d->reason_message = psprintf("actor " INT64_FORMAT " is %s", actor_id, actor_status);
+		d->reason_message = psprintf("actor " INT64_FORMAT " is %s", actor_id, f.actor_status);
 
 	/* 3. workspace membership */
 	if (has_actor &&
-		check(&cl, ws_role != NULL,
+		check(&cl, f.ws_role != NULL,
 			  "actor_not_in_workspace", "scope"))
 		d->reason_message = psprintf("actor " INT64_FORMAT " is not a member of workspace " INT64_FORMAT,
 							actor_id, workspace_id);
@@ -580,13 +564,13 @@ rg_decide_internal(const char *operation, int64 workspace_id,
 		d->reason_message = has_tenant ?
 			psprintf("tenant " INT64_FORMAT " belongs to workspace " INT64_FORMAT
 					 ", not workspace " INT64_FORMAT,
-					 tenant_id, tenant_ws, workspace_id) :
+					 tenant_id, f.tenant_ws, workspace_id) :
 			psprintf("operation %s is tenant-scoped and the run has no tenant",
 					 operation);
 
 	/* 5. tenant membership */
 	if (has_actor && op->tenant_scope &&
-		check(&cl, tenant_role != NULL,
+		check(&cl, f.tenant_role != NULL,
 			  "actor_not_in_tenant", "scope"))
 		d->reason_message = psprintf("actor " INT64_FORMAT " is not a member of tenant " INT64_FORMAT,
 							actor_id, tenant_id);
@@ -594,9 +578,9 @@ rg_decide_internal(const char *operation, int64 workspace_id,
 	/* 6. capability of the membership's role */
 	if (has_actor)
 	{
-		const char *role = op->tenant_scope ? tenant_role : ws_role;
+		const char *role = op->tenant_scope ? f.tenant_role : f.ws_role;
 
-		if (check(&cl, has_cap,
+		if (check(&cl, f.has_cap,
 				  "capability_missing", "capability"))
 			d->reason_message = role ?
 							psprintf("role %s of actor " INT64_FORMAT " does not grant capability %s",
@@ -606,24 +590,24 @@ rg_decide_internal(const char *operation, int64 workspace_id,
 	}
 
 	/* 7. workspace operability */
-	if (check(&cl, strcmp(ws_status, "active") == 0,
+	if (check(&cl, strcmp(f.ws_status, "active") == 0,
 			  "workspace_not_operable", "operability"))
-		d->reason_message = psprintf("workspace " INT64_FORMAT " is %s", workspace_id, ws_status);
+		d->reason_message = psprintf("workspace " INT64_FORMAT " is %s", workspace_id, f.ws_status);
 
 	/* 8. tenant operability */
 	if (op->tenant_scope &&
 		check(&cl, !op->requires_operable_tenant ||
-				  (tenant_status && strcmp(tenant_status, "active") == 0),
+				  (f.tenant_status && strcmp(f.tenant_status, "active") == 0),
 			  "tenant_not_operable", "operability"))
 		d->reason_message = psprintf("tenant " INT64_FORMAT " is %s", tenant_id,
-							tenant_status ? tenant_status : "missing");
+							f.tenant_status ? f.tenant_status : "missing");
 
 	/* 9. prerequisites */
 	if (op->tenant_scope &&
-		check(&cl, unmet == NULL,
+		check(&cl, f.unmet == NULL,
 			  "prerequisite_unmet", "prerequisite"))
 		d->reason_message = psprintf("prerequisite %s is not satisfied for tenant " INT64_FORMAT,
-							unmet ? unmet : "", tenant_id);
+							f.unmet ? f.unmet : "", tenant_id);
 
 	d->checks = d->allowed ?
 		allowed_checks(&cl, has_actor, op->tenant_scope) : checks_to_jsonb(&cl);

@@ -347,14 +347,15 @@ static const char *const audit_authorities[] = {"actor", "system", NULL};
 static const char *const audit_decisions[] = {"allow", "deny", NULL};
 
 /*
- * A text column of an audit row must be one of `allowed` (null only when
- * nullable). These were CHECK constraints up to 1.1; here they cost a few
- * string compares instead of re-reading and preparing each constraint's
- * expression in every statement that writes the log.
+ * A text column of an audit row, when not null, must be one of `allowed`
+ * (nulls are the table's NOT NULL constraints' business). These were CHECK
+ * constraints up to 1.1; here they cost a few string compares instead of
+ * re-reading and preparing each constraint's expression in every statement
+ * that writes the log.
  */
 static void
 check_audit_value(Relation rel, HeapTuple tuple, const char *column,
-				  const char *const *allowed, bool nullable)
+				  const char *const *allowed)
 {
 	TupleDesc	tupdesc = RelationGetDescr(rel);
 	int			attnum = SPI_fnumber(tupdesc, column);
@@ -367,22 +368,11 @@ check_audit_value(Relation rel, HeapTuple tuple, const char *column,
 		elog(ERROR, "rungate: rungate.audit_log has no column %s", column);
 	d = heap_getattr(tuple, attnum, tupdesc, &isnull);
 	if (isnull)
-	{
-		if (nullable)
+		return;
+	value = TextDatumGetCString(d);
+	for (i = 0; allowed[i]; i++)
+		if (strcmp(value, allowed[i]) == 0)
 			return;
-		value = NULL;
-	}
-	else
-	{
-		value = TextDatumGetCString(d);
-		for (i = 0; allowed[i]; i++)
-			if (strcmp(value, allowed[i]) == 0)
-				return;
-	}
-	if (value == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_NOT_NULL_VIOLATION),
-				 errmsg("column %s of an audit row must not be null", column)));
 	ereport(ERROR,
 			(errcode(ERRCODE_CHECK_VIOLATION),
 			 errmsg("%s is not a valid %s of an audit row",
@@ -392,9 +382,9 @@ check_audit_value(Relation rel, HeapTuple tuple, const char *column,
 static void
 check_audit_row(Relation rel, HeapTuple tuple)
 {
-	check_audit_value(rel, tuple, "event", audit_events, false);
-	check_audit_value(rel, tuple, "authority", audit_authorities, false);
-	check_audit_value(rel, tuple, "decision", audit_decisions, true);
+	check_audit_value(rel, tuple, "event", audit_events);
+	check_audit_value(rel, tuple, "authority", audit_authorities);
+	check_audit_value(rel, tuple, "decision", audit_decisions);
 }
 
 /*

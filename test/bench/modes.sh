@@ -40,24 +40,9 @@ case $MODE in
   *) rg_die "BENCH_MODE must be pileup, sustained or memory (got '${MODE}')" ;;
 esac
 CLIENTS=${BENCH_CLIENTS:-4} THREADS=${BENCH_THREADS:-2}
-OUT="$RG_ROOT/results/bench"
-mkdir -p "$OUT"
-T0=$SECONDS
+source "$here/common.sh"
+bench_prepare
 
-# the same settings as run.sh (a 2-core box with a few GB, durable)
-rg_prepare "fsync = on" "full_page_writes = on" "synchronous_commit = on" \
-  "shared_buffers = 512MB" "effective_cache_size = 2GB" "work_mem = 16MB" \
-  "maintenance_work_mem = 256MB" "wal_buffers = 16MB" "max_wal_size = 8GB" \
-  "min_wal_size = 1GB" "checkpoint_timeout = 30min" \
-  "checkpoint_completion_target = 0.9" "max_connections = 50" \
-  "random_page_cost = 1.1" "max_worker_processes = 4" \
-  "max_parallel_workers_per_gather = 0" "log_min_messages = warning" \
-  "log_checkpoints = on"
-
-q() { psql -X -q -tA -v ON_ERROR_STOP=1 "$@"; }      # q [-d DB] -c SQL
-elapsed() { echo "$((SECONDS - T0))s"; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "n/a" }'; }
-verdict() { awk -v m="$1" -v t="$2" 'BEGIN { print (m != "n/a" && m + 0 >= t + 0) ? "PASS" : "BELOW" }'; }
 atmost() { awk -v m="$1" -v t="$2" 'BEGIN { print (m != "n/a" && m + 0 <= t + 0) ? "PASS" : "BELOW" }'; }
 
 # newdb DB: a fresh database with the authority model and the mode helpers
@@ -80,44 +65,7 @@ environment() {
            grep -q . && echo ' (src or sql with uncommitted changes)')"
 }
 
-# fill DB N: N more queued runs (bench.fill_rungate), in two sessions (two
-# cores), in transactions of at most 100,000 runs
-fill() {
-  local db=$1 n=$2 half=$(($2 / 2))
-  fill1() {
-    local left=$1 k
-    while [ "$left" -gt 0 ]; do
-      k=$(( left > 100000 ? 100000 : left ))
-      q -d "$db" -c "SELECT bench.fill_rungate($k)" >/dev/null || return 1
-      left=$((left - k))
-    done
-  }
-  fill1 "$half" &
-  fill1 $((n - half))
-  wait $! || rg_die "filling the queue failed"
-}
 
-# CPU used by others while we measure (as run.sh): the machine's busy time
-# less ours (our postmaster and its children, this shell's children)
-cpu_snapshot() {
-  local pm ours shell hz
-  hz=$(getconf CLK_TCK)
-  pm=$(head -1 "$RG_TMP/data/postmaster.pid" 2>/dev/null || echo 0)
-  ours=$(cat /proc/[0-9]*/stat 2>/dev/null | awk -v pm="$pm" '
-           $1 == pm { t += $14 + $15 + $16 + $17 } $4 == pm { t += $14 + $15 }
-           END { printf "%d", t }') || true
-  times >"$OUT/.modes_times.$$"
-  shell=$(awk -v hz="$hz" 'NR == 2 { for (i = 1; i <= 2; i++) {
-            split($i, a, /[ms]/); t += (a[1] * 60 + a[2]) * hz } } END { printf "%d", t }' "$OUT/.modes_times.$$")
-  rm -f "$OUT/.modes_times.$$"
-  SNAP="$(awk -v hz="$hz" '{ printf "%d", $1 * hz }' /proc/uptime)"
-  SNAP+=" $(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat) $((ours + shell))"
-}
-other_cpu() {
-  awk -v b="$1" -v a="$2" -v n="$(nproc)" 'BEGIN { split(b, x, " "); split(a, y, " ")
-    w = (y[1] - x[1]) * n; o = (y[2] - x[2]) - (y[3] - x[3])
-    printf "%d", (w > 0 && o > 0 ? 100 * o / w : 0) }'
-}
 
 # the section of results/bench/modes.md: lines collected in MD, written at the end
 MD="$OUT/.modes_$MODE.$$.md"
@@ -161,7 +109,7 @@ pileup_bench() {
   # 1. the plain claim rate: $total healthy runs queued, $CLIENTS clients,
   # $per single claims each; runs started (in the table) over pgbench's time
   rg_log "pileup: plain claim rate, $CLIENTS clients x $per claims ($(elapsed))"
-  fill "$db" "$total"
+  fill rungate "$total" "$db"
   q -d "$db" -c "VACUUM ANALYZE rungate.runs"
   q -d "$db" -c "CHECKPOINT"
   before=$(q -d "$db" -c "SELECT count(*) FROM rungate.runs WHERE started_at IS NOT NULL")
@@ -336,7 +284,7 @@ sustained_bench() {
   [ "$minutes" -ge 1 ] || rg_die "BENCH_MINUTES must be at least 1"
   rg_log "sustained: loading the model, $depth queued runs ($(elapsed))"
   newdb "$db"
-  fill "$db" "$depth"
+  fill rungate "$depth" "$db"
   q -d "$db" -c "VACUUM ANALYZE"
   q -d "$db" -c "CHECKPOINT"
   q -d "$db" -c "SELECT bench.mode_sample(0)" >/dev/null
@@ -527,7 +475,7 @@ memory_bench() {
   every=$(( n >= 10 ? n / 10 : 1 ))
   rg_log "memory: loading the model, $((n + 1000)) queued runs ($(elapsed))"
   newdb "$db"
-  fill "$db" $((n + 1000))
+  fill rungate $((n + 1000)) "$db"
   q -d "$db" -c "VACUUM ANALYZE"
   q -d "$db" -c "CHECKPOINT"
   rg_log "memory: $n claims (each completed) in one backend, a COMMIT every $batch;" \

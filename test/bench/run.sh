@@ -27,26 +27,10 @@ SCALE=${BENCH_SCALE:-0}
 # scale rounds are short (a fixed number of claims), so there are more of them
 ROUNDS=${BENCH_ROUNDS:-$([ "$SCALE" = 1 ] && echo 9 || echo 5)} SECS=${BENCH_SECONDS:-5}
 CLIENTS=${BENCH_CLIENTS:-4} THREADS=${BENCH_THREADS:-2}
-OUT="$RG_ROOT/results/bench"
-mkdir -p "$OUT"
-T0=$SECONDS
+source "$here/common.sh"
+bench_prepare
 
-# A 2-core box with a few GB: durable settings (fsync, full page writes), the
-# buffers and WAL room for a few minutes of queue churn without a checkpoint
-# in the middle of a round; autovacuum as shipped (rungate's own table options
-# apply to both queues: the bare one copies them).
-rg_prepare "fsync = on" "full_page_writes = on" "synchronous_commit = on" \
-  "shared_buffers = 512MB" "effective_cache_size = 2GB" "work_mem = 16MB" \
-  "maintenance_work_mem = 256MB" "wal_buffers = 16MB" "max_wal_size = 8GB" \
-  "min_wal_size = 1GB" "checkpoint_timeout = 30min" \
-  "checkpoint_completion_target = 0.9" "max_connections = 50" \
-  "random_page_cost = 1.1" "max_worker_processes = 4" \
-  "max_parallel_workers_per_gather = 0" "log_min_messages = warning" \
-  "log_checkpoints = on"
-
-q() { psql -X -q -tA -v ON_ERROR_STOP=1 "$@"; }      # q [-d DB] -c SQL
 mkdb() { psql -X -q -d postgres -c "CREATE DATABASE $1"; }
-elapsed() { echo "$((SECONDS - T0))s"; }
 
 environment() {
   echo "== environment"
@@ -97,8 +81,6 @@ median() {    # median [printf format] < numbers
     END { if (NR == 0) print "n/a"
           else printf f "\n", (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2) }'
 }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "n/a" }'; }
-verdict() { awk -v m="$1" -v t="$2" 'BEGIN { print (m != "n/a" && m + 0 >= t + 0) ? "PASS" : "BELOW" }'; }
 
 # ---------------------------------------------------------------------------
 # the default run: rungate against the bare queue
@@ -110,22 +92,6 @@ declare -A MAX_RATE=()   # [queue/script] -> highest runs/s seen so far
 started() { q -d "$DB" -c "SELECT count(*) FROM ${TABLE[$1]} WHERE started_at IS NOT NULL"; }
 queued() { q -d "$DB" -c "SELECT count(*) FROM ${TABLE[$1]} WHERE status = 'queued'"; }
 
-# fill QUEUE N [DB]: N more queued runs, in two sessions (two cores), in
-# transactions of at most 100,000 runs
-fill() {
-  local queue=$1 n=$2 db=${3:-$DB} half=$(($2 / 2))
-  fill1() {
-    local left=$1 k
-    while [ "$left" -gt 0 ]; do
-      k=$(( left > 100000 ? 100000 : left ))
-      q -d "$db" -c "SELECT bench.fill_$queue($k)" >/dev/null || return 1
-      left=$((left - k))
-    done
-  }
-  fill1 "$half" &
-  fill1 $((n - half))
-  wait $! || rg_die "filling $queue failed"
-}
 
 # Before each measurement, both queues are put in the same state: enough due
 # runs for twice the highest rate this script has reached (15,000/s before
@@ -140,29 +106,6 @@ prepare_queue() {
   q -d "$DB" -c "CHECKPOINT"
 }
 
-# CPU used by others while we measure, so a noisy round can be told from a
-# slow one: the machine's busy time (/proc/stat, steal included) less ours
-# (our postmaster with its children, live and reaped, and this shell's
-# children: pgbench, psql), in percent of all cores over the wall time.
-cpu_snapshot() {   # SNAP = "wall busy ours" in clock ticks (a global: times
-  local pm ours shell hz   # must see this shell's children, not a subshell's)
-  hz=$(getconf CLK_TCK)
-  pm=$(head -1 "$RG_TMP/data/postmaster.pid")
-  # cat, not awk, opens the files: a process may exit between glob and open
-  ours=$(cat /proc/[0-9]*/stat 2>/dev/null | awk -v pm="$pm" '
-           $1 == pm { t += $14 + $15 + $16 + $17 } $4 == pm { t += $14 + $15 }
-           END { printf "%d", t }') || true   # cat fails on a vanished file
-  times >"$RG_TMP/times"
-  shell=$(awk -v hz="$hz" 'NR == 2 { for (i = 1; i <= 2; i++) {
-            split($i, a, /[ms]/); t += (a[1] * 60 + a[2]) * hz } } END { printf "%d", t }' "$RG_TMP/times")
-  SNAP="$(awk -v hz="$hz" '{ printf "%d", $1 * hz }' /proc/uptime)"
-  SNAP+=" $(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat) $((ours + shell))"
-}
-other_cpu() {      # SNAPSHOT_BEFORE SNAPSHOT_AFTER -> percent
-  awk -v b="$1" -v a="$2" -v n="$(nproc)" 'BEGIN { split(b, x, " "); split(a, y, " ")
-    w = (y[1] - x[1]) * n; o = (y[2] - x[2]) - (y[3] - x[3])
-    printf "%d", (w > 0 && o > 0 ? 100 * o / w : 0) }'
-}
 
 # measure QUEUE SCRIPT: RATE = runs started per second (integer), or VOID;
 # OTHER = others' CPU during the round, percent (globals: a $(...) subshell
