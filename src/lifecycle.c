@@ -83,6 +83,7 @@ typedef struct RunRow
 	Datum		item_tenants;	/* bigint[], or 0 */
 	Datum		payload;
 	Datum		row;			/* the rungate.runs composite */
+	ItemPointerData tid;		/* claim: where the locked version is */
 } RunRow;
 
 static void
@@ -767,10 +768,14 @@ rg_enqueue_bulk(PG_FUNCTION_ARGS)
 /*
  * Due runs in claim order, locked. Each is then decided from facts read on
  * a snapshot taken after the lock, so every revocation committed before the
- * claim began is seen. Claim never returns the whole row: NULL in its place.
+ * claim began is seen. Claim never returns the whole row: NULL in its place,
+ * then the locked version's ctid, which starting it updates by a TID scan
+ * (no second descent of the primary key): a row we hold locked keeps its
+ * place until we update it.
  */
+#define C_TID (C_ROW + 1)
 #define DUE_RUNS(FILTER) \
-	"SELECT " RUN_FIELDS ", NULL FROM rungate.runs r" \
+	"SELECT " RUN_FIELDS ", NULL, r.ctid FROM rungate.runs r" \
 	" WHERE r.status" EQ "'queued' AND r.run_at" LE "pg_catalog.now()" FILTER \
 	" ORDER BY r.priority DESC, r.id" \
 	" LIMIT $1 FOR NO KEY UPDATE SKIP LOCKED"
@@ -810,29 +815,32 @@ static RgPlan next_due_ops_plan = {
 	"   FROM m" ORDER ")" \
 	" SELECT m.attempt, m.lease_expires_at FROM m" ORDER
 
-/* One run: $1 id, $2 worker, $3 token, $4 lease, $5 checks */
+/* One run: $1 id, $2 worker, $3 token, $4 lease, $5 checks, $6 ctid */
 static RgPlan start_plan = {
 	"WITH"
-	START_RUNS(" WHERE r.id" EQ "$1", "$2", "$3", "$4", "")
+	START_RUNS(" WHERE r.ctid" EQ "$6 AND r.id" EQ "$1", "$2", "$3", "$4", "")
 	START_AUDIT("$5", "$2", ""),
-	5, {INT8OID, TEXTOID, UUIDOID, INTERVALOID, JSONBOID}, NULL
+	6, {INT8OID, TEXTOID, UUIDOID, INTERVALOID, JSONBOID, TIDOID}, NULL
 };
 
 /*
  * Several runs of one batch in one statement, so the per-statement cost is
- * paid once per batch: $1 ids, $2 tokens, $3 leases, $4 checks (parallel
- * arrays), $5 worker; rows come back in the arrays' order.
+ * paid once per batch: $1 ids, $2 tokens, $3 leases, $4 checks, $6 ctids
+ * (parallel arrays), $5 worker; rows come back in the arrays' order.
  */
 static RgPlan start_many_plan = {
 	"WITH s AS ("
 	" SELECT * FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]),"
 	"   pg_catalog.unnest($2::pg_catalog.uuid[]),"
 	"   pg_catalog.unnest($3::pg_catalog.interval[]),"
-	"   pg_catalog.unnest($4::pg_catalog.jsonb[])) WITH ORDINALITY"
-	"   AS s(id, token, lease, checks, n)),"
-	START_RUNS(" FROM s WHERE r.id" EQ "s.id", "$5", "s.token", "s.lease", ", s.checks, s.n")
+	"   pg_catalog.unnest($4::pg_catalog.jsonb[]),"
+	"   pg_catalog.unnest($6::pg_catalog.tid[])) WITH ORDINALITY"
+	"   AS s(id, token, lease, checks, tid, n)),"
+	START_RUNS(" FROM s WHERE r.ctid" EQ "s.tid AND r.id" EQ "s.id", "$5",
+			   "s.token", "s.lease", ", s.checks, s.n")
 	START_AUDIT("m.checks", "$5", " ORDER BY m.n"),
-	5, {INT8ARRAYOID, UUIDARRAYOID, INTERVALARRAYOID, JSONBARRAYOID, TEXTOID}, NULL
+	6, {INT8ARRAYOID, UUIDARRAYOID, INTERVALARRAYOID, JSONBARRAYOID, TEXTOID,
+	TIDARRAYOID}, NULL
 };
 
 static RgPlan start_parent_plan = {
@@ -942,13 +950,14 @@ start_runs(ReturnSetInfo *rsinfo, const char *worker, RunRow *batch,
 	{
 		RunRow	   *r = &batch[starts[0]];
 		RgDecision *d = &decisions[starts[0]];
-		Datum		sv[5];
+		Datum		sv[6];
 
 		sv[0] = Int64GetDatum(r->id);
 		sv[1] = worker_text;
 		sv[2] = UUIDPGetDatum(&tokens[0]);
 		sv[3] = IntervalPGetDatum(&d->op.lease);
 		sv[4] = d->checks;
+		sv[5] = PointerGetDatum(&r->tid);
 		rg_exec(&start_plan, sv, NULL, true, 0);
 	}
 	else
@@ -957,11 +966,13 @@ start_runs(ReturnSetInfo *rsinfo, const char *worker, RunRow *batch,
 		Datum	   *toks = palloc(sizeof(Datum) * n);
 		Datum	   *leases = palloc(sizeof(Datum) * n);
 		Datum	   *checks = palloc(sizeof(Datum) * n);
-		Datum		sv[5];
+		Datum	   *tids = palloc(sizeof(Datum) * n);
+		Datum		sv[6];
 
 		for (i = 0; i < n; i++)
 		{
 			ids[i] = Int64GetDatum(batch[starts[i]].id);
+			tids[i] = PointerGetDatum(&batch[starts[i]].tid);
 			toks[i] = UUIDPGetDatum(&tokens[i]);
 			leases[i] = IntervalPGetDatum(&decisions[starts[i]].op.lease);
 			checks[i] = decisions[starts[i]].checks;
@@ -976,6 +987,9 @@ start_runs(ReturnSetInfo *rsinfo, const char *worker, RunRow *batch,
 		sv[3] = PointerGetDatum(construct_array(checks, n, JSONBOID, -1,
 												false, TYPALIGN_INT));
 		sv[4] = worker_text;
+		sv[5] = PointerGetDatum(construct_array(tids, n, TIDOID,
+												sizeof(ItemPointerData), false,
+												TYPALIGN_SHORT));
 		rg_exec(&start_many_plan, sv, NULL, true, 0);
 	}
 	if ((int) SPI_processed != n)
@@ -1083,6 +1097,7 @@ rg_claim(PG_FUNCTION_ARGS)
 			RunRow	   *r = &batch[i];
 
 			load_run(i, r);
+			r->tid = *(ItemPointer) DatumGetPointer(rg_get_datum(i, C_TID, NULL));
 			if (r->item_tenants)
 				r->item_tenants = SPI_datumTransfer(r->item_tenants, false, -1);
 			r->payload = SPI_datumTransfer(r->payload, false, -1);
