@@ -129,7 +129,8 @@ SELECT status, count(*) FROM rungate.runs GROUP BY status ORDER BY status;
 ------------------------------------------------------------------------------
 -- 7. Grants intact: no privilege on the schema, a function or a table
 --    changed (PUBLIC still has none, CONTRACT §11), and the worker role
---    still holds exactly its own.
+--    still holds exactly its own. Listed: what 1.3 adds (purge_batch,
+--    purge_in_batches), the owner's alone, no EXECUTE for PUBLIC.
 ------------------------------------------------------------------------------
 SELECT coalesce(b.object, a.object) AS object, b.acl AS before, a.acl AS after
   FROM upgrade_acls_before b FULL JOIN upgrade_acls a ON a.object = b.object
@@ -198,6 +199,18 @@ SELECT pg_temp.try($$INSERT INTO rungate.audit_log (at, run_id, workspace_id, at
        pg_temp.try($$INSERT INTO rungate.audit_log (at, run_id, workspace_id, attempt, event, authority, txid)
                      VALUES (now(), 3, 1, 1, NULL, 'actor', 1)$$) AS null_event;
 RESET rungate.restore_mode;
+
+------------------------------------------------------------------------------
+-- 9c. What 1.3 adds: retention that commits per batch (purge_batch,
+--     purge_in_batches; worker_protocol tests them), and the audit log and
+--     notifications vacuumed at rungate.runs' thresholds.
+------------------------------------------------------------------------------
+SELECT c.oid::regclass AS on_table, c.reloptions
+  FROM pg_class c
+ WHERE c.oid IN ('rungate.runs'::regclass, 'rungate.audit_log'::regclass,
+                 'rungate.notifications'::regclass)
+ ORDER BY 1;
+SELECT rungate.purge_batch(now() - interval '1 year', 10) AS purged_nothing_old;
 
 ------------------------------------------------------------------------------
 -- 10. The guards still refuse (RG409, CONTRACT §3, §7, §8), in replica mode

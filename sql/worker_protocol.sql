@@ -185,7 +185,12 @@ SELECT label, pg_temp.try(stmt) AS result
     (13, 'fail: null run id',          $$SELECT rungate.fail(NULL, gen_random_uuid(), 'x')$$),
     (14, 'cancel: null run id',        $$SELECT rungate.cancel(NULL, 100)$$),
     (15, 'cancel: unknown actor',      $$SELECT rungate.cancel(1, 4242)$$),
-    (16, 'purge: null time',           $$SELECT rungate.purge(NULL)$$)
+    (16, 'purge: null time',           $$SELECT rungate.purge(NULL)$$),
+    (17, 'purge_batch: null time',     $$SELECT rungate.purge_batch(NULL, 10)$$),
+    (18, 'purge_batch: max_runs null', $$SELECT rungate.purge_batch(now(), NULL)$$),
+    (19, 'purge_batch: max_runs 0',    $$SELECT rungate.purge_batch(now(), 0)$$),
+    (20, 'purge_in_batches: null time', $$CALL rungate.purge_in_batches(NULL)$$),
+    (21, 'purge_in_batches: size 0',   $$CALL rungate.purge_in_batches(now(), 0)$$)
   ) AS t(k, label, stmt)
  ORDER BY k;
 SELECT status, attempt FROM rungate.runs WHERE id = :bq;
@@ -229,8 +234,31 @@ SELECT status, count(*) FROM rungate.runs GROUP BY status ORDER BY status;
 SELECT count(*) AS terminal_runs FROM rungate.runs WHERE status NOT IN ('queued', 'running') \gset
 -- Nothing finished before yesterday.
 SELECT rungate.purge(now() - interval '1 day') AS purged_old;
--- Everything terminal finished before tomorrow.
-SELECT rungate.purge(now() + interval '1 day') = :terminal_runs AS purged_every_terminal_run;
+SELECT rungate.purge_batch(now() - interval '1 day', 10) AS batch_purged_old;
+-- purge_batch removes at most max_runs top-level runs (each with its items).
+SELECT count(*) AS terminal_top_level FROM rungate.runs
+ WHERE parent_id IS NULL AND status NOT IN ('queued', 'running') \gset
+SELECT rungate.purge_batch(now() + interval '1 day', 1) AS first_batch \gset
+SELECT :terminal_top_level - count(*) AS top_level_runs_removed_by_batch_of_1
+  FROM rungate.runs WHERE parent_id IS NULL AND status NOT IN ('queued', 'running');
+SELECT :first_batch >= 1 AS batch_removed_runs;
+-- purge_in_batches commits after each batch: inside a transaction block its
+-- COMMIT fails, and the rollback keeps everything.
+BEGIN;
+CALL rungate.purge_in_batches(now() + interval '1 day', 2);
+ROLLBACK;
+SELECT count(*) + :first_batch = :terminal_runs AS nothing_removed_by_the_failed_call
+  FROM rungate.runs WHERE status NOT IN ('queued', 'running');
+-- Everything terminal finished before tomorrow: the rest, two top-level runs
+-- per transaction.
+-- Each batch is its own transaction: at least one new transaction id per
+-- batch after this one's.
+SELECT :terminal_top_level - 1 AS left_top_level, txid_current() AS x0 \gset
+SELECT :left_top_level >= 3 AS at_least_two_batches_left;
+CALL rungate.purge_in_batches(now() + interval '1 day', 2) \gset
+SELECT txid_current() - :x0 - 1 >= ceil(:left_top_level / 2.0)
+       AS one_transaction_per_batch;
+SELECT :removed + :first_batch = :terminal_runs AS purged_every_terminal_run;
 SELECT status, count(*) FROM rungate.runs GROUP BY status ORDER BY status;
 SELECT count(*) AS orphan_audit_rows FROM rungate.audit_log a
  WHERE NOT EXISTS (SELECT 1 FROM rungate.runs r WHERE r.id = a.run_id);
@@ -240,4 +268,5 @@ SELECT count(*) AS audit_rows_of_live_runs FROM rungate.audit_log a
   JOIN rungate.runs r ON r.id = a.run_id;
 -- Purging again removes nothing; the live runs carry on.
 SELECT rungate.purge(now() + interval '1 day') AS purged_again;
+CALL rungate.purge_in_batches(now() + interval '1 day');
 SELECT status FROM rungate.runs WHERE id = :keep_running;

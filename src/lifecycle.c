@@ -38,6 +38,8 @@ PG_FUNCTION_INFO_V1(rg_fail);
 PG_FUNCTION_INFO_V1(rg_reap_expired);
 PG_FUNCTION_INFO_V1(rg_cancel);
 PG_FUNCTION_INFO_V1(rg_purge);
+PG_FUNCTION_INFO_V1(rg_purge_batch);
+PG_FUNCTION_INFO_V1(rg_purge_in_batches);
 
 /* Upper bounds on request sizes; beyond them a request is malformed. */
 #define MAX_CLAIM_RUNS		1000
@@ -1480,14 +1482,16 @@ rg_cancel(PG_FUNCTION_ARGS)
  * terminal once the parent is), their audit rows and notifications, a batch
  * at a time. Workers never lock terminal runs, so it does not block claims.
  */
+#define PURGE_BATCH	500
+
 static RgPlan purge_pick_plan = {
 	"SELECT pg_catalog.array_agg(v.id) FROM ("
 	"  SELECT r.id FROM rungate.runs r"
 	"   WHERE r.parent_id IS NULL AND r.finished_at" LT "$1"
 	"     AND r.status NOT IN ('queued', 'running')"
-	"   ORDER BY r.finished_at LIMIT 500"
+	"   ORDER BY r.finished_at LIMIT $2"
 	"   FOR UPDATE SKIP LOCKED) v",
-	1, {TIMESTAMPTZOID}, NULL
+	2, {TIMESTAMPTZOID, INT4OID}, NULL
 };
 
 static RgPlan purge_delete_plan = {
@@ -1507,29 +1511,37 @@ static RgPlan purge_parents_plan = {
 };
 
 /*
- * rungate.purge(finished_before) RETURNS bigint
+ * Remove at most max_runs top-level runs (no limit when negative) finished
+ * before `cutoff`, PURGE_BATCH at a time; returns runs removed, items
+ * included.
  */
-Datum
-rg_purge(PG_FUNCTION_ARGS)
+static int64
+purge_runs(Datum cutoff, int64 max_runs)
 {
-	Datum		v[1];
-	int64		removed = 0;
-
-	require_arg(fcinfo, 0, "finished_before");
+	Datum		v[2];
+	int64		picked = 0,
+				removed = 0;
 
 	SPI_connect();
-	for (;;)
+	while (max_runs < 0 || picked < max_runs)
 	{
 		bool		isnull;
 		Datum		ids;
+		ArrayType  *arr;
+		int32		limit = PURGE_BATCH;
 
 		CHECK_FOR_INTERRUPTS();
-		v[0] = PG_GETARG_DATUM(0);
+		if (max_runs >= 0 && max_runs - picked < limit)
+			limit = (int32) (max_runs - picked);
+		v[0] = cutoff;
+		v[1] = Int32GetDatum(limit);
 		rg_exec(&purge_pick_plan, v, NULL, false, 1);
 		ids = rg_get_datum(0, 1, &isnull);
 		if (isnull)
 			break;
-		ids = SPI_datumTransfer(ids, false, -1);
+		arr = DatumGetArrayTypeP(SPI_datumTransfer(ids, false, -1));
+		ids = PointerGetDatum(arr);
+		picked += ArrayGetNItems(ARR_NDIM(arr), ARR_DIMS(arr));
 		v[0] = ids;
 		rg_exec(&purge_delete_plan, v, NULL, true, 0);
 		removed += SPI_processed;
@@ -1537,5 +1549,93 @@ rg_purge(PG_FUNCTION_ARGS)
 		removed += SPI_processed;
 	}
 	SPI_finish();
-	PG_RETURN_INT64(removed);
+	return removed;
+}
+
+/*
+ * rungate.purge(finished_before) RETURNS bigint
+ */
+Datum
+rg_purge(PG_FUNCTION_ARGS)
+{
+	require_arg(fcinfo, 0, "finished_before");
+	PG_RETURN_INT64(purge_runs(PG_GETARG_DATUM(0), -1));
+}
+
+/*
+ * rungate.purge_batch(finished_before, max_runs) RETURNS bigint: purge's
+ * bounded step, so retention can commit as it goes (purge_in_batches) and
+ * no transaction of it holds back vacuum for long.
+ */
+Datum
+rg_purge_batch(PG_FUNCTION_ARGS)
+{
+	int32		max_runs;
+
+	require_arg(fcinfo, 0, "finished_before");
+	require_arg(fcinfo, 1, "max_runs");
+	max_runs = PG_GETARG_INT32(1);
+	if (max_runs < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_RG_BAD_REQUEST),
+				 errmsg("max_runs must be at least 1, not %d", max_runs)));
+	PG_RETURN_INT64(purge_runs(PG_GETARG_DATUM(0), max_runs));
+}
+
+/*
+ * CALL rungate.purge_in_batches(finished_before, batch_size, INOUT removed):
+ * purge_batch until nothing is left, committing after each. A procedure
+ * that commits must be SECURITY INVOKER without SET clauses, so it goes
+ * through purge_batch (SECURITY DEFINER) and the caller needs EXECUTE on
+ * it: what it may remove is what purge_batch does. Inside a transaction
+ * block (an atomic CALL) the first COMMIT fails (2D000).
+ */
+static RgPlan purge_batch_plan = {
+	"SELECT rungate.purge_batch($1, $2)",
+	2, {TIMESTAMPTZOID, INT4OID}, NULL
+};
+
+Datum
+rg_purge_in_batches(PG_FUNCTION_ARGS)
+{
+	bool		nonatomic;
+	Datum		v[2];
+	int64		removed = 0;
+	TupleDesc	desc;
+	Datum		out;
+	bool		isnull = false;
+
+	require_arg(fcinfo, 0, "finished_before");
+	if (PG_ARGISNULL(1) || PG_GETARG_INT32(1) < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_RG_BAD_REQUEST),
+				 errmsg("batch_size must be at least 1")));
+	nonatomic = fcinfo->context && IsA(fcinfo->context, CallContext) &&
+		!castNode(CallContext, fcinfo->context)->atomic;
+
+	v[0] = PG_GETARG_DATUM(0);
+	v[1] = PG_GETARG_DATUM(1);
+	SPI_connect_ext(nonatomic ? SPI_OPT_NONATOMIC : 0);
+	for (;;)
+	{
+		int64		n;
+
+		rg_exec(&purge_batch_plan, v, NULL, false, 1);
+		n = rg_get_int64(0, 1, NULL);
+		if (n == 0)
+			break;
+		removed += n;
+		SPI_commit();
+#if PG_VERSION_NUM < 150000
+		SPI_start_transaction();
+#endif
+	}
+	SPI_finish();
+
+	/* a procedure's output arguments come back as one record */
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "rungate: purge_in_batches must have an output argument");
+	desc = BlessTupleDesc(desc);
+	out = Int64GetDatum(removed);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, &out, &isnull)));
 }

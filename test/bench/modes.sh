@@ -6,7 +6,7 @@
 #                         blocked at >= 0.8 x the plain claim rate, and the
 #                         healthy runs queued behind it start in the same drain
 #   BENCH_MODE=sustained  BENCH_MINUTES (10) of enqueue + claim + complete
-#                         with rungate.purge every 30 s: last minute's
+#                         with CALL rungate.purge_in_batches every 30 s: last minute's
 #                         throughput >= 0.8 x the first's, sizes bounded,
 #                         purge never fails nor blocks a worker
 #   BENCH_MODE=memory     a million claims (each completed) in one backend
@@ -294,12 +294,12 @@ sustained_bench() {
   rm -f "$plog" "$stop" "$OUT"/sustained_workers.[0-9]*
   rg_on_exit "touch '$stop'"
   rg_log "sustained: ${minutes} min of 1 enqueuer (pgbench -R $erate, up to $depth queued)," \
-         "$CLIENTS workers (claim + complete), rungate.purge(now() - '$age') every ${pevery}s ($(elapsed))"
+         "$CLIENTS workers (claim + complete), CALL rungate.purge_in_batches(now() - '$age') every ${pevery}s ($(elapsed))"
   local watch_pid purge_pid enq_pid wk_pid start m
   PGAPPNAME=rg_watch q -d "$db" -c "CALL bench.mode_watch($secs + 3, 0.1)" &
   watch_pid=$!
   every_loop "$db" "$plog" "$stop" "$pevery" rg_purge \
-    "SELECT rungate.purge(now() - interval '$age')" &
+    "CALL rungate.purge_in_batches(now() - interval '$age')" &
   purge_pid=$!
   PGAPPNAME=rg_enqueuer pgbench -n -M prepared -c 1 -j 1 -R "$erate" -T "$((secs + 3))" \
     -D depth="$depth" -D max_batch="$ebatch" -f "$here/mode_enqueue.sql" "$db" >"$elog" 2>&1 &
@@ -423,7 +423,7 @@ sustained_bench() {
   md "\`BENCH_MODE=sustained BENCH_MINUTES=$minutes\`: 1 enqueuer (pgbench -R $erate, each transaction" \
      "tops the queue up to $depth queued runs through \`rungate.enqueue\`, at most $ebatch)," \
      "$CLIENTS workers (\`rungate.claim\` then \`rungate.complete\`, two transactions)," \
-     "\`rungate.purge(now() - interval '$age')\` every ${pevery} s from another session." \
+     "\`CALL rungate.purge_in_batches(now() - interval '$age')\` every ${pevery} s from another session." \
      "Throughput: runs completed per second (runs enqueued, from the sequence, less those queued," \
      "running or otherwise) between the samples taken each minute. Others' CPU over the run: ${o_run}%." \
      "" \

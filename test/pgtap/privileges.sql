@@ -4,7 +4,7 @@
 -- search_path gets the same answers from the SECURITY DEFINER functions.
 -- Runs in one transaction that is rolled back: the roles vanish with it.
 BEGIN;
-SELECT plan(92);
+SELECT plan(96);
 
 \set QUIET on
 SET client_min_messages = warning;
@@ -45,7 +45,7 @@ GRANT EXECUTE ON FUNCTION
 GRANT USAGE ON SCHEMA rungate TO tap_admin;
 GRANT ALL ON ALL TABLES IN SCHEMA rungate TO tap_admin;
 GRANT ALL ON ALL SEQUENCES IN SCHEMA rungate TO tap_admin;
-GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA rungate TO tap_admin;
+GRANT EXECUTE ON ALL ROUTINES IN SCHEMA rungate TO tap_admin;   -- procedures too
 -- ---- end of the recipes ----
 GRANT USAGE ON SCHEMA rungate TO tap_schema_only;
 
@@ -96,6 +96,8 @@ SELECT throws_ok($$SELECT rungate.complete(1, gen_random_uuid())$$, '42501', NUL
 SELECT throws_ok($$SELECT rungate.fail(1, gen_random_uuid(), 'x')$$, '42501', NULL, 'PUBLIC cannot fail');
 SELECT throws_ok($$SELECT rungate.reap_expired()$$, '42501', NULL, 'PUBLIC cannot reap_expired');
 SELECT throws_ok($$SELECT rungate.purge(now())$$, '42501', NULL, 'PUBLIC cannot purge');
+SELECT throws_ok($$SELECT rungate.purge_batch(now(), 10)$$, '42501', NULL, 'PUBLIC cannot purge_batch');
+SELECT throws_ok($$CALL rungate.purge_in_batches(now())$$, '42501', NULL, 'PUBLIC cannot call purge_in_batches');
 SELECT throws_ok($$SELECT * FROM rungate.operations(100, 1)$$, '42501', NULL, 'PUBLIC cannot list operations');
 SELECT throws_ok($$SELECT rungate.operation(100, 1)$$, '42501', NULL, 'PUBLIC cannot open an operation');
 SELECT throws_ok($$SELECT rungate.guard_writes('public.tap_items', 'run_id')$$, '42501', NULL,
@@ -238,6 +240,9 @@ SELECT is((SELECT count(*) FROM rungate.claim('admin', ARRAY['reports.export']))
           'the administrator can call the worker functions too');
 SELECT lives_ok($$SELECT rungate.reap_expired()$$, 'the administrator can reap');
 SELECT lives_ok($$SELECT rungate.purge(now() - interval '1 year')$$, 'the administrator can purge');
+SELECT lives_ok($$SELECT rungate.purge_batch(now() - interval '1 year', 10)$$, 'the administrator can purge_batch');
+SELECT lives_ok($$CALL rungate.purge_in_batches(now() - interval '1 year')$$,
+                'the administrator can call purge_in_batches');
 SELECT lives_ok($$SELECT rungate.guard_writes('public.tap_admin_items', 'run_id')$$,
                 'the administrator fences a table it owns');
 SELECT lives_ok($$SELECT rungate.unguard_writes('public.tap_admin_items')$$,

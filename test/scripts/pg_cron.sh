@@ -15,7 +15,8 @@
 #     claim blocks it (execution_blocked, authority system), no notification;
 #   - rungate.reap_expired(): a run claimed by a worker that died (1 s lease)
 #     goes back to the queue (audit lease_expired);
-#   - rungate.purge(now() - interval '30 days'), as the recipe has it.
+#   - CALL rungate.purge_in_batches(now() - interval '30 days'), as the recipe
+#     has it (a procedure that commits, run by a pg_cron background worker).
 # Every job must have run and succeeded, as the scheduler role.
 # pg_cron 1.5+ runs the jobs every second ('1 seconds'); Debian bookworm's 1.4
 # knows only minutes ('* * * * *'), so there the test waits for the next minute
@@ -86,7 +87,7 @@ SELECT cron.schedule('scheduled-verify-acme-us', '$EVERY',
   \$\$SELECT rungate.enqueue('provider.connection.verify', 1, 11, NULL, '{"scheduled": true}',
                             idempotency_key => 'scheduled-verify-acme-us')\$\$);
 SELECT cron.schedule('rungate-reap-expired', '$EVERY', \$\$SELECT rungate.reap_expired()\$\$);
-SELECT cron.schedule('rungate-purge', '$EVERY', \$\$SELECT rungate.purge(now() - interval '30 days')\$\$);
+SELECT cron.schedule('rungate-purge', '$EVERY', \$\$CALL rungate.purge_in_batches(now() - interval '30 days')\$\$);
 RESET ROLE;
 SQL
 

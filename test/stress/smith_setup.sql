@@ -106,7 +106,7 @@ DO $$ BEGIN
     END IF;
 END $$;
 GRANT USAGE ON SCHEMA rungate TO rungate_smith;
-GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA rungate TO rungate_smith;
+GRANT EXECUTE ON ALL ROUTINES IN SCHEMA rungate TO rungate_smith;
 GRANT SELECT, INSERT, UPDATE, DELETE ON public.fuzz TO rungate_smith;
 
 RESET client_min_messages;
