@@ -203,7 +203,7 @@ RESET rungate.restore_mode;
 ------------------------------------------------------------------------------
 -- 9c. What 1.3 adds: retention that commits per batch (purge_batch,
 --     purge_in_batches; worker_protocol tests them), and the audit log and
---     notifications vacuumed at rungate.runs' thresholds.
+--     notifications vacuumed at rungate.runs' dead-row threshold.
 ------------------------------------------------------------------------------
 SELECT c.oid::regclass AS on_table, c.reloptions
   FROM pg_class c

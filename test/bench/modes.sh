@@ -59,7 +59,8 @@ environment() {
   q -d postgres -c "SELECT string_agg(name || '=' || current_setting(name), ', ' ORDER BY name)
       FROM unnest('{shared_buffers,work_mem,max_wal_size,checkpoint_timeout,fsync,
                     synchronous_commit,autovacuum,autovacuum_naptime}'::text[]) name"
-  echo "rungate $(q -d "rungate_$MODE" -c "SELECT extversion FROM pg_extension WHERE extname = 'rungate'" 2>/dev/null || true)," \
+  # printed before the mode's database exists: the version CREATE EXTENSION installs
+  echo "rungate $(q -d postgres -c "SELECT default_version FROM pg_available_extensions WHERE name = 'rungate'" 2>/dev/null || true)," \
        "commit $(git -C "$RG_ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(
          git -C "$RG_ROOT" status --porcelain -- src '*.sql' 2>/dev/null | grep -v '^?? test/' |
            grep -q . && echo ' (src or sql with uncommitted changes)')"

@@ -16,7 +16,7 @@
 #   BENCH_SCALE=1   the flat-cost check instead: claim rate with 1,000,000
 #                   queued runs, 10,000 tenants, 100,000 actors, 1,000,000
 #                   memberships, against the default model with 10,000 queued
-#                   runs; BENCH_SCALE_CLAIMS (1000) claims per client a round,
+#                   runs; BENCH_SCALE_CLAIMS (2000) claims per client a round,
 #                   BENCH_ROUNDS defaults to 9 there
 #   RG_KEEP=1       leave the throwaway cluster running afterwards
 # Output: results/bench/bench.md (or scale.md), pgbench logs next to it.
@@ -38,7 +38,7 @@ environment() {
   echo "cpu: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')"
   echo "memory: $(free -g | awk '/^Mem:/ {print $2}') GB"
   if [ "$SCALE" = 1 ]; then
-    echo "pgbench: -M prepared -c $CLIENTS -j $THREADS; $ROUNDS rounds x ${BENCH_SCALE_CLAIMS:-1000} claims per client"
+    echo "pgbench: -M prepared -c $CLIENTS -j $THREADS; $ROUNDS rounds x ${BENCH_SCALE_CLAIMS:-2000} claims per client"
   else
     echo "pgbench: -M prepared -c $CLIENTS -j $THREADS; $ROUNDS rounds x ${SECS}s per side and measure"
   fi
@@ -230,7 +230,7 @@ main_bench() {
 # BENCH_SCALE=1: flat cost, claim rate with a big model and a deep queue
 # ---------------------------------------------------------------------------
 scale_bench() {
-  local small=rungate_small big=rungate_big claims=${BENCH_SCALE_CLAIMS:-1000}
+  local small=rungate_small big=rungate_big claims=${BENCH_SCALE_CLAIMS:-2000}
   local per=$claims total=$((claims * CLIENTS))
   set_sync off
   rg_log "small: the default model, 10,000 queued runs ($(elapsed))"
