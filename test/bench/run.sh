@@ -7,6 +7,9 @@
 #   claim   rungate.claim(worker)            vs  the bare one-statement claim
 #   cycle   claim + rungate.complete         vs  bare claim + bare completion
 #   batch   rungate.claim(worker, NULL, 10)  vs  the bare single claim (runs/s)
+#   and two references without rungate, against the bare single claim:
+#   audit    the bare claim that also writes an audit row (bare_claim_audit.sql)
+#   ceiling  the bare batch of 10 (bare_batch.sql)
 #
 # each with synchronous_commit off (the CPU cost) and on (ALTER SYSTEM and a
 # reload between the two sets). Rates are runs started per second, counted in
@@ -157,13 +160,17 @@ main_bench() {
 
   for sync in off on; do
     set_sync "$sync"
-    for kind in claim cycle batch ceiling; do
-      # ceiling: no rungate at all, the bare batch of 10 against the bare
-      # single claim: how far batching alone can go on this table (every
-      # started run still pays its own update of the row and its indexes)
+    for kind in claim audit cycle batch ceiling; do
+      # two references without rungate, against the bare single claim:
+      # audit, the bare claim that also writes an audit row like rungate's
+      # (what that row alone costs: the rest of claim's gap is the decision
+      # and the function call); ceiling, the bare batch of 10 (how far
+      # batching alone can go on this table: every started run still pays
+      # its own update of the row and its indexes)
       rq=rungate
       case $kind in
         claim) rs=rg_claim.sql bs=bare_claim.sql target=0.85 ;;
+        audit) rq=bare rs=bare_claim_audit.sql bs=bare_claim.sql target=n/a ;;
         cycle) rs=rg_cycle.sql bs=bare_cycle.sql target=0.75 ;;
         batch) rs=rg_batch.sql bs=bare_claim.sql target=3 ;;
         ceiling) rq=bare rs=bare_batch.sql bs=bare_claim.sql target=n/a ;;
@@ -189,6 +196,11 @@ main_bench() {
       mo=$(printf '%s\n' "${others[@]:-}" | grep . | sort -g | tail -1 || true)
       mr=$(printf '%s\n' "${rgs[@]:-}" | grep . | median %.0f || true)
       mb=$(printf '%s\n' "${bares[@]:-}" | grep . | median %.0f || true)
+      if [ "$kind" = audit ]; then
+        echo "  median: bare claim + audit row $mr, bare claim $mb runs/s; ratio $m (what the audit row costs)"
+        echo "| reference: bare claim + an audit row (no rungate) | $sync | ($mr) | $mb | $m | reference | ${mo:-n/a}% |" >>"$md.rows"
+        continue
+      fi
       if [ "$kind" = ceiling ]; then
         echo "  median: bare batch of 10 $mr, bare single $mb runs/s; ratio $m (the ceiling for batch)"
         echo "| batch ceiling: bare batch of 10 (no rungate) | $sync | ($mr) | $mb | $m | reference | ${mo:-n/a}% |" >>"$md.rows"
@@ -208,6 +220,8 @@ main_bench() {
     echo "claim: \`rungate.claim(w)\` vs one bare \`UPDATE ... WHERE id = (SELECT ... FOR UPDATE SKIP LOCKED LIMIT 1)\`;"
     echo "cycle: claim then \`rungate.complete\` vs bare claim then bare completion;"
     echo "batch: \`rungate.claim(w, NULL, 10)\` vs the bare single claim;"
+    echo "reference: the bare claim that also inserts an audit row like rungate's \`started\` one (bench.bare_audit, the audit log's shape)"
+    echo "vs the bare claim, no rungate involved: what the audit row alone costs;"
     echo "batch ceiling: the bare queue's own batch of 10 (\`UPDATE ... WHERE id IN (SELECT ... LIMIT 10 FOR UPDATE SKIP LOCKED)\`)"
     echo "vs the bare single claim, no rungate involved: what batching alone gains on this table."
     echo "Targets from issue 5; informational (make bench does not fail on them)."

@@ -64,6 +64,21 @@ END $$;
 ALTER TABLE bench.bare ALTER COLUMN max_attempts SET DEFAULT 3;
 ALTER TABLE bench.bare ALTER COLUMN status SET DEFAULT 'queued';
 
+-- A second reference (not a baseline): the bare claim that also writes an
+-- audit row like rungate's 'started' one, into a table of the audit log's
+-- shape (columns, identity, indexes, storage options; no trigger). The gap
+-- between it and rungate is what the decision and the function call cost.
+CREATE TABLE bench.bare_audit (LIKE rungate.audit_log INCLUDING DEFAULTS
+                               INCLUDING INDEXES INCLUDING IDENTITY
+                               INCLUDING CONSTRAINTS);
+DO $$ BEGIN
+  IF (SELECT reloptions FROM pg_class WHERE oid = 'rungate.audit_log'::regclass) IS NOT NULL THEN
+    EXECUTE format('ALTER TABLE bench.bare_audit SET (%s)',
+                   (SELECT array_to_string(reloptions, ', ') FROM pg_class
+                     WHERE oid = 'rungate.audit_log'::regclass));
+  END IF;
+END $$;
+
 -- Top-up helpers: n more queued runs, the same mix in both queues (operation
 -- round robin; initiators spread over all actors, each on its own tenant).
 CREATE TABLE bench.model AS
