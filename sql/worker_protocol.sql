@@ -190,7 +190,8 @@ SELECT label, pg_temp.try(stmt) AS result
     (18, 'purge_batch: max_runs null', $$SELECT rungate.purge_batch(now(), NULL)$$),
     (19, 'purge_batch: max_runs 0',    $$SELECT rungate.purge_batch(now(), 0)$$),
     (20, 'purge_in_batches: null time', $$CALL rungate.purge_in_batches(NULL)$$),
-    (21, 'purge_in_batches: size 0',   $$CALL rungate.purge_in_batches(now(), 0)$$)
+    (21, 'purge_in_batches: size 0',   $$CALL rungate.purge_in_batches(now(), 0)$$),
+    (22, 'purge_in_batches: size null', $$CALL rungate.purge_in_batches(now(), NULL)$$)
   ) AS t(k, label, stmt)
  ORDER BY k;
 SELECT status, attempt FROM rungate.runs WHERE id = :bq;
@@ -235,13 +236,18 @@ SELECT count(*) AS terminal_runs FROM rungate.runs WHERE status NOT IN ('queued'
 -- Nothing finished before yesterday.
 SELECT rungate.purge(now() - interval '1 day') AS purged_old;
 SELECT rungate.purge_batch(now() - interval '1 day', 10) AS batch_purged_old;
--- purge_batch removes at most max_runs top-level runs (each with its items).
-SELECT count(*) AS terminal_top_level FROM rungate.runs
- WHERE parent_id IS NULL AND status NOT IN ('queued', 'running') \gset
+-- purge_batch removes at most max_runs top-level runs (each with its items),
+-- the earliest finished first.
+CREATE TEMP TABLE top_level_before AS
+SELECT id, finished_at FROM rungate.runs
+ WHERE parent_id IS NULL AND status NOT IN ('queued', 'running');
+SELECT count(*) AS terminal_top_level FROM top_level_before \gset
 SELECT rungate.purge_batch(now() + interval '1 day', 1) AS first_batch \gset
-SELECT :terminal_top_level - count(*) AS top_level_runs_removed_by_batch_of_1
-  FROM rungate.runs WHERE parent_id IS NULL AND status NOT IN ('queued', 'running');
-SELECT :first_batch >= 1 AS batch_removed_runs;
+SELECT count(*) AS top_level_runs_removed_by_batch_of_1,
+       bool_and(b.finished_at = (SELECT min(finished_at) FROM top_level_before))
+         AS earliest_finished_went_first,
+       :first_batch >= 1 AS batch_removed_runs
+  FROM top_level_before b WHERE NOT EXISTS (SELECT 1 FROM rungate.runs r WHERE r.id = b.id);
 -- purge_in_batches commits after each batch: inside a transaction block its
 -- COMMIT fails, and the rollback keeps everything.
 BEGIN;
@@ -250,9 +256,8 @@ ROLLBACK;
 SELECT count(*) + :first_batch = :terminal_runs AS nothing_removed_by_the_failed_call
   FROM rungate.runs WHERE status NOT IN ('queued', 'running');
 -- Everything terminal finished before tomorrow: the rest, two top-level runs
--- per transaction.
--- Each batch is its own transaction: at least one new transaction id per
--- batch after this one's.
+-- per transaction, each batch its own (at least one new transaction id per
+-- batch after this one's).
 SELECT :terminal_top_level - 1 AS left_top_level, txid_current() AS x0 \gset
 SELECT :left_top_level >= 3 AS at_least_two_batches_left;
 CALL rungate.purge_in_batches(now() + interval '1 day', 2) \gset

@@ -1529,6 +1529,7 @@ purge_runs(Datum cutoff, int64 max_runs)
 		Datum		ids;
 		ArrayType  *arr;
 		int32		limit = PURGE_BATCH;
+		int			got;
 
 		CHECK_FOR_INTERRUPTS();
 		if (max_runs >= 0 && max_runs - picked < limit)
@@ -1541,12 +1542,15 @@ purge_runs(Datum cutoff, int64 max_runs)
 			break;
 		arr = DatumGetArrayTypeP(SPI_datumTransfer(ids, false, -1));
 		ids = PointerGetDatum(arr);
-		picked += ArrayGetNItems(ARR_NDIM(arr), ARR_DIMS(arr));
+		got = ArrayGetNItems(ARR_NDIM(arr), ARR_DIMS(arr));
+		picked += got;
 		v[0] = ids;
 		rg_exec(&purge_delete_plan, v, NULL, true, 0);
 		removed += SPI_processed;
 		rg_exec(&purge_parents_plan, v, NULL, true, 0);
 		removed += SPI_processed;
+		if (got < limit)
+			break;				/* a short batch: nothing else is free now */
 	}
 	SPI_finish();
 	return removed;
@@ -1606,10 +1610,11 @@ rg_purge_in_batches(PG_FUNCTION_ARGS)
 	bool		isnull = false;
 
 	require_arg(fcinfo, 0, "finished_before");
-	if (PG_ARGISNULL(1) || PG_GETARG_INT32(1) < 1)
+	require_arg(fcinfo, 1, "batch_size");
+	if (PG_GETARG_INT32(1) < 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_RG_BAD_REQUEST),
-				 errmsg("batch_size must be at least 1")));
+				 errmsg("batch_size must be at least 1, not %d", PG_GETARG_INT32(1))));
 	nonatomic = fcinfo->context && IsA(fcinfo->context, CallContext) &&
 		!castNode(CallContext, fcinfo->context)->atomic;
 

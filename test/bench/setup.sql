@@ -56,11 +56,17 @@ INSERT INTO rungate.operation_types (name, capability, prerequisites, allow_syst
 CREATE SCHEMA bench;
 CREATE TABLE bench.bare (LIKE rungate.runs INCLUDING DEFAULTS INCLUDING INDEXES
                          INCLUDING IDENTITY INCLUDING CONSTRAINTS);
-DO $$ BEGIN
-  EXECUTE format('ALTER TABLE bench.bare SET (%s)',
-                 (SELECT array_to_string(reloptions, ', ') FROM pg_class
-                   WHERE oid = 'rungate.runs'::regclass));
+-- LIKE copies no storage options: bench.bare_audit below needs them too
+CREATE FUNCTION bench.copy_reloptions(src regclass, dst regclass) RETURNS void
+  LANGUAGE plpgsql AS $$
+DECLARE opts text;
+BEGIN
+  SELECT array_to_string(reloptions, ', ') INTO opts FROM pg_class WHERE oid = src;
+  IF opts IS NOT NULL THEN
+    EXECUTE format('ALTER TABLE %s SET (%s)', dst, opts);
+  END IF;
 END $$;
+SELECT bench.copy_reloptions('rungate.runs', 'bench.bare');
 ALTER TABLE bench.bare ALTER COLUMN max_attempts SET DEFAULT 3;
 ALTER TABLE bench.bare ALTER COLUMN status SET DEFAULT 'queued';
 
@@ -71,13 +77,7 @@ ALTER TABLE bench.bare ALTER COLUMN status SET DEFAULT 'queued';
 CREATE TABLE bench.bare_audit (LIKE rungate.audit_log INCLUDING DEFAULTS
                                INCLUDING INDEXES INCLUDING IDENTITY
                                INCLUDING CONSTRAINTS);
-DO $$ BEGIN
-  IF (SELECT reloptions FROM pg_class WHERE oid = 'rungate.audit_log'::regclass) IS NOT NULL THEN
-    EXECUTE format('ALTER TABLE bench.bare_audit SET (%s)',
-                   (SELECT array_to_string(reloptions, ', ') FROM pg_class
-                     WHERE oid = 'rungate.audit_log'::regclass));
-  END IF;
-END $$;
+SELECT bench.copy_reloptions('rungate.audit_log', 'bench.bare_audit');
 
 -- Top-up helpers: n more queued runs, the same mix in both queues (operation
 -- round robin; initiators spread over all actors, each on its own tenant).
