@@ -5,9 +5,10 @@
  *
  * The facts the nine checks need are read by direct primary-key probes of
  * the authority tables (no executor, no plan) on a snapshot taken when the
- * decision starts, so every revocation committed before it is seen; the
- * checks are evaluated here, in the contract's order. Never writes anything:
- * deciding has no side effects.
+ * decision starts, so every revocation committed before it is seen, or
+ * taken from the authority cache (authcache.c) when no authority change has
+ * committed since they were read; the checks are evaluated here, in the
+ * contract's order. Never writes anything: deciding has no side effects.
  */
 #include "postgres.h"
 
@@ -17,6 +18,8 @@
 #include "access/table.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
+#include "catalog/pg_trigger.h"
+#include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -59,7 +62,10 @@ typedef struct ProbeRel
 enum
 {
 	P_OPTYPE, P_WORKSPACE, P_ACTOR, P_WS_MEMBER, P_TENANT, P_TENANT_MEMBER,
-	P_ROLE_CAP, P_PREREQ, P_COUNT
+	P_ROLE_CAP, P_PREREQ, P_COUNT,
+	/* cache keys besides the tables' */
+	P_PREREQ_MET = P_COUNT,		/* a tenant's satisfied prerequisites */
+	P_FACTS						/* every fact of one request (Facts) */
 };
 
 /* operation_types columns, in cols order */
@@ -88,6 +94,12 @@ static ProbeRel probe_rels[P_COUNT] = {
 
 static bool probes_valid = false;
 
+/*
+ * Every authority table has rungate.note_authority_change() enabled ALWAYS
+ * for rows and for TRUNCATE: without that, the cache could miss a change.
+ */
+static bool probes_watched = false;
+
 /* DROP/CREATE EXTENSION, ALTER TABLE ...: look everything up again. */
 static void
 probes_inval(Datum arg, Oid relid)
@@ -102,6 +114,35 @@ probes_inval(Datum arg, Oid relid)
 	for (i = 0; i < P_COUNT; i++)
 		if (probe_rels[i].relid == relid || probe_rels[i].pkey == relid)
 			probes_valid = false;
+}
+
+/* Does rel fire note_authority_change (namespace nsp) on every change? */
+static bool
+watched(Relation rel, Oid nsp)
+{
+	TriggerDesc *td = rel->trigdesc;
+	bool		rows = false,
+				truncate = false;
+	int			i;
+
+	for (i = 0; td != NULL && i < td->numtriggers; i++)
+	{
+		Trigger    *t = &td->triggers[i];
+		char	   *fn;
+
+		if (t->tgenabled != TRIGGER_FIRES_ALWAYS ||
+			get_func_namespace(t->tgfoid) != nsp ||
+			(fn = get_func_name(t->tgfoid)) == NULL ||
+			strcmp(fn, "note_authority_change") != 0)
+			continue;
+		if (TRIGGER_FOR_ROW(t->tgtype) &&
+			TRIGGER_FOR_INSERT(t->tgtype) && TRIGGER_FOR_UPDATE(t->tgtype) &&
+			TRIGGER_FOR_DELETE(t->tgtype))
+			rows = true;
+		if (!TRIGGER_FOR_ROW(t->tgtype) && TRIGGER_FOR_TRUNCATE(t->tgtype))
+			truncate = true;
+	}
+	return rows && truncate;
 }
 
 static void
@@ -119,6 +160,9 @@ probes_init(void)
 		CacheRegisterRelcacheCallback(probes_inval, (Datum) 0);
 		callback_registered = true;
 	}
+	/* whatever changed in these tables' definitions, start over */
+	rg_authcache_flush();
+	probes_watched = true;
 	nsp = get_namespace_oid("rungate", false);
 	for (i = 0; i < P_COUNT; i++)
 	{
@@ -132,6 +176,8 @@ probes_init(void)
 		rel = table_open(p->relid, AccessShareLock);
 		desc = RelationGetDescr(rel);
 		p->pkey = RelationGetPrimaryKeyIndex(rel);
+		if (!watched(rel, nsp))
+			probes_watched = false;
 		if (!OidIsValid(p->pkey))
 			elog(ERROR, "rungate: table rungate.%s has no primary key", p->name);
 		for (j = 0; j < 2 && p->keys[j]; j++)
@@ -165,39 +211,115 @@ probes_init(void)
 }
 
 /*
- * Look up the row of table `which` whose primary key is `keys`, as `snap`
- * sees it. When found, copies its columns (cols order) into out/nulls in the
- * current memory context and returns true.
+ * Where one decision reads its facts: the authority cache when it may
+ * (use_cache), else a snapshot taken at the first fact not cached.
+ */
+typedef struct Reader
+{
+	bool		use_cache;
+	Snapshot	snap;
+} Reader;
+
+static Snapshot
+reader_snapshot(Reader *rd)
+{
+	/*
+	 * The latest snapshot, not the transaction's: whatever committed before
+	 * this decision started is seen, at any isolation level.
+	 */
+	if (rd->snap == NULL)
+		rd->snap = RegisterSnapshot(GetLatestSnapshot());
+	return rd->snap;
+}
+
+static void
+reader_done(Reader *rd)
+{
+	if (rd->snap != NULL)
+		UnregisterSnapshot(rd->snap);
+}
+
+static RgFactKey
+fact_key(int which, int64 n0, int64 n1, const char *s0, const char *s1)
+{
+	RgFactKey	k;
+
+	memset(&k, 0, sizeof(k));
+	k.which = which;
+	k.n[0] = n0;
+	k.n[1] = n1;
+	k.s[0] = s0;
+	k.s[1] = s1;
+	return k;
+}
+
+/*
+ * Look up the row of table key->which whose primary key is the key's, as
+ * the decision sees it. When found, sets out/nulls to its columns (cols
+ * order; out may be NULL) and returns true. Values are copies in the current
+ * memory context, or the cache's own (read only).
  */
 static bool
-probe(int which, Datum k1, Datum k2, Snapshot snap, Datum *out, bool *nulls)
+probe(Reader *rd, const RgFactKey *key, Datum *out, bool *nulls)
 {
-	ProbeRel   *p = &probe_rels[which];
+	ProbeRel   *p = &probe_rels[key->which];
 	Relation	rel;
 	ScanKeyData sk[2];
 	SysScanDesc scan;
 	HeapTuple	tup;
+	RgFact	   *cached;
 	int			nkeys = p->keys[1] ? 2 : 1;
+	int			ncols = 0;
 	int			j;
 
+	if (rd->use_cache && (cached = rg_authcache_get(key)) != NULL)
+	{
+		if (cached->found && out != NULL)
+		{
+			memcpy(out, cached->vals, sizeof(Datum) * cached->ncols);
+			memcpy(nulls, cached->nulls, sizeof(bool) * cached->ncols);
+		}
+		return cached->found;
+	}
+
+	while (ncols < 9 && p->cols[ncols])
+		ncols++;
 	rel = table_open(p->relid, AccessShareLock);
 	for (j = 0; j < nkeys; j++)
 		ScanKeyEntryInitialize(&sk[j], 0, p->keyatt[j], BTEqualStrategyNumber,
 							   InvalidOid, p->keycoll[j], p->keyproc[j],
-							   j == 0 ? k1 : k2);
-	scan = systable_beginscan(rel, p->pkey, true, snap, nkeys, sk);
+							   p->keyproc[j] == F_INT8EQ ?
+							   Int64GetDatum(key->n[j]) :
+							   CStringGetTextDatum(key->s[j]));
+	scan = systable_beginscan(rel, p->pkey, true, reader_snapshot(rd), nkeys, sk);
 	tup = systable_getnext(scan);
-	if (tup != NULL && out != NULL)
+	if (tup != NULL || rd->use_cache)
 	{
 		TupleDesc	desc = RelationGetDescr(rel);
+		RgFact	   *f = rd->use_cache ?
+			rg_authcache_put(key, tup != NULL, tup != NULL ? ncols : 0) : NULL;
 
-		for (j = 0; j < 9 && p->cols[j]; j++)
+		for (j = 0; tup != NULL && j < ncols; j++)
 		{
 			Form_pg_attribute att = TupleDescAttr(desc, p->colatt[j] - 1);
-			Datum		d = heap_getattr(tup, p->colatt[j], desc, &nulls[j]);
+			bool		isnull;
+			Datum		d = heap_getattr(tup, p->colatt[j], desc, &isnull);
 
-			out[j] = nulls[j] ? (Datum) 0 :
-				datumCopy(d, att->attbyval, att->attlen);
+			if (out != NULL)
+			{
+				nulls[j] = isnull;
+				out[j] = isnull ? (Datum) 0 :
+					datumCopy(d, att->attbyval, att->attlen);
+			}
+			if (f != NULL && !isnull)
+			{
+				MemoryContext old = MemoryContextSwitchTo(rg_authcache_context());
+
+				f->vals[j] = datumCopy(d, att->attbyval, att->attlen);
+				MemoryContextSwitchTo(old);
+			}
+			if (f != NULL)
+				f->nulls[j] = isnull;
 		}
 	}
 	systable_endscan(scan);
@@ -206,14 +328,16 @@ probe(int which, Datum k1, Datum k2, Snapshot snap, Datum *out, bool *nulls)
 }
 
 /*
- * The names of the satisfied prerequisites of a tenant, as `snap` sees them:
- * one scan of the tenant's range of the primary key, however many
- * prerequisites the type asks for.
+ * The names of the satisfied prerequisites of a tenant, as the decision sees
+ * them: one scan of the tenant's range of the primary key, however many
+ * prerequisites the type asks for (cached as one fact).
  */
 static char **
-satisfied_prerequisites(int64 tenant_id, Snapshot snap, int *count)
+satisfied_prerequisites(Reader *rd, int64 tenant_id, int *count)
 {
 	ProbeRel   *p = &probe_rels[P_PREREQ];
+	RgFactKey	key = fact_key(P_PREREQ_MET, tenant_id, 0, NULL, NULL);
+	RgFact	   *cached;
 	Relation	rel;
 	TupleDesc	desc;
 	ScanKeyData sk;
@@ -221,14 +345,24 @@ satisfied_prerequisites(int64 tenant_id, Snapshot snap, int *count)
 	HeapTuple	tup;
 	int			n = 0,
 				size = 8;
-	char	  **names = palloc(sizeof(char *) * size);
+	char	  **names;
 
+	if (rd->use_cache && (cached = rg_authcache_get(&key)) != NULL)
+	{
+		names = palloc(sizeof(char *) * Max(cached->ncols, 1));
+		for (n = 0; n < cached->ncols; n++)
+			names[n] = DatumGetPointer(cached->vals[n]);
+		*count = n;
+		return names;
+	}
+
+	names = palloc(sizeof(char *) * size);
 	rel = table_open(p->relid, AccessShareLock);
 	desc = RelationGetDescr(rel);
 	ScanKeyEntryInitialize(&sk, 0, p->keyatt[0], BTEqualStrategyNumber,
 						   InvalidOid, p->keycoll[0], p->keyproc[0],
 						   Int64GetDatum(tenant_id));
-	scan = systable_beginscan(rel, p->pkey, true, snap, 1, &sk);
+	scan = systable_beginscan(rel, p->pkey, true, reader_snapshot(rd), 1, &sk);
 	while ((tup = systable_getnext(scan)) != NULL)
 	{
 		bool		isnull;
@@ -249,6 +383,17 @@ satisfied_prerequisites(int64 tenant_id, Snapshot snap, int *count)
 	}
 	systable_endscan(scan);
 	table_close(rel, NoLock);
+
+	if (rd->use_cache)
+	{
+		/* the names, as pointers in a Datum array of the cache */
+		RgFact	   *f = rg_authcache_put(&key, true, n);
+		int			i;
+
+		for (i = 0; i < n; i++)
+			f->vals[i] = PointerGetDatum(MemoryContextStrdup(rg_authcache_context(),
+															 names[i]));
+	}
 	*count = n;
 	return names;
 }
@@ -285,28 +430,52 @@ typedef struct Facts
 	bool		has_cap;
 } Facts;
 
+/* *dst = *src, with copies of its strings in the current memory context */
+static void
+facts_copy(Facts *dst, const Facts *src)
+{
+	char	  **d[] = {&dst->capability, &dst->item_operation, &dst->ws_status,
+		&dst->actor_status, &dst->ws_role, &dst->tenant_status, &dst->tenant_role,
+	&dst->unmet};
+	int			i;
+
+	*dst = *src;
+	for (i = 0; i < (int) lengthof(d); i++)
+		if (*d[i] != NULL)
+			*d[i] = pstrdup(*d[i]);
+}
+
 static void
 gather_facts(const char *operation, int64 workspace_id,
 			 bool has_tenant, int64 tenant_id,
 			 bool has_actor, int64 actor_id, Facts *f)
 {
-	Snapshot	snap;
+	Reader		rd;
+	RgFactKey	key;
+	RgFactKey	memo_key;
+	RgFact	   *memo;
 	Datum		out[9] = {0};
 	bool		nulls[9] = {0};
-	Datum		opname = CStringGetTextDatum(operation);
 	Datum		prereqs = (Datum) 0;
 	const char *role;
 
 	memset(f, 0, sizeof(*f));
 	probes_init();
+	rd.use_cache = probes_watched && rg_authcache_begin();
+	rd.snap = NULL;
 
-	/*
-	 * The latest snapshot, not the transaction's: whatever committed before
-	 * this decision started is seen, at any isolation level.
-	 */
-	snap = RegisterSnapshot(GetLatestSnapshot());
+	/* the same request as one decided since the last authority change */
+	memo_key = fact_key(P_FACTS | (has_tenant ? 0x100 : 0) | (has_actor ? 0x200 : 0),
+						workspace_id, tenant_id, operation, NULL);
+	memo_key.n[2] = actor_id;
+	if (rd.use_cache && (memo = rg_authcache_get(&memo_key)) != NULL)
+	{
+		facts_copy(f, (Facts *) DatumGetPointer(memo->vals[0]));
+		return;
+	}
 
-	f->op_exists = probe(P_OPTYPE, opname, 0, snap, out, nulls);
+	key = fact_key(P_OPTYPE, 0, 0, operation, NULL);
+	f->op_exists = probe(&rd, &key, out, nulls);
 	if (f->op_exists)
 	{
 		const char *scope = probed_text(out, nulls, OT_SCOPE);
@@ -326,41 +495,45 @@ gather_facts(const char *operation, int64 workspace_id,
 	}
 	else
 	{
-		UnregisterSnapshot(snap);
+		reader_done(&rd);
 		return;
 	}
 
-	f->ws_exists = probe(P_WORKSPACE, Int64GetDatum(workspace_id), 0, snap, out, nulls);
+	key = fact_key(P_WORKSPACE, workspace_id, 0, NULL, NULL);
+	f->ws_exists = probe(&rd, &key, out, nulls);
 	if (f->ws_exists)
 		f->ws_status = probed_text(out, nulls, 0);
 	if (has_actor)
 	{
-		f->actor_exists = probe(P_ACTOR, Int64GetDatum(actor_id), 0, snap, out, nulls);
+		key = fact_key(P_ACTOR, actor_id, 0, NULL, NULL);
+		f->actor_exists = probe(&rd, &key, out, nulls);
 		if (f->actor_exists)
 			f->actor_status = probed_text(out, nulls, 0);
-		if (probe(P_WS_MEMBER, Int64GetDatum(workspace_id), Int64GetDatum(actor_id),
-				  snap, out, nulls))
+		key = fact_key(P_WS_MEMBER, workspace_id, actor_id, NULL, NULL);
+		if (probe(&rd, &key, out, nulls))
 			f->ws_role = probed_text(out, nulls, 0);
 	}
 	if (has_tenant)
 	{
-		f->tenant_exists = probe(P_TENANT, Int64GetDatum(tenant_id), 0, snap, out, nulls);
+		key = fact_key(P_TENANT, tenant_id, 0, NULL, NULL);
+		f->tenant_exists = probe(&rd, &key, out, nulls);
 		if (f->tenant_exists)
 		{
 			f->tenant_ws = DatumGetInt64(out[0]);
 			f->tenant_status = probed_text(out, nulls, 1);
 		}
-		if (has_actor &&
-			probe(P_TENANT_MEMBER, Int64GetDatum(tenant_id), Int64GetDatum(actor_id),
-				  snap, out, nulls))
+		key = fact_key(P_TENANT_MEMBER, tenant_id, actor_id, NULL, NULL);
+		if (has_actor && probe(&rd, &key, out, nulls))
 			f->tenant_role = probed_text(out, nulls, 0);
 	}
 
 	/* the capability of the role the type's scope asks for */
 	role = f->tenant_scope ? f->tenant_role : f->ws_role;
 	if (role != NULL && f->capability != NULL)
-		f->has_cap = probe(P_ROLE_CAP, CStringGetTextDatum(role),
-						   CStringGetTextDatum(f->capability), snap, NULL, NULL);
+	{
+		key = fact_key(P_ROLE_CAP, 0, 0, role, f->capability);
+		f->has_cap = probe(&rd, &key, NULL, NULL);
+	}
 
 	/*
 	 * The first prerequisite of the type (in its order) not satisfied; with
@@ -380,7 +553,7 @@ gather_facts(const char *operation, int64 workspace_id,
 		deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT,
 						  &names, &namenulls, &n);
 		if (has_tenant && n > 0)
-			met = satisfied_prerequisites(tenant_id, snap, &nmet);
+			met = satisfied_prerequisites(&rd, tenant_id, &nmet);
 		for (i = 0; i < n && f->unmet == NULL; i++)
 		{
 			char	   *name;
@@ -395,7 +568,16 @@ gather_facts(const char *operation, int64 workspace_id,
 				f->unmet = name;
 		}
 	}
-	UnregisterSnapshot(snap);
+	reader_done(&rd);
+	if (rd.use_cache)
+	{
+		MemoryContext old = MemoryContextSwitchTo(rg_authcache_context());
+		Facts	   *copy = palloc(sizeof(Facts));
+
+		facts_copy(copy, f);
+		MemoryContextSwitchTo(old);
+		rg_authcache_put(&memo_key, true, 1)->vals[0] = PointerGetDatum(copy);
+	}
 }
 
 typedef struct CheckList

@@ -124,22 +124,58 @@ load_run(int i, RunRow *r)
  * Audit rows, notifications, LISTEN signals
  * ------------------------------------------------------------------------ */
 
-static RgPlan audit_plan = {
-	"INSERT INTO rungate.audit_log (at, run_id, workspace_id, tenant_id, attempt,"
-	"  event, authority, actor_id, decision, reason_code, reason_category, checks,"
-	"  worker, txid)"
-	" VALUES (pg_catalog.clock_timestamp(), $1, $2, $3, $4, $5,"
-	"  CASE WHEN $6 IS NULL THEN 'system' ELSE 'actor' END, $6, $7, $8, $9, $10,"
-	"  $11, pg_catalog.txid_current())",
-	11, {INT8OID, INT8OID, INT8OID, INT4OID, TEXTOID, INT8OID, TEXTOID, TEXTOID,
-	TEXTOID, JSONBOID, TEXTOID}, NULL
+/* the columns of an audit row rungate writes, in rg_audit's order */
+static RgTable audit_table = {
+	.name = "audit_log",
+	.cols = {"at", "run_id", "workspace_id", "tenant_id", "attempt", "event",
+		"authority", "actor_id", "decision", "reason_code", "reason_category",
+	"checks", "worker", "txid"}
 };
 
+/* for SPI: n is ' ' or 'n' */
 static Datum
 text_or_null(const char *s, char *null)
 {
 	*null = s ? ' ' : 'n';
 	return s ? CStringGetTextDatum(s) : (Datum) 0;
+}
+
+/* for a writer: isnull is a bool */
+static Datum
+text_datum(const char *s, bool *isnull)
+{
+	*isnull = s == NULL;
+	return s ? CStringGetTextDatum(s) : (Datum) 0;
+}
+
+/* The values of one audit row (see audit_table) */
+static void
+audit_values(Datum *v, bool *n, int64 run_id, int64 workspace_id,
+			 bool has_tenant, int64 tenant_id, int32 attempt, const char *event,
+			 bool has_actor, int64 actor_id, const char *decision,
+			 const char *reason_code, const char *reason_category,
+			 Datum checks, bool has_checks, Datum worker, bool has_worker)
+{
+	memset(n, 0, sizeof(bool) * 14);
+	v[0] = TimestampTzGetDatum(GetCurrentTimestamp());	/* clock_timestamp() */
+	v[1] = Int64GetDatum(run_id);
+	v[2] = Int64GetDatum(workspace_id);
+	v[3] = Int64GetDatum(tenant_id);
+	n[3] = !has_tenant;
+	v[4] = Int32GetDatum(attempt);
+	v[5] = CStringGetTextDatum(event);
+	v[6] = CStringGetTextDatum(has_actor ? "actor" : "system");
+	v[7] = Int64GetDatum(actor_id);
+	n[7] = !has_actor;
+	v[8] = text_datum(decision, &n[8]);
+	v[9] = text_datum(reason_code, &n[9]);
+	v[10] = text_datum(reason_category, &n[10]);
+	v[11] = checks;
+	n[11] = !has_checks;
+	v[12] = worker;
+	n[12] = !has_worker;
+	/* txid_current() */
+	v[13] = Int64GetDatum((int64) U64FromFullTransactionId(GetTopFullTransactionId()));
 }
 
 void
@@ -149,25 +185,19 @@ rg_audit(int64 run_id, int64 workspace_id, bool has_tenant, int64 tenant_id,
 		 const char *reason_category, Datum checks, bool has_checks,
 		 const char *worker)
 {
-	Datum		v[11];
-	char		n[11];
+	RgWriter	w;
+	Datum		v[14];
+	bool		n[14];
 
-	memset(n, ' ', sizeof(n));
-	v[0] = Int64GetDatum(run_id);
-	v[1] = Int64GetDatum(workspace_id);
-	v[2] = Int64GetDatum(tenant_id);
-	n[2] = has_tenant ? ' ' : 'n';
-	v[3] = Int32GetDatum(attempt);
-	v[4] = CStringGetTextDatum(event);
-	v[5] = Int64GetDatum(actor_id);
-	n[5] = has_actor ? ' ' : 'n';
-	v[6] = text_or_null(decision, &n[6]);
-	v[7] = text_or_null(reason_code, &n[7]);
-	v[8] = text_or_null(reason_category, &n[8]);
-	v[9] = checks;
-	n[9] = has_checks ? ' ' : 'n';
-	v[10] = text_or_null(worker, &n[10]);
-	rg_exec(&audit_plan, v, n, true, 0);
+	audit_values(v, n, run_id, workspace_id, has_tenant, tenant_id, attempt,
+				 event, has_actor, actor_id, decision, reason_code,
+				 reason_category, checks, has_checks,
+				 worker ? CStringGetTextDatum(worker) : (Datum) 0, worker != NULL);
+	rg_gate_open();
+	rg_writer_open(&w, &audit_table, false);
+	rg_writer_insert(&w, v, n);
+	rg_writer_close(&w);
+	rg_gate_close();
 }
 
 static RgPlan notify_plan = {
@@ -791,58 +821,24 @@ static RgPlan next_due_ops_plan = {
 };
 
 /*
- * Starting allowed runs: each run becomes running under a new lease and gets
- * its 'started' row, in one statement. START_RUNS(FROM, WORKER, TOKEN, LEASE,
- * EXTRA) updates the runs matched by FROM's WHERE; START_AUDIT(CHECKS,
- * WORKER, ORDER) writes their audit rows.
+ * Starting an allowed run: it becomes running under a new lease, as
+ *   UPDATE rungate.runs SET status = 'running', attempt = attempt + 1,
+ *     worker = w, lease_token = t, lease_expires_at = now() + lease,
+ *     started_at = COALESCE(started_at, now()), error = NULL
+ * would, and gets its 'started' audit row; both through writers (rowwrite.c):
+ * the run is the locked row version at the ctid the claim read.
  */
-#define START_RUNS(FROM, WORKER, TOKEN, LEASE, EXTRA) \
-	" m AS (" \
-	" UPDATE rungate.runs r SET status = 'running', attempt = r.attempt" PLUS "1," \
-	"  worker = " WORKER ", lease_token = " TOKEN "," \
-	"  lease_expires_at = pg_catalog.now()" PLUS LEASE "," \
-	"  started_at = COALESCE(r.started_at, pg_catalog.now())," \
-	"  error = NULL" \
-	FROM \
-	" RETURNING r.id, r.workspace_id, r.tenant_id, r.initiator_id, r.attempt," \
-	"  r.lease_expires_at" EXTRA "),"
-#define START_AUDIT(CHECKS, WORKER, ORDER) \
-	" a AS (" \
-	" INSERT INTO rungate.audit_log (at, run_id, workspace_id, tenant_id, attempt," \
-	"   event, authority, actor_id, decision, checks, worker, txid)" \
-	" SELECT pg_catalog.clock_timestamp(), m.id, m.workspace_id, m.tenant_id," \
-	"   m.attempt, 'started'," \
-	"   CASE WHEN m.initiator_id IS NULL THEN 'system' ELSE 'actor' END," \
-	"   m.initiator_id, 'allow', " CHECKS ", " WORKER ", pg_catalog.txid_current()" \
-	"   FROM m" ORDER ")" \
-	" SELECT m.attempt, m.lease_expires_at FROM m" ORDER
-
-/* One run: $1 id, $2 worker, $3 token, $4 lease, $5 checks, $6 ctid */
-static RgPlan start_plan = {
-	"WITH"
-	START_RUNS(" WHERE r.ctid" EQ "$6 AND r.id" EQ "$1", "$2", "$3", "$4", "")
-	START_AUDIT("$5", "$2", ""),
-	6, {INT8OID, TEXTOID, UUIDOID, INTERVALOID, JSONBOID, TIDOID}, NULL
+static RgTable runs_start_table = {
+	.name = "runs",
+	.cols = {"id", "status", "attempt", "worker", "lease_token",
+	"lease_expires_at", "started_at", "error"},
+	.nkeys = 1
 };
 
-/*
- * Several runs of one batch in one statement, so the per-statement cost is
- * paid once per batch: $1 ids, $2 tokens, $3 leases, $4 checks, $6 ctids
- * (parallel arrays), $5 worker; rows come back in the arrays' order.
- */
-static RgPlan start_many_plan = {
-	"WITH s AS ("
-	" SELECT * FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]),"
-	"   pg_catalog.unnest($2::pg_catalog.uuid[]),"
-	"   pg_catalog.unnest($3::pg_catalog.interval[]),"
-	"   pg_catalog.unnest($4::pg_catalog.jsonb[]),"
-	"   pg_catalog.unnest($6::pg_catalog.tid[])) WITH ORDINALITY"
-	"   AS s(id, token, lease, checks, tid, n)),"
-	START_RUNS(" FROM s WHERE r.ctid" EQ "s.tid AND r.id" EQ "s.id", "$5",
-			   "s.token", "s.lease", ", s.checks, s.n")
-	START_AUDIT("m.checks", "$5", " ORDER BY m.n"),
-	6, {INT8ARRAYOID, UUIDARRAYOID, INTERVALARRAYOID, JSONBARRAYOID, TEXTOID,
-	TIDARRAYOID}, NULL
+enum
+{
+	RS_ID, RS_STATUS, RS_ATTEMPT, RS_WORKER, RS_TOKEN, RS_EXPIRES, RS_STARTED,
+	RS_ERROR, RS_NCOLS
 };
 
 static RgPlan start_parent_plan = {
@@ -934,69 +930,70 @@ require_read_committed(const char *function)
 
 /*
  * Start the allowed runs batch[starts[0..n-1]] (locked by us, in claim
- * order) and return them to the caller: one statement for one run, one for
- * several.
+ * order) and return them to the caller: the runs first, then their audit
+ * rows, each table through one writer.
  */
 static void
 start_runs(ReturnSetInfo *rsinfo, const char *worker, RunRow *batch,
 		   RgDecision *decisions, const int *starts, int n)
 {
 	pg_uuid_t  *tokens = palloc(sizeof(pg_uuid_t) * n);
+	int32	   *attempts = palloc(sizeof(int32) * n);
+	TimestampTz *expiries = palloc(sizeof(TimestampTz) * n);
 	Datum		worker_text = CStringGetTextDatum(worker);
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	static const bool change[RS_NCOLS] = {false, true, true, true, true, true, true, true};
+	RgWriter	w;
 	int			i;
 
+	rg_gate_open();
+	rg_writer_open(&w, &runs_start_table, true);
 	for (i = 0; i < n; i++)
+	{
+		RunRow	   *r = &batch[starts[i]];
+		RgDecision *d = &decisions[starts[i]];
+		Datum		v[RS_NCOLS];
+		bool		nulls[RS_NCOLS] = {false};
+		bool		isnull;
+		Datum		started;
+
+		rg_writer_fetch(&w, &r->tid);
+		if (DatumGetInt64(rg_writer_old(&w, RS_ID, &isnull)) != r->id)
+			elog(ERROR, "rungate: run " INT64_FORMAT " moved from the row claim locked",
+				 r->id);
 		new_lease_token(&tokens[i]);
-
-	if (n == 1)
-	{
-		RunRow	   *r = &batch[starts[0]];
-		RgDecision *d = &decisions[starts[0]];
-		Datum		sv[6];
-
-		sv[0] = Int64GetDatum(r->id);
-		sv[1] = worker_text;
-		sv[2] = UUIDPGetDatum(&tokens[0]);
-		sv[3] = IntervalPGetDatum(&d->op.lease);
-		sv[4] = d->checks;
-		sv[5] = PointerGetDatum(&r->tid);
-		rg_exec(&start_plan, sv, NULL, true, 0);
+		attempts[i] = DatumGetInt32(rg_writer_old(&w, RS_ATTEMPT, &isnull)) + 1;
+		expiries[i] = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+															  TimestampTzGetDatum(now),
+															  IntervalPGetDatum(&d->op.lease)));
+		started = rg_writer_old(&w, RS_STARTED, &isnull);
+		v[RS_STATUS] = CStringGetTextDatum("running");
+		v[RS_ATTEMPT] = Int32GetDatum(attempts[i]);
+		v[RS_WORKER] = worker_text;
+		v[RS_TOKEN] = UUIDPGetDatum(&tokens[i]);
+		v[RS_EXPIRES] = TimestampTzGetDatum(expiries[i]);
+		v[RS_STARTED] = isnull ? TimestampTzGetDatum(now) : started;
+		nulls[RS_ERROR] = true;
+		v[RS_ERROR] = (Datum) 0;
+		rg_writer_update(&w, change, v, nulls);
 	}
-	else
-	{
-		Datum	   *ids = palloc(sizeof(Datum) * n);
-		Datum	   *toks = palloc(sizeof(Datum) * n);
-		Datum	   *leases = palloc(sizeof(Datum) * n);
-		Datum	   *checks = palloc(sizeof(Datum) * n);
-		Datum	   *tids = palloc(sizeof(Datum) * n);
-		Datum		sv[6];
+	rg_writer_close(&w);
 
-		for (i = 0; i < n; i++)
-		{
-			ids[i] = Int64GetDatum(batch[starts[i]].id);
-			tids[i] = PointerGetDatum(&batch[starts[i]].tid);
-			toks[i] = UUIDPGetDatum(&tokens[i]);
-			leases[i] = IntervalPGetDatum(&decisions[starts[i]].op.lease);
-			checks[i] = decisions[starts[i]].checks;
-		}
-		sv[0] = PointerGetDatum(construct_array(ids, n, INT8OID, sizeof(int64),
-												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-		sv[1] = PointerGetDatum(construct_array(toks, n, UUIDOID, UUID_LEN,
-												false, TYPALIGN_CHAR));
-		sv[2] = PointerGetDatum(construct_array(leases, n, INTERVALOID,
-												sizeof(Interval), false,
-												TYPALIGN_DOUBLE));
-		sv[3] = PointerGetDatum(construct_array(checks, n, JSONBOID, -1,
-												false, TYPALIGN_INT));
-		sv[4] = worker_text;
-		sv[5] = PointerGetDatum(construct_array(tids, n, TIDOID,
-												sizeof(ItemPointerData), false,
-												TYPALIGN_SHORT));
-		rg_exec(&start_many_plan, sv, NULL, true, 0);
+	rg_writer_open(&w, &audit_table, false);
+	for (i = 0; i < n; i++)
+	{
+		RunRow	   *r = &batch[starts[i]];
+		Datum		v[14];
+		bool		nulls[14];
+
+		audit_values(v, nulls, r->id, r->workspace_id, r->has_tenant, r->tenant_id,
+					 attempts[i], "started", r->has_initiator, r->initiator_id,
+					 "allow", NULL, NULL, decisions[starts[i]].checks, true,
+					 worker_text, true);
+		rg_writer_insert(&w, v, nulls);
 	}
-	if ((int) SPI_processed != n)
-		elog(ERROR, "rungate: started %d of %d claimed runs",
-			 (int) SPI_processed, n);
+	rg_writer_close(&w);
+	rg_gate_close();
 
 	for (i = 0; i < n; i++)
 	{
@@ -1007,7 +1004,7 @@ start_runs(ReturnSetInfo *rsinfo, const char *worker, RunRow *batch,
 		memset(outnull, 0, sizeof(outnull));
 		out[0] = Int64GetDatum(r->id);
 		out[1] = UUIDPGetDatum(&tokens[i]);
-		out[2] = rg_get_datum(i, 1, &outnull[2]);
+		out[2] = Int32GetDatum(attempts[i]);
 		out[3] = CStringGetTextDatum(r->operation);
 		out[4] = Int64GetDatum(r->workspace_id);
 		out[5] = Int64GetDatum(r->tenant_id);
@@ -1015,10 +1012,9 @@ start_runs(ReturnSetInfo *rsinfo, const char *worker, RunRow *batch,
 		out[6] = Int64GetDatum(r->initiator_id);
 		outnull[6] = !r->has_initiator;
 		out[7] = r->payload;
-		out[8] = rg_get_datum(i, 2, &outnull[8]);
+		out[8] = TimestampTzGetDatum(expiries[i]);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, out, outnull);
 	}
-	SPI_freetuptable(SPI_tuptable);
 }
 
 /*

@@ -89,14 +89,15 @@ _PG_init(void)
 							 PGC_SUSET,
 							 0,
 							 NULL, NULL, NULL);
+
+	RegisterXactCallback(rg_xact_callback, NULL);
+	RegisterSubXactCallback(rg_subxact_callback, NULL);
+	rg_authcache_init();
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("rungate");
 #else
 	EmitWarningsOnPlaceholders("rungate");
 #endif
-
-	RegisterXactCallback(rg_xact_callback, NULL);
-	RegisterSubXactCallback(rg_subxact_callback, NULL);
 }
 
 /*

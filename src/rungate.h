@@ -14,6 +14,7 @@
 
 #include "executor/spi.h"
 #include "access/tupdesc.h"
+#include "nodes/execnodes.h"
 #include "fmgr.h"
 #include "utils/timestamp.h"
 
@@ -122,6 +123,71 @@ extern void rg_decide_internal(const char *operation, int64 workspace_id,
 							   bool has_actor, int64 actor_id,
 							   bool for_run, RgDecision *out);
 extern Datum rg_decision_to_datum(RgDecision *d, TupleDesc tupdesc);
+
+/* ---- the authority cache (authcache.c) ---- */
+typedef struct RgFactKey
+{
+	int32		which;			/* the probe (decision.c's P_*) */
+	int64		n[3];			/* bigint keys, 0 when unused */
+	const char *s[2];			/* text keys, NULL when unused */
+} RgFactKey;
+
+typedef struct RgFact
+{
+	RgFactKey	key;
+	bool		found;			/* the row exists */
+	int			ncols;
+	Datum	   *vals;			/* allocated in rg_authcache_context() */
+	bool	   *nulls;
+} RgFact;
+
+extern void rg_authcache_init(void);	/* from _PG_init */
+extern void rg_authcache_note_change(void); /* an authority table changed */
+extern void rg_authcache_flush(void);
+extern bool rg_authcache_begin(void);
+extern RgFact *rg_authcache_get(const RgFactKey *key);
+extern RgFact *rg_authcache_put(const RgFactKey *key, bool found, int ncols);
+extern MemoryContext rg_authcache_context(void);
+
+/* ---- single-row writes without a plan (rowwrite.c) ---- */
+#define RG_TABLE_MAX_COLS 16
+
+/* A table of schema rungate and the columns a writer addresses by index. */
+typedef struct RgTable
+{
+	const char *name;
+	const char *cols[RG_TABLE_MAX_COLS];	/* NULL-terminated */
+	int			nkeys;			/* the first nkeys cols are never updated */
+	/* looked up on first use and after any change to the table */
+	bool		valid;
+	bool		registered;
+	struct RgTable *next;
+	Oid			relid;
+	Oid			idseq;			/* identity sequence of "id", if any */
+	AttrNumber	idatt;
+	int			ncols;
+	AttrNumber	att[RG_TABLE_MAX_COLS];
+} RgTable;
+
+typedef struct RgWriter
+{
+	RgTable    *t;
+	Relation	rel;
+	EState	   *estate;
+	ResultRelInfo *rri;
+	EPQState	epq;
+	TupleTableSlot *slot;		/* the row written */
+	TupleTableSlot *old;		/* the row updated */
+} RgWriter;
+
+/* for_update: the writer updates t->cols (UPDATE OF triggers see them) */
+extern void rg_writer_open(RgWriter *w, RgTable *t, bool for_update);
+extern void rg_writer_close(RgWriter *w);
+extern int64 rg_writer_insert(RgWriter *w, const Datum *values, const bool *nulls);
+extern void rg_writer_fetch(RgWriter *w, ItemPointer tid);
+extern Datum rg_writer_old(RgWriter *w, int col, bool *isnull);
+extern void rg_writer_update(RgWriter *w, const bool *change,
+							 const Datum *values, const bool *nulls);
 
 /* ---- audit, notifications (lifecycle.c) ---- */
 extern void rg_audit(int64 run_id, int64 workspace_id, bool has_tenant,

@@ -12,6 +12,10 @@
  *                                        running (§8)
  *     rungate.guard_writes(), rungate.unguard_writes()
  *                                        install and remove rungate.fence()
+ *     rungate.guard_tenant_delete()      tenants named by a queued bulk run
+ *                                        stay (§1)
+ *     rungate.note_authority_change()    marks the transaction for the
+ *                                        authority cache (authcache.c)
  *
  * The run and audit guards read only the trigger tuples and the backend-local
  * write gate of rungate.c: they fire on every claim and must stay cheap, so
@@ -52,6 +56,7 @@ PG_FUNCTION_INFO_V1(rg_fence);
 PG_FUNCTION_INFO_V1(rg_guard_writes);
 PG_FUNCTION_INFO_V1(rg_unguard_writes);
 PG_FUNCTION_INFO_V1(rg_guard_tenant_delete);
+PG_FUNCTION_INFO_V1(rg_note_authority_change);
 
 /* The name of the trigger guard_writes installs. */
 #define FENCE_TRIGGER "rungate_fence"
@@ -1139,4 +1144,26 @@ rg_guard_tenant_delete(PG_FUNCTION_ARGS)
 				 errhint("Tenants that runs reference are archived, not deleted; or cancel the bulk run first.")));
 	SPI_finish();
 	return PointerGetDatum(old);
+}
+
+/* ----------------------------------------------------------------
+ * rungate.note_authority_change(): BEFORE INSERT OR UPDATE OR DELETE FOR
+ * EACH ROW, and BEFORE TRUNCATE, on every authority table. It only marks
+ * the transaction, so that its commit empties every backend's authority
+ * cache; the row goes on unchanged.
+ * ----------------------------------------------------------------
+ */
+Datum
+rg_note_authority_change(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = RgTriggerData(fcinfo, "rungate.note_authority_change()");
+
+	if (!TRIGGER_FIRED_BEFORE(trigdata->tg_event))
+		elog(ERROR, "rungate.note_authority_change() must fire BEFORE");
+	rg_authcache_note_change();
+	if (TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event))
+		return PointerGetDatum(NULL);
+	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
+		return PointerGetDatum(trigdata->tg_newtuple);
+	return PointerGetDatum(trigdata->tg_trigtuple);
 }

@@ -29,7 +29,8 @@ case "$cmd" in
       rg__init "$DIR" "$RG_DEV_PORT" "$@"
     fi
     if running; then
-      rg_log "dev cluster already running in $DIR (new sessions load the new build)"
+      rg__restart "$DIR"
+      rg_log "dev cluster restarted in $DIR (it preloads the new build)"
     else
       rg__start "$DIR"
       rg_log "dev cluster started in $DIR (log: $DIR/server.log)"

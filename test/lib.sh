@@ -107,6 +107,8 @@ rg__init() {
     echo "synchronous_commit = off"
     echo "full_page_writes = off"
     echo "max_prepared_transactions = 10"
+    # the authority cache needs it (a later conf line may replace it)
+    echo "shared_preload_libraries = 'rungate'"
     printf '%s\n' "$@"
   } >>"$dir/data/postgresql.conf"
 }
@@ -169,7 +171,16 @@ rg_dev_use() {
   rg__env "$RG_DEV_DIR" "$RG_DEV_PORT" postgres
   "$RG_BINDIR/pg_isready" -q \
     || rg_die "no dev cluster on $RG_DEV_DIR:$RG_DEV_PORT; run: bash test/dev.sh start"
+  rg__restart "$RG_DEV_DIR"
   rg_log "using the dev cluster in $RG_DEV_DIR (RG_DEV=1)"
+}
+
+# rg__restart DIR: restart the server of DIR/data, so that it preloads the
+# rungate just installed (shared_preload_libraries keeps the old one).
+rg__restart() {
+  rg_as_pg "$RG_BINDIR/pg_ctl" restart -w -t 60 -D "$1/data" -l "$1/server.log" >/dev/null 2>&1 \
+    || { echo "--- server log ($1/server.log):" >&2; tail -20 "$1/server.log" >&2
+         rg_die "server failed to restart"; }
 }
 
 # rg_prepare [postgresql.conf line...]: deps (plus RG_EXTRA_DEPS, a

@@ -17,7 +17,7 @@ bench_prepare() {
     "checkpoint_completion_target = 0.9" "max_connections = 50" \
     "random_page_cost = 1.1" "max_worker_processes = 4" \
     "max_parallel_workers_per_gather = 0" "log_min_messages = warning" \
-    "log_checkpoints = on"
+    "log_checkpoints = on" "shared_preload_libraries = 'rungate'"
 }
 
 q() { psql -X -q -tA -v ON_ERROR_STOP=1 "$@"; }      # q [-d DB] -c SQL

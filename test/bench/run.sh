@@ -21,6 +21,8 @@
 #                   memberships, against the default model with 10,000 queued
 #                   runs; BENCH_SCALE_CLAIMS (2000) claims per client a round,
 #                   BENCH_ROUNDS defaults to 9 there
+#   BENCH_KINDS, BENCH_SYNC  a subset, for development (default: all kinds,
+#                   "off on"); a documented run uses the defaults
 #   RG_KEEP=1       leave the throwaway cluster running afterwards
 # Output: results/bench/bench.md (or scale.md), pgbench logs next to it.
 set -euo pipefail
@@ -158,9 +160,9 @@ main_bench() {
     echo "|---|---|---|---|---|---|---|"
   } >"$md.rows"
 
-  for sync in off on; do
+  for sync in ${BENCH_SYNC:-off on}; do
     set_sync "$sync"
-    for kind in claim audit cycle batch ceiling; do
+    for kind in ${BENCH_KINDS:-claim audit cycle batch ceiling}; do
       # two references without rungate, against the bare single claim:
       # audit, the bare claim that also writes an audit row like rungate's
       # (what that row alone costs: the rest of claim's gap is the decision

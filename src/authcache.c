@@ -1,0 +1,397 @@
+/*
+ * authcache.c
+ *     The authority cache: the facts the decision read (decision.c), kept by
+ *     each backend for as long as no change to an authority table has
+ *     committed since, and the shared generation that tells. Owns
+ *     rungate.authority_cache() (this backend's view of it).
+ *
+ * Why it is exact (CONTRACT §10.2: a claim that begins after a revocation
+ * has committed never starts a run the revocation makes illegitimate):
+ *
+ *   - Every change of an authority table fires rungate.note_authority_change()
+ *     (triggers.c; ENABLE ALWAYS, so replication and restores fire it too),
+ *     which marks this transaction.
+ *   - A marked transaction adds one to the shared in-flight count and bumps
+ *     the generation before its commit becomes visible (PRE_COMMIT), and
+ *     takes the in-flight one back while bumping the generation again after
+ *     it is visible (COMMIT, or ABORT), in one atomic add each time.
+ *   - A decision uses cached facts only when, at its start, nothing is in
+ *     flight and the generation is the one its facts were stored under.
+ *     Facts are stored only under a generation read with nothing in flight,
+ *     before the snapshot they were read on. So a commit visible before a
+ *     decision starts has either finished (new generation: cache emptied) or
+ *     is in flight (cache not used).
+ *
+ * A prepared transaction commits in whichever backend runs COMMIT PREPARED,
+ * perhaps after a restart, without this transaction's callbacks: every
+ * COMMIT PREPARED takes the same two marks around itself (a utility hook).
+ *
+ * The generation lives in shared memory, so the cache needs rungate in
+ * shared_preload_libraries; without it, with rungate.authority_cache off,
+ * while this transaction has itself changed authority, or on a standby
+ * (replayed commits fire no trigger), every decision reads every fact
+ * (decision.c's probes).
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "common/hashfn.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "port/atomics.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "tcop/utility.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+
+#include "rungate.h"
+
+PG_FUNCTION_INFO_V1(rg_authority_cache);
+
+/*
+ * state = generation << INFLIGHT_BITS | committing writers. One atomic add
+ * moves both, so no reader ever sees a writer gone and the generation old.
+ */
+#define INFLIGHT_BITS	24
+#define INFLIGHT_MASK	((UINT64CONST(1) << INFLIGHT_BITS) - 1)
+#define GENERATION_STEP	(UINT64CONST(1) << INFLIGHT_BITS)
+
+/* More facts than this and the next decision starts over (bounded memory). */
+#define MAX_FACTS		16384
+
+typedef struct RgAuthShared
+{
+	pg_atomic_uint64 state;
+} RgAuthShared;
+
+static RgAuthShared *shared = NULL;
+
+/* rungate.authority_cache */
+static bool cache_enabled = true;
+
+/* this transaction changed an authority table / is between its commit marks */
+static bool xact_changed = false;
+static bool xact_committing = false;
+
+/* the backend's facts, stored under cache_state */
+static HTAB *facts = NULL;
+static MemoryContext facts_cxt = NULL;
+static uint64 cache_state = 0;
+static int64 hits = 0;
+static int64 misses = 0;
+
+#if PG_VERSION_NUM >= 150000
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+#endif
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+static ProcessUtility_hook_type prev_process_utility = NULL;
+
+/* Around COMMIT PREPARED: in flight, then done (see the header). */
+#if PG_VERSION_NUM >= 140000
+static void
+authcache_process_utility(PlannedStmt *pstmt, const char *queryString,
+						  bool readOnlyTree, ProcessUtilityContext context,
+						  ParamListInfo params, QueryEnvironment *queryEnv,
+						  DestReceiver *dest, QueryCompletion *qc)
+#else
+static void
+authcache_process_utility(PlannedStmt *pstmt, const char *queryString,
+						  ProcessUtilityContext context,
+						  ParamListInfo params, QueryEnvironment *queryEnv,
+						  DestReceiver *dest, QueryCompletion *qc)
+#endif
+{
+	volatile bool mark = shared != NULL && IsA(pstmt->utilityStmt, TransactionStmt) &&
+		((TransactionStmt *) pstmt->utilityStmt)->kind == TRANS_STMT_COMMIT_PREPARED;
+
+	if (mark)
+		pg_atomic_fetch_add_u64(&shared->state, GENERATION_STEP + 1);
+	PG_TRY();
+	{
+#if PG_VERSION_NUM >= 140000
+		if (prev_process_utility)
+			prev_process_utility(pstmt, queryString, readOnlyTree, context,
+								 params, queryEnv, dest, qc);
+		else
+			standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+									params, queryEnv, dest, qc);
+#else
+		if (prev_process_utility)
+			prev_process_utility(pstmt, queryString, context,
+								 params, queryEnv, dest, qc);
+		else
+			standard_ProcessUtility(pstmt, queryString, context,
+									params, queryEnv, dest, qc);
+#endif
+	}
+	PG_FINALLY();
+	{
+		if (mark)
+			pg_atomic_fetch_add_u64(&shared->state, GENERATION_STEP - 1);
+	}
+	PG_END_TRY();
+}
+
+static void
+authcache_shmem_request(void)
+{
+#if PG_VERSION_NUM >= 150000
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+#endif
+	RequestAddinShmemSpace(MAXALIGN(sizeof(RgAuthShared)));
+}
+
+static void
+authcache_shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	shared = ShmemInitStruct("rungate authority generation",
+							 sizeof(RgAuthShared), &found);
+	if (!found)
+		pg_atomic_init_u64(&shared->state, 0);
+	LWLockRelease(AddinShmemInitLock);
+}
+
+static void
+authcache_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+			if (xact_changed && shared != NULL)
+			{
+				pg_atomic_fetch_add_u64(&shared->state, GENERATION_STEP + 1);
+				xact_committing = true;
+			}
+			break;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PREPARE:
+			if (xact_committing)
+				pg_atomic_fetch_add_u64(&shared->state, GENERATION_STEP - 1);
+			xact_committing = false;
+			xact_changed = false;
+			break;
+		default:
+			break;
+	}
+}
+
+void
+rg_authcache_init(void)
+{
+	DefineCustomBoolVariable("rungate.authority_cache",
+							 "Lets decisions reuse authority facts no commit has changed since.",
+							 "Needs rungate in shared_preload_libraries. Off, every decision "
+							 "reads every fact; the decisions are the same either way.",
+							 &cache_enabled,
+							 true,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
+	if (process_shared_preload_libraries_in_progress)
+	{
+#if PG_VERSION_NUM >= 150000
+		prev_shmem_request_hook = shmem_request_hook;
+		shmem_request_hook = authcache_shmem_request;
+#else
+		authcache_shmem_request();
+#endif
+		prev_shmem_startup_hook = shmem_startup_hook;
+		shmem_startup_hook = authcache_shmem_startup;
+		prev_process_utility = ProcessUtility_hook;
+		ProcessUtility_hook = authcache_process_utility;
+	}
+	RegisterXactCallback(authcache_xact_callback, NULL);
+}
+
+void
+rg_authcache_note_change(void)
+{
+	xact_changed = true;
+}
+
+void
+rg_authcache_flush(void)
+{
+	if (facts != NULL)
+	{
+		hash_destroy(facts);
+		facts = NULL;
+	}
+	if (facts_cxt != NULL)
+		MemoryContextReset(facts_cxt);
+}
+
+static uint32
+fact_hash(const void *key, Size keysize)
+{
+	const RgFactKey *k = key;
+	uint32		h = hash_bytes((const unsigned char *) k->n, sizeof(k->n));
+	int			i;
+
+	h = hash_combine(h, (uint32) k->which);
+	for (i = 0; i < 2; i++)
+		if (k->s[i] != NULL)
+			h = hash_combine(h, hash_bytes((const unsigned char *) k->s[i],
+										   strlen(k->s[i])));
+	return h;
+}
+
+static int
+fact_match(const void *key1, const void *key2, Size keysize)
+{
+	const RgFactKey *a = key1;
+	const RgFactKey *b = key2;
+	int			i;
+
+	if (a->which != b->which || a->n[0] != b->n[0] || a->n[1] != b->n[1] ||
+		a->n[2] != b->n[2])
+		return 1;
+	for (i = 0; i < 2; i++)
+	{
+		if ((a->s[i] == NULL) != (b->s[i] == NULL))
+			return 1;
+		if (a->s[i] != NULL && strcmp(a->s[i], b->s[i]) != 0)
+			return 1;
+	}
+	return 0;
+}
+
+/* A new entry owns copies of the key's strings. */
+static void *
+fact_keycopy(void *dest, const void *src, Size keysize)
+{
+	RgFactKey  *d = dest;
+	const RgFactKey *s = src;
+	int			i;
+
+	*d = *s;
+	for (i = 0; i < 2; i++)
+		if (s->s[i] != NULL)
+			d->s[i] = MemoryContextStrdup(facts_cxt, s->s[i]);
+	return dest;
+}
+
+static void
+facts_create(void)
+{
+	HASHCTL		ctl;
+
+	if (facts_cxt == NULL)
+		facts_cxt = AllocSetContextCreate(TopMemoryContext,
+										  "rungate authority cache",
+										  (Size) 0, (Size) 8192, (Size) 65536);
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(RgFactKey);
+	ctl.entrysize = sizeof(RgFact);
+	ctl.hash = fact_hash;
+	ctl.match = fact_match;
+	ctl.keycopy = fact_keycopy;
+	ctl.hcxt = facts_cxt;
+	facts = hash_create("rungate authority facts", 1024, &ctl,
+						HASH_ELEM | HASH_FUNCTION | HASH_COMPARE |
+						HASH_KEYCOPY | HASH_CONTEXT);
+}
+
+/*
+ * May the decision that starts now use (and store) cached facts? Call it
+ * before the decision reads anything; it empties a stale cache.
+ */
+bool
+rg_authcache_begin(void)
+{
+	uint64		state;
+
+	if (!cache_enabled || shared == NULL || xact_changed || RecoveryInProgress())
+		return false;
+	state = pg_atomic_read_u64(&shared->state);
+	/* the facts read after this must be read after the state was */
+	pg_read_barrier();
+	if ((state & INFLIGHT_MASK) != 0)
+		return false;
+	/*
+	 * Emptied only here, between decisions: a decision under way may hold
+	 * pointers into the cache. Bounded memory: start over when full.
+	 */
+	if (state != cache_state ||
+		(facts != NULL && hash_get_num_entries(facts) >= MAX_FACTS))
+	{
+		rg_authcache_flush();
+		cache_state = state;
+	}
+	if (facts == NULL)
+		facts_create();
+	return true;
+}
+
+/* The cached fact of key, or NULL (only after rg_authcache_begin said yes). */
+RgFact *
+rg_authcache_get(const RgFactKey *key)
+{
+	RgFact	   *f = hash_search(facts, key, HASH_FIND, NULL);
+
+	if (f != NULL)
+		hits++;
+	else
+		misses++;
+	return f;
+}
+
+/*
+ * A new entry for key with room for ncols values; the caller fills it with
+ * copies made in rg_authcache_context().
+ */
+RgFact *
+rg_authcache_put(const RgFactKey *key, bool found, int ncols)
+{
+	RgFact	   *f;
+	bool		existed;
+
+	f = hash_search(facts, key, HASH_ENTER, &existed);
+	f->found = found;
+	f->ncols = ncols;
+	f->vals = ncols > 0 ? MemoryContextAllocZero(facts_cxt, sizeof(Datum) * ncols) : NULL;
+	f->nulls = ncols > 0 ? MemoryContextAllocZero(facts_cxt, sizeof(bool) * ncols) : NULL;
+	return f;
+}
+
+MemoryContext
+rg_authcache_context(void)
+{
+	return facts_cxt;
+}
+
+/*
+ * rungate.authority_cache() RETURNS TABLE (available, enabled, facts, hits,
+ * misses): whether this server can cache (rungate preloaded), whether this
+ * session lets it, and this backend's counts.
+ */
+Datum
+rg_authority_cache(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Datum		values[5];
+	bool		nulls[5] = {false, false, false, false, false};
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "rungate.authority_cache must return a composite type");
+	tupdesc = BlessTupleDesc(tupdesc);
+	values[0] = BoolGetDatum(shared != NULL);
+	values[1] = BoolGetDatum(cache_enabled);
+	values[2] = Int32GetDatum(facts != NULL ? (int32) hash_get_num_entries(facts) : 0);
+	values[3] = Int64GetDatum(hits);
+	values[4] = Int64GetDatum(misses);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}

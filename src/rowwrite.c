@@ -1,0 +1,273 @@
+/*
+ * rowwrite.c
+ *     Single-row writes without a plan, for the hot paths: a claim starting
+ *     its run, and audit rows. They go through the executor's single-row
+ *     routines, the ones logical replication's apply uses, so constraints
+ *     are checked, indexes maintained and every row trigger of the table
+ *     fires (rungate's guards and any the user added), without the plan
+ *     cache, portal and plan tree that an SPI statement sets up each time.
+ *
+ * Owns the RgTable lookups (relation and column numbers by name, looked up
+ * again after any change to the table) and RgWriter. Callers hold the write
+ * gate; every value they write is theirs to get right, as in the SQL these
+ * replace (defaults are not applied; identity "id" columns are).
+ */
+#include "postgres.h"
+
+#include "access/sysattr.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/dependency.h"
+#include "catalog/namespace.h"
+#include "commands/sequence.h"
+#include "commands/trigger.h"
+#include "executor/executor.h"
+#include "nodes/makefuncs.h"
+#if PG_VERSION_NUM >= 160000
+#include "parser/parse_relation.h"
+#endif
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+
+#include "rungate.h"
+
+static RgTable *tables = NULL;	/* every RgTable looked up so far */
+
+static void
+tables_inval(Datum arg, Oid relid)
+{
+	RgTable    *t;
+
+	for (t = tables; t != NULL; t = t->next)
+		if (!OidIsValid(relid) || t->relid == relid)
+			t->valid = false;
+}
+
+/* t's relation and column numbers, current */
+static void
+table_lookup(RgTable *t)
+{
+	static bool callback_registered = false;
+	Oid			nsp;
+	AttrNumber	id;
+	int			i;
+
+	if (t->valid)
+		return;
+	if (!callback_registered)
+	{
+		CacheRegisterRelcacheCallback(tables_inval, (Datum) 0);
+		callback_registered = true;
+	}
+	if (!t->registered)
+	{
+		t->next = tables;
+		tables = t;
+		t->registered = true;
+	}
+	nsp = get_namespace_oid("rungate", false);
+	t->relid = get_relname_relid(t->name, nsp);
+	if (!OidIsValid(t->relid))
+		elog(ERROR, "rungate: table rungate.%s is missing", t->name);
+	for (i = 0; t->cols[i] != NULL; i++)
+	{
+		t->att[i] = get_attnum(t->relid, t->cols[i]);
+		if (t->att[i] == InvalidAttrNumber)
+			elog(ERROR, "rungate: column %s of rungate.%s is missing",
+				 t->cols[i], t->name);
+	}
+	t->ncols = i;
+	t->idseq = InvalidOid;
+	id = get_attnum(t->relid, "id");
+	if (id != InvalidAttrNumber)
+	{
+		Relation	rel = table_open(t->relid, AccessShareLock);
+
+		if (TupleDescAttr(RelationGetDescr(rel), id - 1)->attidentity != '\0')
+		{
+#if PG_VERSION_NUM >= 170000
+			t->idseq = getIdentitySequence(rel, id, false);
+#else
+			t->idseq = getIdentitySequence(t->relid, id, false);
+#endif
+			t->idatt = id;
+		}
+		table_close(rel, AccessShareLock);
+	}
+	t->valid = true;
+}
+
+/*
+ * Open t for writing rows, in the current memory context: the executor
+ * state of one table and one result relation, as an INSERT or UPDATE of it
+ * would have, with AFTER triggers collected until rg_writer_close.
+ */
+void
+rg_writer_open(RgWriter *w, RgTable *t, bool for_update)
+{
+	RangeTblEntry *rte;
+	TupleDesc	desc;
+	Bitmapset  *updated = NULL;
+	int			i;
+
+	table_lookup(t);
+	memset(w, 0, sizeof(*w));
+	w->t = t;
+	w->rel = table_open(t->relid, RowExclusiveLock);
+	desc = RelationGetDescr(w->rel);
+	w->estate = CreateExecutorState();
+
+	rte = makeNode(RangeTblEntry);
+	rte->rtekind = RTE_RELATION;
+	rte->relid = t->relid;
+	rte->relkind = w->rel->rd_rel->relkind;
+	rte->rellockmode = RowExclusiveLock;
+	for (i = t->nkeys; for_update && i < t->ncols; i++)
+		updated = bms_add_member(updated,
+								 t->att[i] - FirstLowInvalidHeapAttributeNumber);
+#if PG_VERSION_NUM >= 160000
+	{
+		List	   *perminfos = NIL;
+
+		addRTEPermissionInfo(&perminfos, rte)->updatedCols = updated;
+		ExecInitRangeTable(w->estate, list_make1(rte), perminfos);
+	}
+#else
+	rte->updatedCols = updated;
+	ExecInitRangeTable(w->estate, list_make1(rte));
+#endif
+
+	w->rri = makeNode(ResultRelInfo);
+	InitResultRelInfo(w->rri, w->rel, 1, NULL, 0);
+#if PG_VERSION_NUM >= 140000
+	/* where ExecGetTriggerResultRel looks for it */
+	w->estate->es_opened_result_relations =
+		lappend(w->estate->es_opened_result_relations, w->rri);
+#else
+	w->estate->es_result_relations = w->rri;
+	w->estate->es_num_result_relations = 1;
+	w->estate->es_result_relation_info = w->rri;
+#endif
+	w->estate->es_output_cid = GetCurrentCommandId(true);
+	w->estate->es_snapshot = GetActiveSnapshot();
+	ExecOpenIndices(w->rri, false);
+#if PG_VERSION_NUM >= 160000
+	EvalPlanQualInit(&w->epq, w->estate, NULL, NIL, -1, NIL);
+#else
+	EvalPlanQualInit(&w->epq, w->estate, NULL, NIL, -1);
+#endif
+	w->slot = ExecInitExtraTupleSlot(w->estate, desc, &TTSOpsVirtual);
+	w->old = ExecInitExtraTupleSlot(w->estate, desc, table_slot_callbacks(w->rel));
+	AfterTriggerBeginQuery();
+}
+
+/* Fire the AFTER triggers of the rows written and release everything. */
+void
+rg_writer_close(RgWriter *w)
+{
+	AfterTriggerEndQuery(w->estate);
+	EvalPlanQualEnd(&w->epq);
+	ExecResetTupleTable(w->estate->es_tupleTable, false);
+#if PG_VERSION_NUM >= 140000
+	ExecCloseResultRelations(w->estate);
+#else
+	ExecCloseIndices(w->rri);
+	ExecCleanUpTriggerState(w->estate);
+#endif
+	FreeExecutorState(w->estate);
+	table_close(w->rel, NoLock);
+	/* what follows sees these rows, as after a statement */
+	CommandCounterIncrement();
+}
+
+/*
+ * Insert a row whose columns t->cols[i] are values[i] (nulls[i]); the rest
+ * are null, but an identity "id", which takes its sequence's next value.
+ * Returns that id (0 without one).
+ */
+int64
+rg_writer_insert(RgWriter *w, const Datum *values, const bool *nulls)
+{
+	TupleTableSlot *slot = w->slot;
+	RgTable    *t = w->t;
+	int64		id = 0;
+	int			i;
+
+	ExecClearTuple(slot);
+	memset(slot->tts_isnull, true, sizeof(bool) * slot->tts_tupleDescriptor->natts);
+	for (i = 0; i < t->ncols; i++)
+	{
+		slot->tts_values[t->att[i] - 1] = values[i];
+		slot->tts_isnull[t->att[i] - 1] = nulls[i];
+	}
+	if (OidIsValid(t->idseq))
+	{
+		id = nextval_internal(t->idseq, false);
+		slot->tts_values[t->idatt - 1] = Int64GetDatum(id);
+		slot->tts_isnull[t->idatt - 1] = false;
+	}
+	ExecStoreVirtualTuple(slot);
+#if PG_VERSION_NUM >= 140000
+	ExecSimpleRelationInsert(w->rri, w->estate, slot);
+#else
+	ExecSimpleRelationInsert(w->estate, slot);
+#endif
+	return id;
+}
+
+/*
+ * Load the row version at tid (one the caller holds locked) for an update:
+ * rg_writer_old reads its columns, rg_writer_update replaces it.
+ */
+void
+rg_writer_fetch(RgWriter *w, ItemPointer tid)
+{
+	if (!table_tuple_fetch_row_version(w->rel, tid, SnapshotAny, w->old))
+		elog(ERROR, "rungate: no row version at (%u,%u) of rungate.%s",
+			 ItemPointerGetBlockNumber(tid), ItemPointerGetOffsetNumber(tid),
+			 w->t->name);
+	slot_getallattrs(w->old);
+}
+
+/* Column t->cols[col] of the row fetched. */
+Datum
+rg_writer_old(RgWriter *w, int col, bool *isnull)
+{
+	AttrNumber	att = w->t->att[col];
+
+	*isnull = w->old->tts_isnull[att - 1];
+	return w->old->tts_values[att - 1];
+}
+
+/*
+ * Update the row fetched: columns t->cols[i] with change[i] set become
+ * values[i] (nulls[i]), the others stay.
+ */
+void
+rg_writer_update(RgWriter *w, const bool *change, const Datum *values,
+				 const bool *nulls)
+{
+	TupleTableSlot *slot = w->slot;
+	int			natts = slot->tts_tupleDescriptor->natts;
+	RgTable    *t = w->t;
+	int			i;
+
+	ExecClearTuple(slot);
+	memcpy(slot->tts_values, w->old->tts_values, sizeof(Datum) * natts);
+	memcpy(slot->tts_isnull, w->old->tts_isnull, sizeof(bool) * natts);
+	for (i = 0; i < t->ncols; i++)
+		if (change[i])
+		{
+			slot->tts_values[t->att[i] - 1] = values[i];
+			slot->tts_isnull[t->att[i] - 1] = nulls[i];
+		}
+	ExecStoreVirtualTuple(slot);
+#if PG_VERSION_NUM >= 140000
+	ExecSimpleRelationUpdate(w->rri, w->estate, &w->epq, w->old, slot);
+#else
+	ExecSimpleRelationUpdate(w->estate, &w->epq, w->old, slot);
+#endif
+}
