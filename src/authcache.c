@@ -62,7 +62,12 @@ PG_FUNCTION_INFO_V1(rg_authority_cache);
 #define INFLIGHT_MASK	((UINT64CONST(1) << INFLIGHT_BITS) - 1)
 #define GENERATION_STEP	(UINT64CONST(1) << INFLIGHT_BITS)
 
-/* More facts than this and the next decision starts over (bounded memory). */
+/*
+ * Bounded memory: a full cache takes no more facts until the next authority
+ * change empties it. Facts most decisions share (operation types, roles,
+ * workspaces, tenants) are the first ones stored, so with more actors than
+ * room they stay; starting over when full would drop them too.
+ */
 #define MAX_FACTS		16384
 
 typedef struct RgAuthShared
@@ -323,10 +328,9 @@ rg_authcache_begin(void)
 		return false;
 	/*
 	 * Emptied only here, between decisions: a decision under way may hold
-	 * pointers into the cache. Bounded memory: start over when full.
+	 * pointers into the cache.
 	 */
-	if (state != cache_state ||
-		(facts != NULL && hash_get_num_entries(facts) >= MAX_FACTS))
+	if (state != cache_state)
 	{
 		rg_authcache_flush();
 		cache_state = state;
@@ -350,14 +354,17 @@ rg_authcache_get(const RgFactKey *key)
 }
 
 /*
- * A new entry for key with room for ncols values; the caller fills it with
- * copies made in rg_authcache_context().
+ * A new entry for key with room for ncols values, which the caller fills
+ * with copies made in rg_authcache_context(); NULL when the cache is full.
  */
 RgFact *
 rg_authcache_put(const RgFactKey *key, bool found, int ncols)
 {
 	RgFact	   *f;
 	bool		existed;
+
+	if (hash_get_num_entries(facts) >= MAX_FACTS)
+		return NULL;
 
 	f = hash_search(facts, key, HASH_ENTER, &existed);
 	f->found = found;

@@ -390,7 +390,7 @@ satisfied_prerequisites(Reader *rd, int64 tenant_id, int *count)
 		RgFact	   *f = rg_authcache_put(&key, true, n);
 		int			i;
 
-		for (i = 0; i < n; i++)
+		for (i = 0; f != NULL && i < n; i++)
 			f->vals[i] = PointerGetDatum(MemoryContextStrdup(rg_authcache_context(),
 															 names[i]));
 	}
@@ -569,14 +569,14 @@ gather_facts(const char *operation, int64 workspace_id,
 		}
 	}
 	reader_done(&rd);
-	if (rd.use_cache)
+	if (rd.use_cache && (memo = rg_authcache_put(&memo_key, true, 1)) != NULL)
 	{
 		MemoryContext old = MemoryContextSwitchTo(rg_authcache_context());
 		Facts	   *copy = palloc(sizeof(Facts));
 
 		facts_copy(copy, f);
 		MemoryContextSwitchTo(old);
-		rg_authcache_put(&memo_key, true, 1)->vals[0] = PointerGetDatum(copy);
+		memo->vals[0] = PointerGetDatum(copy);
 	}
 }
 

@@ -254,14 +254,14 @@ typedef struct Change
 } Change;
 
 /*
- * One statement per status change: the run, its audit row and the
- * initiator's notification are written together or not at all. The run must
- * still be in status $9 (and, with $10, hold that lease): callers that did
- * not lock it first learn from "no row" that it moved on.
+ * A status change: the run is updated by one statement, then its audit row
+ * and the initiator's notification are written (writers, rowwrite.c), all
+ * in the caller's transaction. The run must still be in status $9 (and,
+ * with $10, hold that lease): callers that did not lock it first learn from
+ * "no row" that it moved on.
  */
 static RgPlan move_plan = {
-	"WITH m AS ("
-	" UPDATE rungate.runs r SET"
+	"UPDATE rungate.runs r SET"
 	"  status = $2,"
 	"  reason_code = $3, reason_category = $4, reason_message = $5,"
 	"  error = CASE WHEN $2 IN ('failed', 'queued')"
@@ -275,28 +275,15 @@ static RgPlan move_plan = {
 	" WHERE r.id" EQ "$1 AND r.status" EQ "$9"
 	"   AND ($10::pg_catalog.uuid IS NULL OR (r.lease_token" EQ "$10"
 	"        AND r.lease_expires_at" GE "pg_catalog.now()))"
-	" RETURNING " RUN_COLS "),"
-	" a AS ("
-	" INSERT INTO rungate.audit_log (at, run_id, workspace_id, tenant_id, attempt,"
-	"   event, authority, actor_id, decision, reason_code, reason_category, checks,"
-	"   worker, txid)"
-	" SELECT pg_catalog.clock_timestamp(), m.id, m.workspace_id, m.tenant_id, m.attempt,"
-	"   $11,"
-	"   CASE WHEN (CASE WHEN $12 THEN $13 ELSE m.initiator_id END) IS NULL"
-	"        THEN 'system' ELSE 'actor' END,"
-	"   CASE WHEN $12 THEN $13 ELSE m.initiator_id END,"
-	"   $14, $3, $4, $15,"
-	"   CASE WHEN $11" EQ "'cancelled' THEN $16 ELSE COALESCE($16, m.worker) END,"
-	"   pg_catalog.txid_current()"
-	"   FROM m),"
-	" n AS ("
-	" INSERT INTO rungate.notifications (actor_id, run_id, kind)"
-	" SELECT m.initiator_id, m.id, 'run_' OPERATOR(pg_catalog.||) $2 FROM m"
-	"  WHERE m.initiator_id IS NOT NULL AND m.parent_id IS NULL"
-	"    AND $2 NOT IN ('queued', 'running'))"
-	" SELECT * FROM m",
-	16, {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, INTERVALOID,
-	TEXTOID, UUIDOID, TEXTOID, BOOLOID, INT8OID, TEXTOID, JSONBOID, TEXTOID}, NULL
+	" RETURNING " RUN_COLS,
+	10, {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, INTERVALOID,
+	TEXTOID, UUIDOID}, NULL
+};
+
+/* the columns of a notification rungate writes */
+static RgTable notification_table = {
+	.name = "notifications",
+	.cols = {"actor_id", "run_id", "kind", "created_at"}
 };
 
 static void rollup_parent(int64 parent_id);
@@ -339,18 +326,54 @@ move_run(int64 run_id, const char *from, pg_uuid_t *token, const Change *c,
 	v[8] = CStringGetTextDatum(from);
 	v[9] = token ? UUIDPGetDatum(token) : (Datum) 0;
 	n[9] = token ? ' ' : 'n';
-	v[10] = CStringGetTextDatum(c->event);
-	v[11] = BoolGetDatum(c->actor_override);
-	v[12] = Int64GetDatum(c->actor_id);
-	n[12] = c->has_actor ? ' ' : 'n';
-	v[13] = text_or_null(d ? (d->allowed ? "allow" : "deny") : NULL, &n[13]);
-	v[14] = d ? d->checks : (Datum) 0;
-	n[14] = d ? ' ' : 'n';
-	v[15] = text_or_null(c->worker, &n[15]);
 	rg_exec(&move_plan, v, n, true, 0);
 	if (SPI_processed != 1)
 		return false;
 	load_run(0, r);
+
+	/*
+	 * The audit row: the actor is the caller's when it overrides (cancel),
+	 * else the initiator; the worker is the caller's, else the run's (a
+	 * cancellation names none but its caller's).
+	 */
+	{
+		RgWriter	w;
+		Datum		av[14];
+		bool		an[14];
+		bool		has_actor = c->actor_override ? c->has_actor : r->has_initiator;
+		int64		actor_id = c->actor_override ? c->actor_id : r->initiator_id;
+		const char *worker = c->worker;
+
+		if (worker == NULL && strcmp(c->event, "cancelled") != 0)
+			worker = r->worker;
+		audit_values(av, an, r->id, r->workspace_id, r->has_tenant, r->tenant_id,
+					 r->attempt, c->event, has_actor, actor_id,
+					 d ? (d->allowed ? "allow" : "deny") : NULL,
+					 reason_code, reason_category,
+					 d ? d->checks : (Datum) 0, d != NULL,
+					 worker ? CStringGetTextDatum(worker) : (Datum) 0,
+					 worker != NULL);
+		rg_gate_open();
+		rg_writer_open(&w, &audit_table, false);
+		rg_writer_insert(&w, av, an);
+		rg_writer_close(&w);
+		rg_gate_close();
+
+		/* the initiator hears of a top-level run's ending */
+		if (r->has_initiator && !r->has_parent && rg_status_is_terminal(c->to))
+		{
+			Datum		nv[4];
+			bool		nn[4] = {false, false, false, false};
+
+			nv[0] = Int64GetDatum(r->initiator_id);
+			nv[1] = Int64GetDatum(r->id);
+			nv[2] = CStringGetTextDatum(psprintf("run_%s", c->to));
+			nv[3] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+			rg_writer_open(&w, &notification_table, false);
+			rg_writer_insert(&w, nv, nn);
+			rg_writer_close(&w);
+		}
+	}
 
 	if (strcmp(c->to, "blocked") == 0)
 		signal_blocked(r, reason_code);
