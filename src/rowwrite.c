@@ -160,7 +160,8 @@ rg_writer_open(RgWriter *w, RgTable *t, bool for_update)
 	EvalPlanQualInit(&w->epq, w->estate, NULL, NIL, -1);
 #endif
 	w->slot = ExecInitExtraTupleSlot(w->estate, desc, &TTSOpsVirtual);
-	w->old = ExecInitExtraTupleSlot(w->estate, desc, table_slot_callbacks(w->rel));
+	if (for_update)
+		w->old = ExecInitExtraTupleSlot(w->estate, desc, table_slot_callbacks(w->rel));
 	AfterTriggerBeginQuery();
 }
 
@@ -215,6 +216,13 @@ rg_writer_insert(RgWriter *w, const Datum *values, const bool *nulls)
 #else
 	ExecSimpleRelationInsert(w->estate, slot);
 #endif
+	/* the table AM sets where the row went; a BEFORE trigger may skip it */
+	if (!ItemPointerIsValid(&slot->tts_tid))
+		ereport(ERROR,
+				(errcode(ERRCODE_TRIGGERED_ACTION_EXCEPTION),
+				 errmsg("a row of rungate.%s was not written: a BEFORE trigger skipped it",
+						t->name),
+				 errdetail("rungate writes its audit rows and notifications with every status change; a trigger may change them, not skip them.")));
 	return id;
 }
 
@@ -270,4 +278,9 @@ rg_writer_update(RgWriter *w, const bool *change, const Datum *values,
 #else
 	ExecSimpleRelationUpdate(w->estate, &w->epq, w->old, slot);
 #endif
+	if (!ItemPointerIsValid(&slot->tts_tid))
+		ereport(ERROR,
+				(errcode(ERRCODE_TRIGGERED_ACTION_EXCEPTION),
+				 errmsg("a row of rungate.%s was not updated: a BEFORE trigger skipped it",
+						t->name)));
 }
