@@ -298,8 +298,8 @@ static bool
 move_run(int64 run_id, const char *from, pg_uuid_t *token, const Change *c,
 		 RunRow *r)
 {
-	Datum		v[16];
-	char		n[16];
+	Datum		v[10];
+	char		n[10];
 	const char *reason_code = c->reason_code;
 	const char *reason_category = c->reason_category;
 	const char *reason_message = c->reason_message;
@@ -337,42 +337,33 @@ move_run(int64 run_id, const char *from, pg_uuid_t *token, const Change *c,
 	 * cancellation names none but its caller's).
 	 */
 	{
-		RgWriter	w;
-		Datum		av[14];
-		bool		an[14];
 		bool		has_actor = c->actor_override ? c->has_actor : r->has_initiator;
 		int64		actor_id = c->actor_override ? c->actor_id : r->initiator_id;
 		const char *worker = c->worker;
 
 		if (worker == NULL && strcmp(c->event, "cancelled") != 0)
 			worker = r->worker;
-		audit_values(av, an, r->id, r->workspace_id, r->has_tenant, r->tenant_id,
-					 r->attempt, c->event, has_actor, actor_id,
-					 d ? (d->allowed ? "allow" : "deny") : NULL,
-					 reason_code, reason_category,
-					 d ? d->checks : (Datum) 0, d != NULL,
-					 worker ? CStringGetTextDatum(worker) : (Datum) 0,
-					 worker != NULL);
-		rg_gate_open();
-		rg_writer_open(&w, &audit_table, false);
-		rg_writer_insert(&w, av, an);
+		rg_audit(r->id, r->workspace_id, r->has_tenant, r->tenant_id,
+				 r->attempt, c->event, has_actor, actor_id,
+				 d ? (d->allowed ? "allow" : "deny") : NULL,
+				 reason_code, reason_category,
+				 d ? d->checks : (Datum) 0, d != NULL, worker);
+	}
+
+	/* the initiator hears of a top-level run's ending */
+	if (r->has_initiator && !r->has_parent && rg_status_is_terminal(c->to))
+	{
+		RgWriter	w;
+		Datum		nv[4];
+		bool		nn[4] = {false, false, false, false};
+
+		nv[0] = Int64GetDatum(r->initiator_id);
+		nv[1] = Int64GetDatum(r->id);
+		nv[2] = CStringGetTextDatum(psprintf("run_%s", c->to));
+		nv[3] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+		rg_writer_open(&w, &notification_table, false);
+		rg_writer_insert(&w, nv, nn);
 		rg_writer_close(&w);
-		rg_gate_close();
-
-		/* the initiator hears of a top-level run's ending */
-		if (r->has_initiator && !r->has_parent && rg_status_is_terminal(c->to))
-		{
-			Datum		nv[4];
-			bool		nn[4] = {false, false, false, false};
-
-			nv[0] = Int64GetDatum(r->initiator_id);
-			nv[1] = Int64GetDatum(r->id);
-			nv[2] = CStringGetTextDatum(psprintf("run_%s", c->to));
-			nv[3] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
-			rg_writer_open(&w, &notification_table, false);
-			rg_writer_insert(&w, nv, nn);
-			rg_writer_close(&w);
-		}
 	}
 
 	if (strcmp(c->to, "blocked") == 0)
