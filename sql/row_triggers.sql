@@ -1,6 +1,9 @@
 -- row_triggers: rungate's own writes of runs, audit rows and notifications
 -- (src/rowwrite.c, the executor's single-row routines) fire the row
--- triggers an application adds to those tables, as SQL statements would:
+-- triggers an application adds to those tables, and meet its CHECK
+-- constraints (kept parsed between writes, and parsed again when they
+-- change), as SQL statements would:
+--   * a CHECK constraint added to runs refuses claim's update (23514)
 --   * AFTER INSERT on the audit log and notifications sees every row written
 --   * BEFORE UPDATE OF status on runs sees claim's start and complete's end
 --   * a BEFORE trigger that skips one of these rows is an error (09000),
@@ -59,8 +62,16 @@ SELECT pg_temp.try($$SELECT * FROM rungate.claim('w1')$$);
 SELECT status, attempt FROM rungate.runs WHERE id = :run2;
 DROP TRIGGER app_skip ON rungate.runs;
 
--- without it, the run starts
-SELECT count(*) AS started FROM rungate.claim('w1');
+-- a CHECK constraint the application adds: claim's update meets it, in
+-- the same session that wrote the table before (the kept constraints are
+-- replaced when the table changes)
+ALTER TABLE rungate.runs ADD CONSTRAINT app_worker CHECK (worker IS DISTINCT FROM 'w-forbidden');
+SELECT pg_temp.try($$SELECT * FROM rungate.claim('w-forbidden')$$);
+SELECT status, attempt FROM rungate.runs WHERE id = :run2;
+ALTER TABLE rungate.runs DROP CONSTRAINT app_worker;
+
+-- without them, the run starts
+SELECT count(*) AS started FROM rungate.claim('w-forbidden');
 SELECT status, attempt FROM rungate.runs WHERE id = :run2;
 
 DROP TRIGGER app_audit ON rungate.audit_log;

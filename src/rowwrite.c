@@ -24,10 +24,12 @@
 #include "commands/trigger.h"
 #include "executor/executor.h"
 #include "nodes/makefuncs.h"
+#include "optimizer/optimizer.h"
 #if PG_VERSION_NUM >= 160000
 #include "parser/parse_relation.h"
 #endif
 #include "utils/inval.h"
+#include "utils/memutils.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
@@ -53,6 +55,8 @@ table_lookup(RgTable *t)
 	static bool callback_registered = false;
 	Oid			nsp;
 	AttrNumber	id;
+	Relation	rel;
+	TupleConstr *constr;
 	int			i;
 
 	if (t->valid)
@@ -82,21 +86,41 @@ table_lookup(RgTable *t)
 	t->ncols = i;
 	t->idseq = InvalidOid;
 	id = get_attnum(t->relid, "id");
-	if (id != InvalidAttrNumber)
+	rel = table_open(t->relid, AccessShareLock);
+	if (id != InvalidAttrNumber &&
+		TupleDescAttr(RelationGetDescr(rel), id - 1)->attidentity != '\0')
 	{
-		Relation	rel = table_open(t->relid, AccessShareLock);
-
-		if (TupleDescAttr(RelationGetDescr(rel), id - 1)->attidentity != '\0')
-		{
 #if PG_VERSION_NUM >= 170000
-			t->idseq = getIdentitySequence(rel, id, false);
+		t->idseq = getIdentitySequence(rel, id, false);
 #else
-			t->idseq = getIdentitySequence(t->relid, id, false);
+		t->idseq = getIdentitySequence(t->relid, id, false);
 #endif
-			t->idatt = id;
-		}
-		table_close(rel, AccessShareLock);
+		t->idatt = id;
 	}
+
+	/*
+	 * The executor parses and plans a table's CHECK constraints again for
+	 * every statement that writes it; a writer reuses these.
+	 */
+	if (t->cxt == NULL)
+		t->cxt = AllocSetContextCreate(CacheMemoryContext, "rungate table",
+									   (Size) 0, (Size) 1024, (Size) 8192);
+	MemoryContextReset(t->cxt);
+	t->nchecks = 0;
+	t->checks = NULL;
+	constr = RelationGetDescr(rel)->constr;
+	if (constr != NULL && constr->num_check > 0)
+	{
+		MemoryContext old = MemoryContextSwitchTo(t->cxt);
+
+		t->nchecks = constr->num_check;
+		t->checks = palloc0(sizeof(Expr *) * t->nchecks);
+		for (i = 0; i < t->nchecks; i++)
+			if (constr->check[i].ccvalid)
+				t->checks[i] = expression_planner((Expr *) stringToNode(constr->check[i].ccbin));
+		MemoryContextSwitchTo(old);
+	}
+	table_close(rel, AccessShareLock);
 	t->valid = true;
 }
 
@@ -117,6 +141,10 @@ rg_writer_open(RgWriter *w, RgTable *t, bool for_update)
 	memset(w, 0, sizeof(*w));
 	w->t = t;
 	w->rel = table_open(t->relid, RowExclusiveLock);
+	/* the lock may have brought news of a change to the table */
+	table_lookup(t);
+	if (RelationGetRelid(w->rel) != t->relid)
+		elog(ERROR, "rungate: table rungate.%s was replaced while in use", t->name);
 	desc = RelationGetDescr(w->rel);
 	w->estate = CreateExecutorState();
 
@@ -154,6 +182,18 @@ rg_writer_open(RgWriter *w, RgTable *t, bool for_update)
 	w->estate->es_output_cid = GetCurrentCommandId(true);
 	w->estate->es_snapshot = GetActiveSnapshot();
 	ExecOpenIndices(w->rri, false);
+
+	/* the constraints' expression states, from the planned trees kept */
+	if (t->nchecks > 0 && desc->constr != NULL && desc->constr->num_check == t->nchecks)
+	{
+		MemoryContext old = MemoryContextSwitchTo(w->estate->es_query_cxt);
+
+		w->rri->ri_ConstraintExprs = palloc0(sizeof(ExprState *) * t->nchecks);
+		for (i = 0; i < t->nchecks; i++)
+			if (t->checks[i] != NULL)
+				w->rri->ri_ConstraintExprs[i] = ExecInitExpr(t->checks[i], NULL);
+		MemoryContextSwitchTo(old);
+	}
 #if PG_VERSION_NUM >= 160000
 	EvalPlanQualInit(&w->epq, w->estate, NULL, NIL, -1, NIL);
 #else

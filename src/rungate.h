@@ -167,6 +167,10 @@ typedef struct RgTable
 	AttrNumber	idatt;
 	int			ncols;
 	AttrNumber	att[RG_TABLE_MAX_COLS];
+	/* the table's CHECK constraints, parsed and planned once (or NULL) */
+	MemoryContext cxt;
+	int			nchecks;
+	Expr	  **checks;
 } RgTable;
 
 typedef struct RgWriter
