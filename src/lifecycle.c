@@ -21,6 +21,7 @@
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/timestamp.h"
@@ -289,47 +290,14 @@ static RgTable notification_table = {
 static void rollup_parent(int64 parent_id);
 
 /*
- * Move run `run_id` from status `from` (holding `token`, unless NULL) as `c`
- * says, with its audit row, notification and signal. Returns false, having
- * changed nothing, when the run is no longer in that state. On success `r`
- * is loaded from the updated row.
+ * What follows a run's status change c (r is the run as changed): its audit
+ * row, the initiator's notification, the signal, the bulk roll-up.
  */
-static bool
-move_run(int64 run_id, const char *from, pg_uuid_t *token, const Change *c,
-		 RunRow *r)
+static void
+after_move(RunRow *r, const Change *c, const char *reason_code,
+		   const char *reason_category)
 {
-	Datum		v[10];
-	char		n[10];
-	const char *reason_code = c->reason_code;
-	const char *reason_category = c->reason_category;
-	const char *reason_message = c->reason_message;
 	RgDecision *d = c->decision;
-
-	if (d && !d->allowed)
-	{
-		reason_code = d->reason_code;
-		reason_category = d->reason_category;
-		reason_message = d->reason_message;
-	}
-
-	memset(n, ' ', sizeof(n));
-	v[0] = Int64GetDatum(run_id);
-	v[1] = CStringGetTextDatum(c->to);
-	v[2] = text_or_null(reason_code, &n[2]);
-	v[3] = text_or_null(reason_category, &n[3]);
-	v[4] = text_or_null(reason_message, &n[4]);
-	v[5] = text_or_null(c->error, &n[5]);
-	v[6] = c->result;
-	n[6] = c->result ? ' ' : 'n';
-	v[7] = c->retry_in ? IntervalPGetDatum(c->retry_in) : (Datum) 0;
-	n[7] = c->retry_in ? ' ' : 'n';
-	v[8] = CStringGetTextDatum(from);
-	v[9] = token ? UUIDPGetDatum(token) : (Datum) 0;
-	n[9] = token ? ' ' : 'n';
-	rg_exec(&move_plan, v, n, true, 0);
-	if (SPI_processed != 1)
-		return false;
-	load_run(0, r);
 
 	/*
 	 * The audit row: the actor is the caller's when it overrides (cancel),
@@ -376,6 +344,51 @@ move_run(int64 run_id, const char *from, pg_uuid_t *token, const Change *c,
 
 	if (r->has_parent && rg_status_is_terminal(c->to))
 		rollup_parent(r->parent_id);
+}
+
+/*
+ * Move run `run_id` from status `from` (holding `token`, unless NULL) as `c`
+ * says, with its audit row, notification and signal. Returns false, having
+ * changed nothing, when the run is no longer in that state. On success `r`
+ * is loaded from the updated row.
+ */
+static bool
+move_run(int64 run_id, const char *from, pg_uuid_t *token, const Change *c,
+		 RunRow *r)
+{
+	Datum		v[10];
+	char		n[10];
+	const char *reason_code = c->reason_code;
+	const char *reason_category = c->reason_category;
+	const char *reason_message = c->reason_message;
+	RgDecision *d = c->decision;
+
+	if (d && !d->allowed)
+	{
+		reason_code = d->reason_code;
+		reason_category = d->reason_category;
+		reason_message = d->reason_message;
+	}
+
+	memset(n, ' ', sizeof(n));
+	v[0] = Int64GetDatum(run_id);
+	v[1] = CStringGetTextDatum(c->to);
+	v[2] = text_or_null(reason_code, &n[2]);
+	v[3] = text_or_null(reason_category, &n[3]);
+	v[4] = text_or_null(reason_message, &n[4]);
+	v[5] = text_or_null(c->error, &n[5]);
+	v[6] = c->result;
+	n[6] = c->result ? ' ' : 'n';
+	v[7] = c->retry_in ? IntervalPGetDatum(c->retry_in) : (Datum) 0;
+	n[7] = c->retry_in ? ' ' : 'n';
+	v[8] = CStringGetTextDatum(from);
+	v[9] = token ? UUIDPGetDatum(token) : (Datum) 0;
+	n[9] = token ? ' ' : 'n';
+	rg_exec(&move_plan, v, n, true, 0);
+	if (SPI_processed != 1)
+		return false;
+	load_run(0, r);
+	after_move(r, c, reason_code, reason_category);
 	return true;
 }
 
@@ -1247,6 +1260,114 @@ rg_recheck(PG_FUNCTION_ARGS)
 }
 
 /*
+ * complete's common case without SQL: the lease holder's run, locked by its
+ * id as complete's UPDATE would find it, becomes succeeded through a writer
+ * (rowwrite.c). False, having changed nothing, when the run is missing, not
+ * running or not under this live lease: move_run's SQL then decides.
+ */
+static RgTable runs_complete_table = {
+	.name = "runs",
+	.cols = {"id", "workspace_id", "tenant_id", "operation", "initiator_id",
+		"parent_id", "attempt", "max_attempts", "worker", "priority",
+		"item_tenants", "payload", "status", "lease_token", "lease_expires_at",
+		"reason_code", "reason_category", "reason_message", "error", "result",
+	"run_at", "finished_at"},
+	.nkeys = 12
+};
+
+enum
+{
+	RC_ID, RC_WORKSPACE, RC_TENANT, RC_OPERATION, RC_INITIATOR, RC_PARENT,
+	RC_ATTEMPT, RC_MAX_ATTEMPTS, RC_WORKER, RC_PRIORITY, RC_ITEM_TENANTS,
+	RC_PAYLOAD, RC_STATUS, RC_TOKEN, RC_EXPIRES, RC_REASON_CODE,
+	RC_REASON_CATEGORY, RC_REASON_MESSAGE, RC_ERROR, RC_RESULT, RC_RUN_AT,
+	RC_FINISHED, RC_NCOLS
+};
+
+static bool
+complete_leased(int64 run_id, pg_uuid_t *token, const Change *c, RunRow *r)
+{
+	RgWriter	w;
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	bool		change[RC_NCOLS] = {false};
+	Datum		v[RC_NCOLS] = {0};
+	bool		nulls[RC_NCOLS] = {false};
+	bool		isnull;
+	bool		live;
+	Datum		d;
+	int			i;
+
+	rg_gate_open();
+	rg_writer_open(&w, &runs_complete_table, true);
+	live = rg_writer_lock(&w, run_id);
+	if (live)
+	{
+		d = rg_writer_old(&w, RC_STATUS, &isnull);
+		live = !isnull && strcmp(TextDatumGetCString(d), "running") == 0;
+	}
+	if (live)
+	{
+		d = rg_writer_old(&w, RC_TOKEN, &isnull);
+		live = !isnull && memcmp(DatumGetUUIDP(d), token, UUID_LEN) == 0;
+	}
+	if (live)
+	{
+		d = rg_writer_old(&w, RC_EXPIRES, &isnull);
+		live = !isnull && DatumGetTimestampTz(d) >= now;
+	}
+	if (!live)
+	{
+		rg_writer_close(&w);
+		rg_gate_close();
+		return false;
+	}
+
+	/* as move_plan sets them for a run that succeeds */
+	for (i = RC_STATUS; i < RC_NCOLS; i++)
+	{
+		change[i] = true;
+		nulls[i] = true;
+	}
+	v[RC_STATUS] = CStringGetTextDatum(c->to);
+	nulls[RC_STATUS] = false;
+	change[RC_RESULT] = c->result != (Datum) 0;
+	v[RC_RESULT] = c->result;
+	nulls[RC_RESULT] = false;
+	change[RC_RUN_AT] = false;
+	v[RC_FINISHED] = TimestampTzGetDatum(now);
+	nulls[RC_FINISHED] = false;
+	rg_writer_update(&w, change, v, nulls);
+
+	/* the run as written, copied out before the writer lets its buffer go */
+	memset(r, 0, sizeof(*r));
+	r->id = run_id;
+	r->workspace_id = DatumGetInt64(rg_writer_new(&w, RC_WORKSPACE, &isnull));
+	r->tenant_id = DatumGetInt64(rg_writer_new(&w, RC_TENANT, &isnull));
+	r->has_tenant = !isnull;
+	r->operation = TextDatumGetCString(rg_writer_new(&w, RC_OPERATION, &isnull));
+	r->initiator_id = DatumGetInt64(rg_writer_new(&w, RC_INITIATOR, &isnull));
+	r->has_initiator = !isnull;
+	r->parent_id = DatumGetInt64(rg_writer_new(&w, RC_PARENT, &isnull));
+	r->has_parent = !isnull;
+	r->status = pstrdup(c->to);
+	r->attempt = DatumGetInt32(rg_writer_new(&w, RC_ATTEMPT, &isnull));
+	r->max_attempts = DatumGetInt32(rg_writer_new(&w, RC_MAX_ATTEMPTS, &isnull));
+	d = rg_writer_new(&w, RC_WORKER, &isnull);
+	r->worker = isnull ? NULL : TextDatumGetCString(d);
+	r->priority = DatumGetInt32(rg_writer_new(&w, RC_PRIORITY, &isnull));
+	d = rg_writer_new(&w, RC_ITEM_TENANTS, &isnull);
+	r->item_tenants = isnull ? (Datum) 0 : datumCopy(d, false, -1);
+	d = rg_writer_new(&w, RC_PAYLOAD, &isnull);
+	r->payload = isnull ? (Datum) 0 : datumCopy(d, false, -1);
+	r->row = ExecFetchSlotHeapTupleDatum(w.slot);
+	rg_writer_close(&w);
+	rg_gate_close();
+
+	after_move(r, c, NULL, NULL);
+	return true;
+}
+
+/*
  * rungate.complete(run_id, lease_token, result) RETURNS rungate.runs
  */
 Datum
@@ -1265,7 +1386,8 @@ rg_complete(PG_FUNCTION_ARGS)
 	memset(&c, 0, sizeof(c));
 	c.to = c.event = "succeeded";
 	c.result = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
-	if (!move_run(PG_GETARG_INT64(0), "running", PG_GETARG_UUID_P(1), &c, &r))
+	if (!complete_leased(PG_GETARG_INT64(0), PG_GETARG_UUID_P(1), &c, &r) &&
+		!move_run(PG_GETARG_INT64(0), "running", PG_GETARG_UUID_P(1), &c, &r))
 	{
 		/* says why: missing, not running or another's lease */
 		lock_leased_run(PG_GETARG_INT64(0), PG_GETARG_UUID_P(1), "complete", &r);

@@ -14,6 +14,9 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/skey.h"
+#include "access/stratnum.h"
 #include "access/sysattr.h"
 #include "access/table.h"
 #include "access/tableam.h"
@@ -28,6 +31,7 @@
 #if PG_VERSION_NUM >= 160000
 #include "parser/parse_relation.h"
 #endif
+#include "utils/fmgroids.h"
 #include "utils/inval.h"
 #include "utils/memutils.h"
 #include "utils/lsyscache.h"
@@ -323,4 +327,57 @@ rg_writer_update(RgWriter *w, const bool *change, const Datum *values,
 				(errcode(ERRCODE_TRIGGERED_ACTION_EXCEPTION),
 				 errmsg("a row of rungate.%s was not updated: a BEFORE trigger skipped it",
 						t->name)));
+}
+
+/*
+ * Lock for an update the current version of the row whose bigint primary
+ * key (t->cols[0]) is key, as SELECT ... FOR NO KEY UPDATE would in READ
+ * COMMITTED: found on the latest snapshot, waiting for a lock holder and
+ * following its update to the newest version. Loads it like
+ * rg_writer_fetch. False when there is none, or it was deleted, or this
+ * transaction already changed it (the caller's SQL says why).
+ */
+bool
+rg_writer_lock(RgWriter *w, int64 key)
+{
+	Oid			pk = RelationGetPrimaryKeyIndex(w->rel);
+	ScanKeyData sk;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	ItemPointerData tid;
+	Snapshot	snap;
+	TM_FailureData tmfd;
+	bool		found;
+
+	if (!OidIsValid(pk))
+		elog(ERROR, "rungate: table rungate.%s has no primary key", w->t->name);
+	ScanKeyInit(&sk, w->t->att[0], BTEqualStrategyNumber, F_INT8EQ,
+				Int64GetDatum(key));
+	snap = RegisterSnapshot(GetLatestSnapshot());
+	scan = systable_beginscan(w->rel, pk, true, snap, 1, &sk);
+	tup = systable_getnext(scan);
+	found = tup != NULL;
+	if (found)
+		tid = tup->t_self;
+	systable_endscan(scan);
+	if (found)
+		found = table_tuple_lock(w->rel, &tid, snap, w->old,
+								 w->estate->es_output_cid,
+								 LockTupleNoKeyExclusive, LockWaitBlock,
+								 TUPLE_LOCK_FLAG_FIND_LAST_VERSION,
+								 &tmfd) == TM_Ok;
+	UnregisterSnapshot(snap);
+	if (found)
+		slot_getallattrs(w->old);
+	return found;
+}
+
+/* Column t->cols[col] of the row as written by rg_writer_update. */
+Datum
+rg_writer_new(RgWriter *w, int col, bool *isnull)
+{
+	AttrNumber	att = w->t->att[col];
+
+	*isnull = w->slot->tts_isnull[att - 1];
+	return w->slot->tts_values[att - 1];
 }

@@ -150,7 +150,7 @@ extern RgFact *rg_authcache_put(const RgFactKey *key, bool found, int ncols);
 extern MemoryContext rg_authcache_context(void);
 
 /* ---- single-row writes without a plan (rowwrite.c) ---- */
-#define RG_TABLE_MAX_COLS 16
+#define RG_TABLE_MAX_COLS 24
 
 /* A table of schema rungate and the columns a writer addresses by index. */
 typedef struct RgTable
@@ -189,6 +189,8 @@ extern void rg_writer_open(RgWriter *w, RgTable *t, bool for_update);
 extern void rg_writer_close(RgWriter *w);
 extern int64 rg_writer_insert(RgWriter *w, const Datum *values, const bool *nulls);
 extern void rg_writer_fetch(RgWriter *w, ItemPointer tid);
+extern bool rg_writer_lock(RgWriter *w, int64 key);
+extern Datum rg_writer_new(RgWriter *w, int col, bool *isnull);
 extern Datum rg_writer_old(RgWriter *w, int col, bool *isnull);
 extern void rg_writer_update(RgWriter *w, const bool *change,
 							 const Datum *values, const bool *nulls);
