@@ -125,7 +125,8 @@ load_run(int i, RunRow *r)
  * Audit rows, notifications, LISTEN signals
  * ------------------------------------------------------------------------ */
 
-/* the columns of an audit row rungate writes, in rg_audit's order */
+/* the columns of an audit row rungate writes, in audit_values' order */
+#define AUDIT_NCOLS 14
 static RgTable audit_table = {
 	.name = "audit_log",
 	.cols = {"at", "run_id", "workspace_id", "tenant_id", "attempt", "event",
@@ -157,7 +158,7 @@ audit_values(Datum *v, bool *n, int64 run_id, int64 workspace_id,
 			 const char *reason_code, const char *reason_category,
 			 Datum checks, bool has_checks, Datum worker, bool has_worker)
 {
-	memset(n, 0, sizeof(bool) * 14);
+	memset(n, 0, sizeof(bool) * AUDIT_NCOLS);
 	v[0] = TimestampTzGetDatum(GetCurrentTimestamp());	/* clock_timestamp() */
 	v[1] = Int64GetDatum(run_id);
 	v[2] = Int64GetDatum(workspace_id);
@@ -187,8 +188,8 @@ rg_audit(int64 run_id, int64 workspace_id, bool has_tenant, int64 tenant_id,
 		 const char *worker)
 {
 	RgWriter	w;
-	Datum		v[14];
-	bool		n[14];
+	Datum		v[AUDIT_NCOLS];
+	bool		n[AUDIT_NCOLS];
 
 	audit_values(v, n, run_id, workspace_id, has_tenant, tenant_id, attempt,
 				 event, has_actor, actor_id, decision, reason_code,
@@ -1010,8 +1011,8 @@ start_runs(ReturnSetInfo *rsinfo, const char *worker, RunRow *batch,
 	for (i = 0; i < n; i++)
 	{
 		RunRow	   *r = &batch[starts[i]];
-		Datum		v[14];
-		bool		nulls[14];
+		Datum		v[AUDIT_NCOLS];
+		bool		nulls[AUDIT_NCOLS];
 
 		audit_values(v, nulls, r->id, r->workspace_id, r->has_tenant, r->tenant_id,
 					 attempts[i], "started", r->has_initiator, r->initiator_id,
