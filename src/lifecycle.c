@@ -11,6 +11,8 @@
  */
 #include "postgres.h"
 
+#include "access/detoast.h"
+#include "access/table.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "commands/async.h"
@@ -826,27 +828,83 @@ rg_enqueue_bulk(PG_FUNCTION_ARGS)
  * ------------------------------------------------------------------------ */
 
 /*
- * Due runs in claim order, locked. Each is then decided from facts read on
- * a snapshot taken after the lock, so every revocation committed before the
- * claim began is seen. Claim never returns the whole row: NULL in its place,
- * then the locked version's ctid, which starting it updates by a TID scan
- * (no second descent of the primary key): a row we hold locked keeps its
- * place until we update it.
+ * Due runs in claim order, locked (queue.c). Each is then decided from
+ * facts read on a snapshot taken after the lock, so every revocation
+ * committed before the claim began is seen. The claimed row carries no
+ * composite (row is 0) but the locked version's ctid, which starting it
+ * updates (no second descent of the primary key): a row we hold locked
+ * keeps its place until we update it.
  */
-#define C_TID (C_ROW + 1)
-#define DUE_RUNS(FILTER) \
-	"SELECT " RUN_FIELDS ", NULL, r.ctid FROM rungate.runs r" \
-	" WHERE r.status" EQ "'queued' AND r.run_at" LE "pg_catalog.now()" FILTER \
-	" ORDER BY r.priority DESC, r.id" \
-	" LIMIT $1 FOR NO KEY UPDATE SKIP LOCKED"
-
-static RgPlan next_due_plan = {
-	DUE_RUNS(""), 1, {INT4OID}, NULL
+static RgTable runs_claim_table = {
+	.name = "runs",
+	.cols = {"id", "workspace_id", "tenant_id", "operation", "initiator_id",
+		"parent_id", "attempt", "max_attempts", "lease_token", "worker",
+	"priority", "item_tenants", "payload", "lease_expires_at"},
+	.nkeys = 1
 };
 
-static RgPlan next_due_ops_plan = {
-	DUE_RUNS(" AND r.operation" EQ "ANY ($2)"), 2, {INT4OID, TEXTARRAYOID}, NULL
+enum
+{
+	CL_ID, CL_WORKSPACE, CL_TENANT, CL_OPERATION, CL_INITIATOR, CL_PARENT,
+	CL_ATTEMPT, CL_MAX_ATTEMPTS, CL_TOKEN, CL_WORKER, CL_PRIORITY,
+	CL_ITEM_TENANTS, CL_PAYLOAD, CL_EXPIRES
 };
+
+typedef struct ClaimBatch
+{
+	RunRow	   *rows;
+	int			n;
+} ClaimBatch;
+
+/* A varlena copied out of a buffer, an out-of-line value fetched. */
+static Datum
+copy_varlena(Datum d)
+{
+	struct varlena *v = (struct varlena *) DatumGetPointer(d);
+
+	if (VARATT_IS_EXTERNAL(v))
+		return PointerGetDatum(detoast_external_attr(v));
+	return datumCopy(d, false, -1);
+}
+
+/* queue.c hands over a locked queued run: copy it into the batch. */
+static void
+take_run(TupleTableSlot *slot, void *arg)
+{
+	ClaimBatch *b = (ClaimBatch *) arg;
+	RunRow	   *r = &b->rows[b->n++];
+	AttrNumber *att = runs_claim_table.att;
+	bool		isnull;
+	Datum		d;
+
+	memset(r, 0, sizeof(*r));
+	r->id = DatumGetInt64(slot_getattr(slot, att[CL_ID], &isnull));
+	r->workspace_id = DatumGetInt64(slot_getattr(slot, att[CL_WORKSPACE], &isnull));
+	r->tenant_id = DatumGetInt64(slot_getattr(slot, att[CL_TENANT], &isnull));
+	r->has_tenant = !isnull;
+	r->operation = TextDatumGetCString(slot_getattr(slot, att[CL_OPERATION], &isnull));
+	r->initiator_id = DatumGetInt64(slot_getattr(slot, att[CL_INITIATOR], &isnull));
+	r->has_initiator = !isnull;
+	r->parent_id = DatumGetInt64(slot_getattr(slot, att[CL_PARENT], &isnull));
+	r->has_parent = !isnull;
+	r->status = "queued";
+	r->attempt = DatumGetInt32(slot_getattr(slot, att[CL_ATTEMPT], &isnull));
+	r->max_attempts = DatumGetInt32(slot_getattr(slot, att[CL_MAX_ATTEMPTS], &isnull));
+	d = slot_getattr(slot, att[CL_TOKEN], &isnull);
+	r->has_lease = !isnull;
+	if (!isnull)
+		memcpy(&r->lease_token, DatumGetUUIDP(d), sizeof(pg_uuid_t));
+	d = slot_getattr(slot, att[CL_WORKER], &isnull);
+	r->worker = isnull ? NULL : TextDatumGetCString(d);
+	r->priority = DatumGetInt32(slot_getattr(slot, att[CL_PRIORITY], &isnull));
+	d = slot_getattr(slot, att[CL_ITEM_TENANTS], &isnull);
+	r->item_tenants = isnull ? (Datum) 0 : copy_varlena(d);
+	d = slot_getattr(slot, att[CL_PAYLOAD], &isnull);
+	r->payload = isnull ? (Datum) 0 : copy_varlena(d);
+	d = slot_getattr(slot, att[CL_EXPIRES], &isnull);
+	r->lease_expires_at = isnull ? 0 : DatumGetTimestampTz(d);
+	r->tid = slot->tts_tid;
+}
 
 /*
  * Starting an allowed run: it becomes running under a new lease, as
@@ -1087,11 +1145,12 @@ rg_claim(PG_FUNCTION_ARGS)
 
 	while (started < max_runs)
 	{
-		Datum		v[2];
-		int			nrows,
+		int			want,
+					nrows,
 					i,
 					nblocked = 0;
-		RunRow	   *batch;
+		ClaimBatch	batch;
+		Relation	rel;
 		RgDecision *decisions;
 		int		   *starts;
 		int			nstart;
@@ -1104,35 +1163,29 @@ rg_claim(PG_FUNCTION_ARGS)
 		 * so that blocking them costs one fetch per batch, not per run. Runs
 		 * fetched beyond max_runs stay queued (locked only until commit).
 		 */
-		v[0] = Int32GetDatum(Min(max_runs - started + extra, MAX_CLAIM_RUNS));
-		v[1] = PointerGetDatum(ops);
-		rg_exec(ops ? &next_due_ops_plan : &next_due_plan, v, NULL, false, 0);
-		nrows = (int) SPI_processed;
+		want = Min(max_runs - started + extra, MAX_CLAIM_RUNS);
+		batch.rows = palloc(sizeof(RunRow) * want);
+		batch.n = 0;
+		rg_table_lookup(&runs_claim_table);
+		rel = table_open(runs_claim_table.relid, RowExclusiveLock);
+		rg_table_lookup(&runs_claim_table);
+		nrows = rg_queue_fetch(rel, want, ops, take_run, &batch);
+		table_close(rel, NoLock);
 		if (nrows == 0)
 			break;
 
-		/*
-		 * Decide the whole batch from the fetched facts before any other SPI
-		 * call replaces SPI_tuptable; the rows stay locked by us.
-		 */
-		batch = palloc(sizeof(RunRow) * nrows);
+		/* decide the whole batch; the rows stay locked by us */
 		decisions = palloc(sizeof(RgDecision) * nrows);
 		starts = palloc(sizeof(int) * nrows);
 		for (i = 0; i < nrows; i++)
 		{
-			RunRow	   *r = &batch[i];
+			RunRow	   *r = &batch.rows[i];
 
-			load_run(i, r);
-			r->tid = *(ItemPointer) DatumGetPointer(rg_get_datum(i, C_TID, NULL));
-			if (r->item_tenants)
-				r->item_tenants = SPI_datumTransfer(r->item_tenants, false, -1);
-			r->payload = SPI_datumTransfer(r->payload, false, -1);
 			rg_decide_internal(r->operation, r->workspace_id,
 							   r->has_tenant, r->tenant_id,
 							   r->has_initiator, r->initiator_id,
 							   true, &decisions[i]);
 		}
-		SPI_freetuptable(SPI_tuptable);
 
 		/*
 		 * Denials and bulk parents in claim order; the allowed runs are then
@@ -1141,7 +1194,7 @@ rg_claim(PG_FUNCTION_ARGS)
 		nstart = 0;
 		for (i = 0; i < nrows && started + nstart < max_runs; i++)
 		{
-			RunRow	   *r = &batch[i];
+			RunRow	   *r = &batch.rows[i];
 			RgDecision *d = &decisions[i];
 
 			if (!d->allowed)
@@ -1162,7 +1215,7 @@ rg_claim(PG_FUNCTION_ARGS)
 				starts[nstart++] = i;
 		}
 		if (nstart > 0)
-			start_runs(rsinfo, worker, batch, decisions, starts, nstart);
+			start_runs(rsinfo, worker, batch.rows, decisions, starts, nstart);
 		started += nstart;
 		extra = Min(extra * 2 + nblocked, MAX_CLAIM_RUNS);
 	}

@@ -53,8 +53,8 @@ tables_inval(Datum arg, Oid relid)
 }
 
 /* t's relation and column numbers, current */
-static void
-table_lookup(RgTable *t)
+void
+rg_table_lookup(RgTable *t)
 {
 	static bool callback_registered = false;
 	Oid			nsp;
@@ -141,12 +141,12 @@ rg_writer_open(RgWriter *w, RgTable *t, bool for_update)
 	Bitmapset  *updated = NULL;
 	int			i;
 
-	table_lookup(t);
+	rg_table_lookup(t);
 	memset(w, 0, sizeof(*w));
 	w->t = t;
 	w->rel = table_open(t->relid, RowExclusiveLock);
 	/* the lock may have brought news of a change to the table */
-	table_lookup(t);
+	rg_table_lookup(t);
 	if (RelationGetRelid(w->rel) != t->relid)
 		elog(ERROR, "rungate: table rungate.%s was replaced while in use", t->name);
 	desc = RelationGetDescr(w->rel);

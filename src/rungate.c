@@ -93,6 +93,7 @@ _PG_init(void)
 	RegisterXactCallback(rg_xact_callback, NULL);
 	RegisterSubXactCallback(rg_subxact_callback, NULL);
 	rg_authcache_init();
+	rg_queue_init();
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("rungate");
 #else

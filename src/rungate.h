@@ -16,6 +16,8 @@
 #include "access/tupdesc.h"
 #include "nodes/execnodes.h"
 #include "fmgr.h"
+#include "utils/array.h"
+#include "utils/relcache.h"
 #include "utils/timestamp.h"
 
 /* SQLSTATEs of the contract (§9) */
@@ -184,6 +186,9 @@ typedef struct RgWriter
 	TupleTableSlot *old;		/* the row updated */
 } RgWriter;
 
+/* looks t up again if the table changed since */
+extern void rg_table_lookup(RgTable *t);
+
 /* for_update: the writer updates t->cols (UPDATE OF triggers see them) */
 extern void rg_writer_open(RgWriter *w, RgTable *t, bool for_update);
 extern void rg_writer_close(RgWriter *w);
@@ -194,6 +199,13 @@ extern Datum rg_writer_new(RgWriter *w, int col, bool *isnull);
 extern Datum rg_writer_old(RgWriter *w, int col, bool *isnull);
 extern void rg_writer_update(RgWriter *w, const bool *change,
 							 const Datum *values, const bool *nulls);
+
+/* ---- the queue scan and its floor (queue.c) ---- */
+typedef void (*RgQueueTake) (TupleTableSlot *slot, void *arg);
+
+extern void rg_queue_init(void);	/* from _PG_init */
+extern int	rg_queue_fetch(Relation rel, int max, ArrayType *ops,
+						   RgQueueTake take, void *arg);
 
 /* ---- audit, notifications (lifecycle.c) ---- */
 extern void rg_audit(int64 run_id, int64 workspace_id, bool has_tenant,

@@ -62,7 +62,7 @@ next=$(q "$dst" "SELECT (rungate.enqueue('inventory.sync', 1, 10, 100)).id")
 max=$(q "$src" 'SELECT max(id) FROM rungate.runs')
 [ "$next" -gt "$max" ] || { echo "FAIL: new run id $next not after $max"; exit 1; }
 [ "$(q "$dst" "SELECT string_agg(tgname || '=' || tgenabled::text, ',' ORDER BY tgname) FROM pg_trigger WHERE tgrelid IN ('rungate.runs'::regclass, 'rungate.audit_log'::regclass) AND NOT tgisinternal")" \
-  = "guard_audit=A,guard_audit_truncate=A,guard_runs=A,guard_runs_truncate=A" ] \
+  = "guard_audit=A,guard_audit_truncate=A,guard_runs=A,guard_runs_truncate=A,note_queued=A" ] \
   || { echo "FAIL: guard triggers not ENABLE ALWAYS after restore"; exit 1; }
 for stmt in "UPDATE rungate.runs SET status = 'running' WHERE status = 'queued'" \
             "UPDATE rungate.runs SET status = 'queued' WHERE status = 'succeeded'" \

@@ -1,0 +1,699 @@
+/*
+ * queue.c
+ *     The queue scan of rungate.claim, and the queue floor that lets it
+ *     start past the runs already claimed.
+ *
+ * claim takes due queued runs in the order of rungate.runs_queue_idx
+ * (priority DESC, id WHERE status = 'queued'), skipping runs another
+ * transaction holds. Claimed runs leave their entries in that index until
+ * VACUUM removes them (a scan only marks them dead), so a scan from the
+ * index's start walks the entries of every run claimed since the last
+ * VACUUM: a cost that grows with throughput and with autovacuum's delay.
+ *
+ * The floor is a position in that order before which every entry is dead to
+ * every transaction (all_dead: no snapshot can see its row). It lives in
+ * shared memory, one slot per database, so it needs rungate in
+ * shared_preload_libraries; without that every claim scans from the start.
+ *
+ *   - A claim scans from the floor and raises it to the first entry that is
+ *     not all_dead. A live run that is not yet due (run_at > now()) does not
+ *     stop it: it is "held", and the first claim whose now() reaches the
+ *     earliest held run_at lowers the floor to the earliest held position.
+ *   - Rows enter the index only by an INSERT or UPDATE that leaves a queued
+ *     row, and those fire rungate.note_queued() (AFTER ROW, ENABLE ALWAYS),
+ *     when the index entry exists and before the writer commits. It lowers
+ *     the floor to the row if the row is before it.
+ *   - A claim only raises the floor if no write has come between its read of
+ *     the floor and its raise: while any claim scans, every queued write
+ *     bumps the slot's generation, and a raise needs the generation the
+ *     scan began with. So a raise never passes a row written while it
+ *     scanned, and a row written before is in the index where the scan
+ *     looked.
+ *   - Any invalidation of rungate.runs or its queue index (DDL, a trigger
+ *     disabled or enabled, VACUUM's statistics) forgets the floor, and
+ *     while note_queued is missing or not ENABLE ALWAYS the floor is not
+ *     used at all: rows written then would not have lowered it.
+ *
+ * Raising the floor needs the entries' all_dead verdicts, which only an
+ * index scan of our own sees; that is also why the scan is here and not an
+ * SPI statement (whose plan, portal and LockRows cost about as much again).
+ * A run is locked as FOR NO KEY UPDATE SKIP LOCKED would lock it; one that
+ * changed since the scan's snapshot is skipped, like a locked one.
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/itup.h"
+#include "access/relscan.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/index.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_am.h"
+#include "catalog/pg_index.h"
+#include "catalog/pg_trigger.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/shmem.h"
+#include "storage/spin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+
+#include "rungate.h"
+
+PG_FUNCTION_INFO_V1(rg_note_queued);
+PG_FUNCTION_INFO_V1(rg_queue_floor);
+
+/* A place in claim order: higher priority first, then lower id. */
+typedef struct QPos
+{
+	int32		prio;
+	int64		id;
+} QPos;
+
+static inline bool
+before(QPos a, QPos b)
+{
+	return a.prio > b.prio || (a.prio == b.prio && a.id < b.id);
+}
+
+#define QF_SLOTS 32				/* databases with a floor at once */
+
+typedef struct QFloor
+{
+	Oid			dbid;			/* InvalidOid: a free slot */
+	Oid			relid;			/* rungate.runs of that database */
+	uint64		gen;			/* bumped by lowering and by writes while scanned */
+	int			scanners;		/* claims between reading and raising */
+	bool		valid;			/* else: scan from the start */
+	QPos		floor;
+	bool		held;			/* live runs not yet due, passed by the floor */
+	QPos		hold;			/* the earliest of them */
+	TimestampTz hold_due;		/* the earliest run_at among them */
+} QFloor;
+
+typedef struct QShared
+{
+	slock_t		mutex;
+	QFloor		slot[QF_SLOTS];
+} QShared;
+
+static QShared *qshared = NULL;
+static int	my_slot = -1;
+
+#if PG_VERSION_NUM >= 150000
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+#endif
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+/* The columns the scan reads; the relation id, looked up again on change. */
+static RgTable queue_table = {
+	.name = "runs",
+	.cols = {"id", "priority", "status", "run_at", "operation"},
+	.nkeys = 1
+};
+
+enum
+{
+	QT_ID, QT_PRIO, QT_STATUS, QT_RUN_AT, QT_OPERATION
+};
+
+/* This backend's view of the queue index and the floor trigger. */
+static bool q_valid = false;
+static Oid	q_relid = InvalidOid;
+static Oid	q_index = InvalidOid;
+static bool q_watched = false;	/* note_queued fires ALWAYS on runs */
+
+/* ---- shared memory ---- */
+
+static void
+queue_shmem_request(void)
+{
+#if PG_VERSION_NUM >= 150000
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+#endif
+	RequestAddinShmemSpace(MAXALIGN(sizeof(QShared)));
+}
+
+static void
+queue_shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	qshared = ShmemInitStruct("rungate queue floor", sizeof(QShared), &found);
+	if (!found)
+	{
+		memset(qshared, 0, sizeof(QShared));
+		SpinLockInit(&qshared->mutex);
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/*
+ * The slot of relid in this database, under the mutex; with create, a free
+ * one is taken (or this database's slot of a dropped runs table reused).
+ * NULL when there is none (every slot taken by other databases).
+ */
+static QFloor *
+slot_of(Oid relid, bool create)
+{
+	int			i,
+				take = -1;
+	QFloor	   *s;
+
+	if (my_slot >= 0)
+	{
+		s = &qshared->slot[my_slot];
+		if (s->dbid == MyDatabaseId && s->relid == relid)
+			return s;
+	}
+	for (i = 0; i < QF_SLOTS; i++)
+	{
+		s = &qshared->slot[i];
+		if (s->dbid == MyDatabaseId)
+		{
+			if (s->relid == relid)
+			{
+				my_slot = i;
+				return s;
+			}
+			take = i;
+		}
+		else if (s->dbid == InvalidOid && take < 0)
+			take = i;
+	}
+	if (!create || take < 0)
+		return NULL;
+	s = &qshared->slot[take];
+	s->dbid = MyDatabaseId;
+	s->relid = relid;
+	s->gen++;
+	s->scanners = 0;
+	s->valid = false;
+	s->held = false;
+	my_slot = take;
+	return s;
+}
+
+/* Forget the floor of relid: scans start from the index's start again. */
+static void
+forget(Oid relid)
+{
+	QFloor	   *s;
+
+	SpinLockAcquire(&qshared->mutex);
+	s = slot_of(relid, false);
+	if (s != NULL)
+	{
+		s->valid = false;
+		s->held = false;
+		s->gen++;
+	}
+	SpinLockRelease(&qshared->mutex);
+}
+
+static void
+queue_inval(Datum arg, Oid relid)
+{
+	if (!OidIsValid(relid) || relid == q_relid || relid == q_index)
+	{
+		if (qshared != NULL && OidIsValid(q_relid))
+			forget(q_relid);
+		q_valid = false;
+	}
+}
+
+void
+rg_queue_init(void)
+{
+	if (process_shared_preload_libraries_in_progress)
+	{
+#if PG_VERSION_NUM >= 150000
+		prev_shmem_request_hook = shmem_request_hook;
+		shmem_request_hook = queue_shmem_request;
+#else
+		queue_shmem_request();
+#endif
+		prev_shmem_startup_hook = shmem_startup_hook;
+		shmem_startup_hook = queue_shmem_startup;
+	}
+	CacheRegisterRelcacheCallback(queue_inval, (Datum) 0);
+}
+
+/* ---- the index and the trigger ---- */
+
+/* Does rel fire rungate.note_queued after every insert and update, always? */
+static bool
+floor_watched(Relation rel)
+{
+	TriggerDesc *td = rel->trigdesc;
+	Oid			nsp = RelationGetNamespace(rel);
+	int			i;
+
+	for (i = 0; td != NULL && i < td->numtriggers; i++)
+	{
+		Trigger    *t = &td->triggers[i];
+		char	   *fn;
+
+		if (t->tgenabled == TRIGGER_FIRES_ALWAYS &&
+			TRIGGER_FOR_ROW(t->tgtype) && TRIGGER_FOR_AFTER(t->tgtype) &&
+			TRIGGER_FOR_INSERT(t->tgtype) && TRIGGER_FOR_UPDATE(t->tgtype) &&
+			get_func_namespace(t->tgfoid) == nsp &&
+			(fn = get_func_name(t->tgfoid)) != NULL &&
+			strcmp(fn, "note_queued") == 0)
+			return true;
+	}
+	return false;
+}
+
+/* rel is rungate.runs, locked: find its queue index, and the trigger. */
+static void
+queue_lookup(Relation rel)
+{
+	Relation	idx;
+	Form_pg_index ix;
+	bool		ok;
+
+	if (q_valid && q_relid == RelationGetRelid(rel))
+		return;
+	q_relid = RelationGetRelid(rel);
+	q_index = get_relname_relid("runs_queue_idx", RelationGetNamespace(rel));
+	if (!OidIsValid(q_index))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("index rungate.runs_queue_idx is missing"),
+				 errhint("rungate.claim scans it; recreate the extension's index.")));
+	idx = index_open(q_index, AccessShareLock);
+	ix = idx->rd_index;
+	ok = ix->indrelid == q_relid && ix->indnkeyatts == 2 &&
+		ix->indkey.values[0] == queue_table.att[QT_PRIO] &&
+		ix->indkey.values[1] == queue_table.att[QT_ID] &&
+		(idx->rd_indoption[0] & INDOPTION_DESC) != 0 &&
+		(idx->rd_indoption[1] & INDOPTION_DESC) == 0 &&
+		idx->rd_rel->relam == BTREE_AM_OID && ix->indisvalid;
+	index_close(idx, AccessShareLock);
+	if (!ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("index rungate.runs_queue_idx is not the claim order"),
+				 errdetail("rungate.claim needs a valid btree on rungate.runs (priority DESC, id)."),
+				 errhint("Recreate the extension's index.")));
+	q_watched = floor_watched(rel);
+	q_valid = true;
+}
+
+/* ---- the scan ---- */
+
+/* Is the text d, bytewise, s? */
+static bool
+text_is(Datum d, const char *s)
+{
+	text	   *t = DatumGetTextPP(d);
+	size_t		len = strlen(s);
+
+	return VARSIZE_ANY_EXHDR(t) == len && memcmp(VARDATA_ANY(t), s, len) == 0;
+}
+
+/* e, bytewise, among the texts ops[0..nops-1] (operation names) */
+static bool
+op_matches(Datum e, Datum *ops, int nops)
+{
+	text	   *t = DatumGetTextPP(e);
+	int			i;
+
+	for (i = 0; i < nops; i++)
+	{
+		text	   *o = DatumGetTextPP(ops[i]);
+
+		if (VARSIZE_ANY_EXHDR(t) == VARSIZE_ANY_EXHDR(o) &&
+			memcmp(VARDATA_ANY(t), VARDATA_ANY(o), VARSIZE_ANY_EXHDR(t)) == 0)
+			return true;
+	}
+	return false;
+}
+
+typedef struct FloorScan
+{
+	bool		live_seen;		/* an entry that is not all_dead came */
+	QPos		live;			/* the first such */
+	bool		dead_seen;		/* before it: all_dead entries */
+	QPos		last_dead;		/* the last of them */
+	bool		held;			/* before it: live runs not due */
+	QPos		hold;
+	TimestampTz hold_due;
+} FloorScan;
+
+static void
+saw_live(FloorScan *st, QPos p)
+{
+	if (!st->live_seen)
+	{
+		st->live_seen = true;
+		st->live = p;
+	}
+}
+
+/*
+ * One pass of the index with nkeys keys: lock due queued runs for take()
+ * until n reaches max. Returns the new n.
+ */
+static int
+scan_pass(Relation rel, Relation idx, Snapshot snap, ScanKey keys, int nkeys,
+		  int n, int max, Datum *ops, int nops, FloorScan *st,
+		  TupleTableSlot *heap, TupleTableSlot *locked,
+		  RgQueueTake take, void *arg)
+{
+	IndexScanDesc scan;
+	ItemPointer tid;
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	CommandId	cid = GetCurrentCommandId(true);
+
+	scan = index_beginscan(rel, idx, snap, nkeys, 0);
+	scan->xs_want_itup = true;	/* the key of every entry, live or not */
+	index_rescan(scan, keys, nkeys, NULL, 0);
+	while (n < max && (tid = index_getnext_tid(scan, ForwardScanDirection)) != NULL)
+	{
+		QPos		p;
+		bool		isnull;
+		Datum		d;
+		TM_FailureData tmfd;
+
+		CHECK_FOR_INTERRUPTS();
+		p.prio = DatumGetInt32(index_getattr(scan->xs_itup, 1, scan->xs_itupdesc, &isnull));
+		p.id = DatumGetInt64(index_getattr(scan->xs_itup, 2, scan->xs_itupdesc, &isnull));
+		if (!index_fetch_heap(scan, heap))
+		{
+			/* invisible: all_dead (kill_prior_tuple), or not yet/still live */
+			if (st->live_seen)
+				continue;
+			if (scan->kill_prior_tuple)
+			{
+				st->dead_seen = true;
+				st->last_dead = p;
+			}
+			else
+				saw_live(st, p);
+			continue;
+		}
+		d = slot_getattr(heap, queue_table.att[QT_STATUS], &isnull);
+		if (isnull || !text_is(d, "queued"))
+		{
+			saw_live(st, p);
+			continue;
+		}
+		d = slot_getattr(heap, queue_table.att[QT_RUN_AT], &isnull);
+		if (!isnull && DatumGetTimestampTz(d) > now)
+		{
+			/* not due: the floor may pass it, remembering it */
+			if (!st->live_seen)
+			{
+				if (!st->held || before(p, st->hold))
+					st->hold = p;
+				if (!st->held || DatumGetTimestampTz(d) < st->hold_due)
+					st->hold_due = DatumGetTimestampTz(d);
+				st->held = true;
+			}
+			continue;
+		}
+		saw_live(st, p);
+		if (ops != NULL &&
+			!op_matches(slot_getattr(heap, queue_table.att[QT_OPERATION], &isnull),
+						ops, nops))
+			continue;
+		if (table_tuple_lock(rel, &heap->tts_tid, snap, locked, cid,
+							 LockTupleNoKeyExclusive, LockWaitSkip, 0,
+							 &tmfd) != TM_Ok)
+			continue;			/* held by another, or changed since */
+		slot_getallattrs(locked);
+		take(locked, arg);
+		n++;
+	}
+	index_endscan(scan);
+	return n;
+}
+
+/* The passes of one fetch: from the floor if there is one, else all. */
+static int
+scan_queue(Relation rel, Relation idx, Snapshot snap, bool from_floor, QPos f0,
+		   int max, Datum *ops, int nops, FloorScan *st,
+		   TupleTableSlot *heap, TupleTableSlot *locked,
+		   RgQueueTake take, void *arg)
+{
+	ScanKeyData keys[2];
+	int			n;
+
+	if (!from_floor)
+		return scan_pass(rel, idx, snap, NULL, 0, 0, max, ops, nops, st,
+						 heap, locked, take, arg);
+
+	/* the floor's priority from its id on, then the lower priorities */
+	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_INT4EQ,
+				Int32GetDatum(f0.prio));
+	ScanKeyInit(&keys[1], 2, BTGreaterEqualStrategyNumber, F_INT8GE,
+				Int64GetDatum(f0.id));
+	n = scan_pass(rel, idx, snap, keys, 2, 0, max, ops, nops, st,
+				  heap, locked, take, arg);
+	if (n < max)
+	{
+		ScanKeyInit(&keys[0], 1, BTLessStrategyNumber, F_INT4LT,
+					Int32GetDatum(f0.prio));
+		n = scan_pass(rel, idx, snap, keys, 1, n, max, ops, nops, st,
+					  heap, locked, take, arg);
+	}
+	return n;
+}
+
+/*
+ * Lock up to max due queued runs of rungate.runs (rel, opened by the
+ * caller) in claim order, optionally only of the operations in ops, and
+ * hand each to take() as a slot of the locked version (valid only during
+ * the call). Rows written earlier in this transaction are seen. Returns
+ * how many were taken.
+ */
+int
+rg_queue_fetch(Relation rel, int max, ArrayType *ops_array,
+			   RgQueueTake take, void *arg)
+{
+	Relation	idx;
+	Snapshot	snap;
+	TupleTableSlot *heap,
+			   *locked;
+	Datum	   *ops = NULL;
+	int			nops = 0;
+	volatile int n = 0;
+	FloorScan	st;
+	QFloor	   *s;
+	volatile bool use_floor;
+	volatile bool from_floor = false;
+	QPos		f0 = {0, 0};
+	volatile uint64 gen0 = 0;
+
+	rg_table_lookup(&queue_table);
+	queue_lookup(rel);
+	if (ops_array != NULL)
+		deconstruct_array(ops_array, TEXTOID, -1, false, TYPALIGN_INT,
+						  &ops, NULL, &nops);
+	idx = index_open(q_index, AccessShareLock);
+	heap = table_slot_create(rel, NULL);
+	locked = table_slot_create(rel, NULL);
+	memset(&st, 0, sizeof(st));
+
+	/* as a statement would: our own earlier writes are seen */
+	CommandCounterIncrement();
+	snap = RegisterSnapshot(GetTransactionSnapshot());
+
+	/* read the floor after the snapshot: a row it shows is not before it */
+	use_floor = qshared != NULL && q_watched;
+	if (use_floor)
+	{
+		TimestampTz now = GetCurrentTransactionStartTimestamp();
+
+		SpinLockAcquire(&qshared->mutex);
+		s = slot_of(q_relid, true);
+		if (s != NULL)
+		{
+			if (s->held && s->hold_due <= now)
+			{
+				if (s->valid && before(s->hold, s->floor))
+					s->floor = s->hold;
+				s->held = false;
+				s->gen++;
+			}
+			s->scanners++;
+			gen0 = s->gen;
+			from_floor = s->valid;
+			f0 = s->floor;
+		}
+		else
+			use_floor = false;
+		SpinLockRelease(&qshared->mutex);
+	}
+
+	PG_TRY();
+	{
+		n = scan_queue(rel, idx, snap, from_floor, f0, max, ops, nops, &st,
+					   heap, locked, take, arg);
+	}
+	PG_CATCH();
+	{
+		if (use_floor)
+		{
+			SpinLockAcquire(&qshared->mutex);
+			s = slot_of(q_relid, false);
+			if (s != NULL && s->scanners > 0)
+				s->scanners--;
+			SpinLockRelease(&qshared->mutex);
+		}
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+
+	if (use_floor)
+	{
+		/* raise to the first live entry, or past the last dead one */
+		bool		raise = st.live_seen;
+		QPos		to = st.live;
+
+		if (!raise && st.dead_seen && st.last_dead.id < PG_INT64_MAX)
+		{
+			raise = true;
+			to.prio = st.last_dead.prio;
+			to.id = st.last_dead.id + 1;
+		}
+		SpinLockAcquire(&qshared->mutex);
+		s = slot_of(q_relid, false);
+		if (s != NULL)
+		{
+			if (s->scanners > 0)
+				s->scanners--;
+			if (raise && s->gen == gen0)
+			{
+				if (!s->valid || before(s->floor, to))
+					s->floor = to;
+				s->valid = true;
+				if (st.held)
+				{
+					if (!s->held || before(st.hold, s->hold))
+						s->hold = st.hold;
+					if (!s->held || st.hold_due < s->hold_due)
+						s->hold_due = st.hold_due;
+					s->held = true;
+				}
+			}
+		}
+		SpinLockRelease(&qshared->mutex);
+	}
+
+	UnregisterSnapshot(snap);
+	ExecDropSingleTupleTableSlot(heap);
+	ExecDropSingleTupleTableSlot(locked);
+	index_close(idx, AccessShareLock);
+	return n;
+}
+
+/* ---- the trigger ---- */
+
+/*
+ * rungate.note_queued(): AFTER INSERT OR UPDATE ON rungate.runs FOR EACH ROW
+ * WHEN (NEW.status = 'queued'). The row's index entry exists now and no
+ * other transaction can see it before we commit: lower the floor to it if
+ * it is before the floor, and void the raise of every claim scanning now.
+ */
+Datum
+rg_note_queued(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+	HeapTuple	tup;
+	TupleDesc	desc;
+	QPos		p;
+	bool		isnull;
+	QFloor	   *s;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(td->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(td->tg_event) ||
+		TRIGGER_FIRED_BY_DELETE(td->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("rungate.note_queued() must fire AFTER INSERT OR UPDATE FOR EACH ROW")));
+	tup = TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? td->tg_newtuple : td->tg_trigtuple;
+	if (qshared == NULL)
+		return PointerGetDatum(tup);
+
+	rg_table_lookup(&queue_table);
+	if (RelationGetRelid(td->tg_relation) != queue_table.relid)
+		return PointerGetDatum(tup);
+	desc = RelationGetDescr(td->tg_relation);
+	p.prio = DatumGetInt32(heap_getattr(tup, queue_table.att[QT_PRIO], desc, &isnull));
+	if (isnull)
+		return PointerGetDatum(tup);
+	p.id = DatumGetInt64(heap_getattr(tup, queue_table.att[QT_ID], desc, &isnull));
+
+	SpinLockAcquire(&qshared->mutex);
+	s = slot_of(queue_table.relid, false);
+	if (s != NULL)
+	{
+		bool		lower = s->valid && before(p, s->floor);
+
+		if (lower)
+			s->floor = p;
+		if (lower || s->scanners > 0)
+			s->gen++;
+	}
+	SpinLockRelease(&qshared->mutex);
+	return PointerGetDatum(tup);
+}
+
+/*
+ * rungate.queue_floor() RETURNS (available, priority, run_id, held_until):
+ * whether claims here use the floor (rungate preloaded, note_queued
+ * watching), where it is (NULL: claims scan from the start), and the
+ * earliest run_at of live runs it has passed.
+ */
+Datum
+rg_queue_floor(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Datum		v[4] = {0};
+	bool		nulls[4] = {false, true, true, true};
+	Relation	rel;
+	QFloor	   *s;
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "rungate.queue_floor must return a composite type");
+	rg_table_lookup(&queue_table);
+	rel = table_open(queue_table.relid, AccessShareLock);
+	queue_lookup(rel);
+	table_close(rel, AccessShareLock);
+	v[0] = BoolGetDatum(qshared != NULL && q_watched);
+	if (qshared != NULL && q_watched)
+	{
+		SpinLockAcquire(&qshared->mutex);
+		s = slot_of(q_relid, false);
+		if (s != NULL && s->valid)
+		{
+			v[1] = Int32GetDatum(s->floor.prio);
+			v[2] = Int64GetDatum(s->floor.id);
+			nulls[1] = nulls[2] = false;
+		}
+		if (s != NULL && s->held)
+		{
+			v[3] = TimestampTzGetDatum(s->hold_due);
+			nulls[3] = false;
+		}
+		SpinLockRelease(&qshared->mutex);
+	}
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), v, nulls)));
+}
