@@ -126,3 +126,16 @@ SELECT count(*) AS undocumented FROM calls
 SELECT status, attempt FROM rungate.runs ORDER BY id;
 SELECT event FROM rungate.audit_log ORDER BY id;
 SELECT count(*) AS notifications FROM rungate.notifications;
+
+-- In a READ ONLY transaction (and on a standby, whose transactions all are)
+-- every call that writes is refused with 25006, as the SQL statements
+-- rungate's writes replace would be; nothing is written.
+BEGIN READ ONLY;
+SELECT pg_temp.try($$SELECT rungate.claim('w')$$) AS claim;
+SELECT pg_temp.try(format('SELECT rungate.complete(%s, %L)', :run_id, :'token')) AS complete;
+SELECT pg_temp.try(format('SELECT rungate.heartbeat(%s, %L)', :run_id, :'token')) AS heartbeat;
+SELECT pg_temp.try(format('SELECT rungate.fail(%s, %L, %L)', :run_id, :'token', 'x')) AS fail;
+SELECT pg_temp.try($$SELECT rungate.enqueue('inventory.sync', 1, 10, 100)$$) AS enqueue;
+COMMIT;
+SELECT status, attempt FROM rungate.runs ORDER BY id;
+SELECT count(*) AS audit_rows FROM rungate.audit_log;

@@ -10,7 +10,8 @@
 --     (test/specs/queue-floor.spec), and so is one enqueued while a claim
 --     scans
 --   * with note_queued disabled the floor is not used; enabled again it
---     starts over; any change to rungate.runs forgets it
+--     starts over; any change to rungate.runs forgets it; with the setting
+--     rungate.queue_floor off a session's claims do not use it
 -- The cluster of make test preloads rungate (test/lib.sh); the pg_cron
 -- cluster does not, and its claims scan from the start.
 SET client_min_messages = warning;
@@ -20,7 +21,7 @@ CREATE EXTENSION rungate;
 \i test/fixtures/seed.sql
 \set ECHO all
 
-SELECT available, priority, run_id, held_until FROM rungate.queue_floor();
+SELECT available, enabled, priority, run_id, held_until FROM rungate.queue_floor();
 
 -- ten runs of tenant 10 (oscar, operator), ids in :first .. :first + 9
 SELECT (rungate.enqueue('inventory.sync', 1, 10, 101)).id AS first \gset
@@ -126,6 +127,22 @@ SELECT pg_temp.f(:first, format('priority 0, first + %s', :e - :first + 1))
 -- 9. a change to rungate.runs (here its options, as they were) forgets it
 ALTER TABLE rungate.runs SET (fillfactor = 80);
 SELECT pg_temp.f(:first, 'from the start');
+
+-- 10. rungate.queue_floor off: this session's claims neither read nor move
+--     the floor, and take the same runs
+SELECT (rungate.enqueue('inventory.sync', 1, 10, 101)).id AS g \gset
+SELECT run_id = :g AS claimed FROM rungate.claim('w1');
+SELECT pg_temp.f(:first, format('priority 0, first + %s', :g - :first + 1))
+       = format('priority 0, first + %s', :g - :first + 1) AS past_the_last;
+SET rungate.queue_floor = off;
+SELECT enabled FROM rungate.queue_floor();
+SELECT (rungate.enqueue('inventory.sync', 1, 10, 101)).id AS h \gset
+SELECT (rungate.enqueue('inventory.sync', 1, 10, 101)).id AS i \gset
+SELECT run_id = :h AS claimed_with_floor_off FROM rungate.claim('w1');
+SELECT pg_temp.where_floor(:first) = format('priority 0, first + %s', :h - :first)
+       AS not_moved;
+RESET rungate.queue_floor;
+SELECT run_id = :i AS claimed FROM rungate.claim('w1');
 
 -- nothing queued is left behind, nothing was claimed twice
 SELECT count(*) AS still_queued FROM rungate.runs WHERE status = 'queued';

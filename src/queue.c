@@ -60,9 +60,11 @@
 #include "storage/ipc.h"
 #include "storage/shmem.h"
 #include "storage/spin.h"
+#include "tcop/utility.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
@@ -109,6 +111,9 @@ typedef struct QShared
 
 static QShared *qshared = NULL;
 static int	my_slot = -1;
+
+/* rungate.queue_floor */
+static bool floor_enabled = true;
 
 #if PG_VERSION_NUM >= 150000
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
@@ -239,6 +244,16 @@ queue_inval(Datum arg, Oid relid)
 void
 rg_queue_init(void)
 {
+	DefineCustomBoolVariable("rungate.queue_floor",
+							 "Lets claims scan the queue from the shared queue floor.",
+							 "Needs rungate in shared_preload_libraries. Off, this session's "
+							 "claims scan the queue index from its start; they take the same "
+							 "runs either way.",
+							 &floor_enabled,
+							 true,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
 	if (process_shared_preload_libraries_in_progress)
 	{
 #if PG_VERSION_NUM >= 150000
@@ -501,6 +516,9 @@ rg_queue_fetch(Relation rel, int max, ArrayType *ops_array,
 	QPos		f0 = {0, 0};
 	volatile uint64 gen0 = 0;
 
+	/* it locks rows, as SELECT ... FOR NO KEY UPDATE would */
+	PreventCommandIfReadOnly("rungate.claim()");
+	PreventCommandIfParallelMode("rungate.claim()");
 	rg_table_lookup(&queue_table);
 	queue_lookup(rel);
 	if (ops_array != NULL)
@@ -516,7 +534,7 @@ rg_queue_fetch(Relation rel, int max, ArrayType *ops_array,
 	snap = RegisterSnapshot(GetTransactionSnapshot());
 
 	/* read the floor after the snapshot: a row it shows is not before it */
-	use_floor = qshared != NULL && q_watched;
+	use_floor = qshared != NULL && q_watched && floor_enabled;
 	if (use_floor)
 	{
 		TimestampTz now = GetCurrentTransactionStartTimestamp();
@@ -657,17 +675,18 @@ rg_note_queued(PG_FUNCTION_ARGS)
 }
 
 /*
- * rungate.queue_floor() RETURNS (available, priority, run_id, held_until):
- * whether claims here use the floor (rungate preloaded, note_queued
- * watching), where it is (NULL: claims scan from the start), and the
- * earliest run_at of live runs it has passed.
+ * rungate.queue_floor() RETURNS (available, enabled, priority, run_id,
+ * held_until): whether claims here can use the floor (rungate preloaded,
+ * note_queued watching), whether this session's do (rungate.queue_floor),
+ * where it is (NULL: claims scan from the start), and the earliest run_at
+ * of the live runs not yet due that it has passed.
  */
 Datum
 rg_queue_floor(PG_FUNCTION_ARGS)
 {
 	TupleDesc	tupdesc;
-	Datum		v[4] = {0};
-	bool		nulls[4] = {false, true, true, true};
+	Datum		v[5] = {0};
+	bool		nulls[5] = {false, false, true, true, true};
 	Relation	rel;
 	QFloor	   *s;
 
@@ -678,20 +697,21 @@ rg_queue_floor(PG_FUNCTION_ARGS)
 	queue_lookup(rel);
 	table_close(rel, AccessShareLock);
 	v[0] = BoolGetDatum(qshared != NULL && q_watched);
+	v[1] = BoolGetDatum(floor_enabled);
 	if (qshared != NULL && q_watched)
 	{
 		SpinLockAcquire(&qshared->mutex);
 		s = slot_of(q_relid, false);
 		if (s != NULL && s->valid)
 		{
-			v[1] = Int32GetDatum(s->floor.prio);
-			v[2] = Int64GetDatum(s->floor.id);
-			nulls[1] = nulls[2] = false;
+			v[2] = Int32GetDatum(s->floor.prio);
+			v[3] = Int64GetDatum(s->floor.id);
+			nulls[2] = nulls[3] = false;
 		}
 		if (s != NULL && s->held)
 		{
-			v[3] = TimestampTzGetDatum(s->hold_due);
-			nulls[3] = false;
+			v[4] = TimestampTzGetDatum(s->hold_due);
+			nulls[4] = false;
 		}
 		SpinLockRelease(&qshared->mutex);
 	}

@@ -27,7 +27,9 @@
 #include "commands/trigger.h"
 #include "executor/executor.h"
 #include "nodes/makefuncs.h"
+#include "miscadmin.h"
 #include "optimizer/optimizer.h"
+#include "tcop/utility.h"
 #if PG_VERSION_NUM >= 160000
 #include "parser/parse_relation.h"
 #endif
@@ -141,6 +143,9 @@ rg_writer_open(RgWriter *w, RgTable *t, bool for_update)
 	Bitmapset  *updated = NULL;
 	int			i;
 
+	/* the checks ExecutorStart makes for the statements a writer replaces */
+	PreventCommandIfReadOnly(psprintf("a write to rungate.%s", t->name));
+	PreventCommandIfParallelMode(psprintf("a write to rungate.%s", t->name));
 	rg_table_lookup(t);
 	memset(w, 0, sizeof(*w));
 	w->t = t;

@@ -99,12 +99,13 @@ queued() { q -d "$DB" -c "SELECT count(*) FROM ${TABLE[$1]} WHERE status = 'queu
 
 
 # Before each measurement, both queues are put in the same state: enough due
-# runs for twice the highest rate this script has reached (15,000/s before
-# its first round), vacuumed, and a checkpoint so no round pays for the
-# previous round's dirty pages.
+# runs for twice the highest rate this script has reached (before its first
+# round 15,000/s, 40,000/s for a batch), vacuumed, and a checkpoint so no
+# round pays for the previous round's dirty pages.
+first_rate() { case $1 in *batch*) echo 40000 ;; *) echo 15000 ;; esac; }
 prepare_queue() {
   local queue=$1 script=$2 want have
-  want=$(( ${MAX_RATE[$queue/$script]:-15000} * SECS * 2 + 10000 ))
+  want=$(( ${MAX_RATE[$queue/$script]:-$(first_rate "$script")} * SECS * 2 + 10000 ))
   have=$(queued "$queue")
   [ "$have" -ge "$want" ] || fill "$queue" $((want - have))
   q -d "$DB" -c "VACUUM ANALYZE ${TABLE[$queue]}"
@@ -130,7 +131,7 @@ measure() {
     RATE=VOID
     # a round that ran dry may have run faster than anything seen: next time
     # fill for twice that
-    MAX_RATE[$queue/$script]=$(( ${MAX_RATE[$queue/$script]:-15000} * 2 ))
+    MAX_RATE[$queue/$script]=$(( ${MAX_RATE[$queue/$script]:-$(first_rate "$script")} * 2 ))
   else
     RATE=$rate
   fi
