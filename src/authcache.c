@@ -91,10 +91,6 @@ static uint64 cache_state = 0;
 static int64 hits = 0;
 static int64 misses = 0;
 
-#if PG_VERSION_NUM >= 150000
-static shmem_request_hook_type prev_shmem_request_hook = NULL;
-#endif
-static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static ProcessUtility_hook_type prev_process_utility = NULL;
 
 /* Around COMMIT PREPARED: in flight, then done (see the header). */
@@ -143,29 +139,22 @@ authcache_process_utility(PlannedStmt *pstmt, const char *queryString,
 	PG_END_TRY();
 }
 
-static void
-authcache_shmem_request(void)
+/* shared memory: one generation (the hooks are rungate.c's) */
+Size
+rg_authcache_shmem_size(void)
 {
-#if PG_VERSION_NUM >= 150000
-	if (prev_shmem_request_hook)
-		prev_shmem_request_hook();
-#endif
-	RequestAddinShmemSpace(MAXALIGN(sizeof(RgAuthShared)));
+	return MAXALIGN(sizeof(RgAuthShared));
 }
 
-static void
-authcache_shmem_startup(void)
+void
+rg_authcache_shmem_init(void)
 {
 	bool		found;
 
-	if (prev_shmem_startup_hook)
-		prev_shmem_startup_hook();
-	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	shared = ShmemInitStruct("rungate authority generation",
 							 sizeof(RgAuthShared), &found);
 	if (!found)
 		pg_atomic_init_u64(&shared->state, 0);
-	LWLockRelease(AddinShmemInitLock);
 }
 
 static void
@@ -207,14 +196,6 @@ rg_authcache_init(void)
 							 NULL, NULL, NULL);
 	if (process_shared_preload_libraries_in_progress)
 	{
-#if PG_VERSION_NUM >= 150000
-		prev_shmem_request_hook = shmem_request_hook;
-		shmem_request_hook = authcache_shmem_request;
-#else
-		authcache_shmem_request();
-#endif
-		prev_shmem_startup_hook = shmem_startup_hook;
-		shmem_startup_hook = authcache_shmem_startup;
 		prev_process_utility = ProcessUtility_hook;
 		ProcessUtility_hook = authcache_process_utility;
 	}

@@ -115,10 +115,6 @@ static int	my_slot = -1;
 /* rungate.queue_floor */
 static bool floor_enabled = true;
 
-#if PG_VERSION_NUM >= 150000
-static shmem_request_hook_type prev_shmem_request_hook = NULL;
-#endif
-static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 /* The columns the scan reads; the relation id, looked up again on change. */
 static RgTable queue_table = {
@@ -138,33 +134,25 @@ static Oid	q_relid = InvalidOid;
 static Oid	q_index = InvalidOid;
 static bool q_watched = false;	/* note_queued fires ALWAYS on runs */
 
-/* ---- shared memory ---- */
+/* ---- shared memory (the hooks are rungate.c's) ---- */
 
-static void
-queue_shmem_request(void)
+Size
+rg_queue_shmem_size(void)
 {
-#if PG_VERSION_NUM >= 150000
-	if (prev_shmem_request_hook)
-		prev_shmem_request_hook();
-#endif
-	RequestAddinShmemSpace(MAXALIGN(sizeof(QShared)));
+	return MAXALIGN(sizeof(QShared));
 }
 
-static void
-queue_shmem_startup(void)
+void
+rg_queue_shmem_init(void)
 {
 	bool		found;
 
-	if (prev_shmem_startup_hook)
-		prev_shmem_startup_hook();
-	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	qshared = ShmemInitStruct("rungate queue floor", sizeof(QShared), &found);
 	if (!found)
 	{
 		memset(qshared, 0, sizeof(QShared));
 		SpinLockInit(&qshared->mutex);
 	}
-	LWLockRelease(AddinShmemInitLock);
 }
 
 /*
@@ -254,17 +242,6 @@ rg_queue_init(void)
 							 PGC_USERSET,
 							 0,
 							 NULL, NULL, NULL);
-	if (process_shared_preload_libraries_in_progress)
-	{
-#if PG_VERSION_NUM >= 150000
-		prev_shmem_request_hook = shmem_request_hook;
-		shmem_request_hook = queue_shmem_request;
-#else
-		queue_shmem_request();
-#endif
-		prev_shmem_startup_hook = shmem_startup_hook;
-		shmem_startup_hook = queue_shmem_startup;
-	}
 	CacheRegisterRelcacheCallback(queue_inval, (Datum) 0);
 }
 

@@ -1,7 +1,8 @@
 /*
  * rungate.c
  *     Module entry and the plumbing every other file uses: the internal-write
- *     gate, kept SPI plans and small SPI result readers.
+ *     gate, kept SPI plans, small SPI result readers, and the shared-memory
+ *     hooks (the authority generation, the queue floor) when preloaded.
  *
  * Owns no SQL-callable function. Must never hold the gate open across a
  * (sub)transaction abort: the callbacks below close it.
@@ -13,6 +14,9 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -76,6 +80,33 @@ rg_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 		gate_depth = 0;
 }
 
+#if PG_VERSION_NUM >= 150000
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+#endif
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+/* Shared memory, when preloaded: the authority generation, the queue floor. */
+static void
+rg_shmem_request(void)
+{
+#if PG_VERSION_NUM >= 150000
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+#endif
+	RequestAddinShmemSpace(add_size(rg_authcache_shmem_size(), rg_queue_shmem_size()));
+}
+
+static void
+rg_shmem_startup(void)
+{
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	rg_authcache_shmem_init();
+	rg_queue_shmem_init();
+	LWLockRelease(AddinShmemInitLock);
+}
+
 void
 _PG_init(void)
 {
@@ -94,6 +125,17 @@ _PG_init(void)
 	RegisterSubXactCallback(rg_subxact_callback, NULL);
 	rg_authcache_init();
 	rg_queue_init();
+	if (process_shared_preload_libraries_in_progress)
+	{
+#if PG_VERSION_NUM >= 150000
+		prev_shmem_request_hook = shmem_request_hook;
+		shmem_request_hook = rg_shmem_request;
+#else
+		rg_shmem_request();
+#endif
+		prev_shmem_startup_hook = shmem_startup_hook;
+		shmem_startup_hook = rg_shmem_startup;
+	}
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("rungate");
 #else

@@ -144,6 +144,8 @@ typedef struct RgFact
 } RgFact;
 
 extern void rg_authcache_init(void);	/* from _PG_init */
+extern Size rg_authcache_shmem_size(void);
+extern void rg_authcache_shmem_init(void);	/* under AddinShmemInitLock */
 extern void rg_authcache_note_change(void); /* an authority table changed */
 extern void rg_authcache_flush(void);
 extern bool rg_authcache_begin(void);
@@ -204,6 +206,8 @@ extern void rg_writer_update(RgWriter *w, const bool *change,
 typedef void (*RgQueueTake) (TupleTableSlot *slot, void *arg);
 
 extern void rg_queue_init(void);	/* from _PG_init */
+extern Size rg_queue_shmem_size(void);
+extern void rg_queue_shmem_init(void);	/* under AddinShmemInitLock */
 extern int	rg_queue_fetch(Relation rel, int max, ArrayType *ops,
 						   RgQueueTake take, void *arg);
 
