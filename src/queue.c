@@ -369,14 +369,13 @@ scan_pass(Relation rel, Relation idx, Snapshot snap, ScanKey keys, int nkeys,
 		  RgQueueTake take, void *arg)
 {
 	IndexScanDesc scan;
-	ItemPointer tid;
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
 	CommandId	cid = GetCurrentCommandId(true);
 
 	scan = index_beginscan(rel, idx, snap, nkeys, 0);
 	scan->xs_want_itup = true;	/* the key of every entry, live or not */
 	index_rescan(scan, keys, nkeys, NULL, 0);
-	while (n < max && (tid = index_getnext_tid(scan, ForwardScanDirection)) != NULL)
+	while (n < max && index_getnext_tid(scan, ForwardScanDirection) != NULL)
 	{
 		QPos		p;
 		bool		isnull;
