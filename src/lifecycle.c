@@ -828,35 +828,25 @@ rg_enqueue_bulk(PG_FUNCTION_ARGS)
  * ------------------------------------------------------------------------ */
 
 /*
- * Due runs in claim order, locked (queue.c). Each is then decided from
- * facts read on a snapshot taken after the lock, so every revocation
- * committed before the claim began is seen. The claimed row carries no
- * composite (row is 0) but the locked version's ctid, which starting it
- * updates (no second descent of the primary key): a row we hold locked
- * keeps its place until we update it.
+ * A run's fields from a slot of rungate.runs (a locked version, or one just
+ * written), copied out of the buffer: strings and varlenas in the current
+ * memory context, an out-of-line value fetched. row stays 0 (no composite).
  */
-static RgTable runs_claim_table = {
+static RgTable runs_read_table = {
 	.name = "runs",
 	.cols = {"id", "workspace_id", "tenant_id", "operation", "initiator_id",
-		"parent_id", "attempt", "max_attempts", "lease_token", "worker",
-	"priority", "item_tenants", "payload", "lease_expires_at"},
+		"parent_id", "status", "attempt", "max_attempts", "lease_token",
+	"worker", "priority", "item_tenants", "payload", "lease_expires_at"},
 	.nkeys = 1
 };
 
 enum
 {
-	CL_ID, CL_WORKSPACE, CL_TENANT, CL_OPERATION, CL_INITIATOR, CL_PARENT,
-	CL_ATTEMPT, CL_MAX_ATTEMPTS, CL_TOKEN, CL_WORKER, CL_PRIORITY,
-	CL_ITEM_TENANTS, CL_PAYLOAD, CL_EXPIRES
+	RR_ID, RR_WORKSPACE, RR_TENANT, RR_OPERATION, RR_INITIATOR, RR_PARENT,
+	RR_STATUS, RR_ATTEMPT, RR_MAX_ATTEMPTS, RR_TOKEN, RR_WORKER, RR_PRIORITY,
+	RR_ITEM_TENANTS, RR_PAYLOAD, RR_EXPIRES
 };
 
-typedef struct ClaimBatch
-{
-	RunRow	   *rows;
-	int			n;
-} ClaimBatch;
-
-/* A varlena copied out of a buffer, an out-of-line value fetched. */
 static Datum
 copy_varlena(Datum d)
 {
@@ -867,43 +857,62 @@ copy_varlena(Datum d)
 	return datumCopy(d, false, -1);
 }
 
-/* queue.c hands over a locked queued run: copy it into the batch. */
+static void
+run_from_slot(TupleTableSlot *slot, RunRow *r)
+{
+	AttrNumber *att = runs_read_table.att;
+	bool		isnull;
+	Datum		d;
+
+	rg_table_lookup(&runs_read_table);
+	memset(r, 0, sizeof(*r));
+	r->id = DatumGetInt64(slot_getattr(slot, att[RR_ID], &isnull));
+	r->workspace_id = DatumGetInt64(slot_getattr(slot, att[RR_WORKSPACE], &isnull));
+	r->tenant_id = DatumGetInt64(slot_getattr(slot, att[RR_TENANT], &isnull));
+	r->has_tenant = !isnull;
+	r->operation = TextDatumGetCString(slot_getattr(slot, att[RR_OPERATION], &isnull));
+	r->initiator_id = DatumGetInt64(slot_getattr(slot, att[RR_INITIATOR], &isnull));
+	r->has_initiator = !isnull;
+	r->parent_id = DatumGetInt64(slot_getattr(slot, att[RR_PARENT], &isnull));
+	r->has_parent = !isnull;
+	r->status = TextDatumGetCString(slot_getattr(slot, att[RR_STATUS], &isnull));
+	r->attempt = DatumGetInt32(slot_getattr(slot, att[RR_ATTEMPT], &isnull));
+	r->max_attempts = DatumGetInt32(slot_getattr(slot, att[RR_MAX_ATTEMPTS], &isnull));
+	d = slot_getattr(slot, att[RR_TOKEN], &isnull);
+	r->has_lease = !isnull;
+	if (!isnull)
+		memcpy(&r->lease_token, DatumGetUUIDP(d), sizeof(pg_uuid_t));
+	d = slot_getattr(slot, att[RR_WORKER], &isnull);
+	r->worker = isnull ? NULL : TextDatumGetCString(d);
+	r->priority = DatumGetInt32(slot_getattr(slot, att[RR_PRIORITY], &isnull));
+	d = slot_getattr(slot, att[RR_ITEM_TENANTS], &isnull);
+	r->item_tenants = isnull ? (Datum) 0 : copy_varlena(d);
+	d = slot_getattr(slot, att[RR_PAYLOAD], &isnull);
+	r->payload = isnull ? (Datum) 0 : copy_varlena(d);
+	d = slot_getattr(slot, att[RR_EXPIRES], &isnull);
+	r->lease_expires_at = isnull ? 0 : DatumGetTimestampTz(d);
+	r->tid = slot->tts_tid;
+}
+
+/*
+ * Due runs in claim order, locked (queue.c). Each is then decided from
+ * facts read on a snapshot taken after the lock, so every revocation
+ * committed before the claim began is seen. The claimed row carries the
+ * locked version's ctid, which starting it updates (no second descent of
+ * the primary key): a row we hold locked keeps its place until we update it.
+ */
+typedef struct ClaimBatch
+{
+	RunRow	   *rows;
+	int			n;
+} ClaimBatch;
+
 static void
 take_run(TupleTableSlot *slot, void *arg)
 {
 	ClaimBatch *b = (ClaimBatch *) arg;
-	RunRow	   *r = &b->rows[b->n++];
-	AttrNumber *att = runs_claim_table.att;
-	bool		isnull;
-	Datum		d;
 
-	memset(r, 0, sizeof(*r));
-	r->id = DatumGetInt64(slot_getattr(slot, att[CL_ID], &isnull));
-	r->workspace_id = DatumGetInt64(slot_getattr(slot, att[CL_WORKSPACE], &isnull));
-	r->tenant_id = DatumGetInt64(slot_getattr(slot, att[CL_TENANT], &isnull));
-	r->has_tenant = !isnull;
-	r->operation = TextDatumGetCString(slot_getattr(slot, att[CL_OPERATION], &isnull));
-	r->initiator_id = DatumGetInt64(slot_getattr(slot, att[CL_INITIATOR], &isnull));
-	r->has_initiator = !isnull;
-	r->parent_id = DatumGetInt64(slot_getattr(slot, att[CL_PARENT], &isnull));
-	r->has_parent = !isnull;
-	r->status = "queued";
-	r->attempt = DatumGetInt32(slot_getattr(slot, att[CL_ATTEMPT], &isnull));
-	r->max_attempts = DatumGetInt32(slot_getattr(slot, att[CL_MAX_ATTEMPTS], &isnull));
-	d = slot_getattr(slot, att[CL_TOKEN], &isnull);
-	r->has_lease = !isnull;
-	if (!isnull)
-		memcpy(&r->lease_token, DatumGetUUIDP(d), sizeof(pg_uuid_t));
-	d = slot_getattr(slot, att[CL_WORKER], &isnull);
-	r->worker = isnull ? NULL : TextDatumGetCString(d);
-	r->priority = DatumGetInt32(slot_getattr(slot, att[CL_PRIORITY], &isnull));
-	d = slot_getattr(slot, att[CL_ITEM_TENANTS], &isnull);
-	r->item_tenants = isnull ? (Datum) 0 : copy_varlena(d);
-	d = slot_getattr(slot, att[CL_PAYLOAD], &isnull);
-	r->payload = isnull ? (Datum) 0 : copy_varlena(d);
-	d = slot_getattr(slot, att[CL_EXPIRES], &isnull);
-	r->lease_expires_at = isnull ? 0 : DatumGetTimestampTz(d);
-	r->tid = slot->tts_tid;
+	run_from_slot(slot, &b->rows[b->n++]);
 }
 
 /*
@@ -1166,9 +1175,9 @@ rg_claim(PG_FUNCTION_ARGS)
 		want = Min(max_runs - started + extra, MAX_CLAIM_RUNS);
 		batch.rows = palloc(sizeof(RunRow) * want);
 		batch.n = 0;
-		rg_table_lookup(&runs_claim_table);
-		rel = table_open(runs_claim_table.relid, RowExclusiveLock);
-		rg_table_lookup(&runs_claim_table);
+		rg_table_lookup(&runs_read_table);
+		rel = table_open(runs_read_table.relid, RowExclusiveLock);
+		rg_table_lookup(&runs_read_table);
 		nrows = rg_queue_fetch(rel, want, ops, take_run, &batch);
 		table_close(rel, NoLock);
 		if (nrows == 0)
@@ -1321,19 +1330,15 @@ rg_recheck(PG_FUNCTION_ARGS)
  */
 static RgTable runs_complete_table = {
 	.name = "runs",
-	.cols = {"id", "workspace_id", "tenant_id", "operation", "initiator_id",
-		"parent_id", "attempt", "max_attempts", "worker", "priority",
-		"item_tenants", "payload", "status", "lease_token", "lease_expires_at",
-		"reason_code", "reason_category", "reason_message", "error", "result",
-	"run_at", "finished_at"},
-	.nkeys = 12
+	.cols = {"id", "status", "lease_token", "lease_expires_at", "reason_code",
+		"reason_category", "reason_message", "error", "result", "run_at",
+	"finished_at"},
+	.nkeys = 1
 };
 
 enum
 {
-	RC_ID, RC_WORKSPACE, RC_TENANT, RC_OPERATION, RC_INITIATOR, RC_PARENT,
-	RC_ATTEMPT, RC_MAX_ATTEMPTS, RC_WORKER, RC_PRIORITY, RC_ITEM_TENANTS,
-	RC_PAYLOAD, RC_STATUS, RC_TOKEN, RC_EXPIRES, RC_REASON_CODE,
+	RC_ID, RC_STATUS, RC_TOKEN, RC_EXPIRES, RC_REASON_CODE,
 	RC_REASON_CATEGORY, RC_REASON_MESSAGE, RC_ERROR, RC_RESULT, RC_RUN_AT,
 	RC_FINISHED, RC_NCOLS
 };
@@ -1393,26 +1398,7 @@ complete_leased(int64 run_id, pg_uuid_t *token, const Change *c, RunRow *r)
 	rg_writer_update(&w, change, v, nulls);
 
 	/* the run as written, copied out before the writer lets its buffer go */
-	memset(r, 0, sizeof(*r));
-	r->id = run_id;
-	r->workspace_id = DatumGetInt64(rg_writer_new(&w, RC_WORKSPACE, &isnull));
-	r->tenant_id = DatumGetInt64(rg_writer_new(&w, RC_TENANT, &isnull));
-	r->has_tenant = !isnull;
-	r->operation = TextDatumGetCString(rg_writer_new(&w, RC_OPERATION, &isnull));
-	r->initiator_id = DatumGetInt64(rg_writer_new(&w, RC_INITIATOR, &isnull));
-	r->has_initiator = !isnull;
-	r->parent_id = DatumGetInt64(rg_writer_new(&w, RC_PARENT, &isnull));
-	r->has_parent = !isnull;
-	r->status = pstrdup(c->to);
-	r->attempt = DatumGetInt32(rg_writer_new(&w, RC_ATTEMPT, &isnull));
-	r->max_attempts = DatumGetInt32(rg_writer_new(&w, RC_MAX_ATTEMPTS, &isnull));
-	d = rg_writer_new(&w, RC_WORKER, &isnull);
-	r->worker = isnull ? NULL : TextDatumGetCString(d);
-	r->priority = DatumGetInt32(rg_writer_new(&w, RC_PRIORITY, &isnull));
-	d = rg_writer_new(&w, RC_ITEM_TENANTS, &isnull);
-	r->item_tenants = isnull ? (Datum) 0 : datumCopy(d, false, -1);
-	d = rg_writer_new(&w, RC_PAYLOAD, &isnull);
-	r->payload = isnull ? (Datum) 0 : datumCopy(d, false, -1);
+	run_from_slot(w.slot, r);
 	r->row = ExecFetchSlotHeapTupleDatum(w.slot);
 	rg_writer_close(&w);
 	rg_gate_close();

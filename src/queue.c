@@ -309,17 +309,14 @@ queue_lookup(Relation rel)
 
 /* ---- the scan ---- */
 
-/* Is the text d, bytewise, s? */
+/* Are the text t and the len bytes at s the same, bytewise? */
 static bool
-text_is(Datum d, const char *s)
+text_is(text *t, const char *s, size_t len)
 {
-	text	   *t = DatumGetTextPP(d);
-	size_t		len = strlen(s);
-
 	return VARSIZE_ANY_EXHDR(t) == len && memcmp(VARDATA_ANY(t), s, len) == 0;
 }
 
-/* e, bytewise, among the texts ops[0..nops-1] (operation names) */
+/* e among the texts ops[0..nops-1] (operation names) */
 static bool
 op_matches(Datum e, Datum *ops, int nops)
 {
@@ -330,8 +327,7 @@ op_matches(Datum e, Datum *ops, int nops)
 	{
 		text	   *o = DatumGetTextPP(ops[i]);
 
-		if (VARSIZE_ANY_EXHDR(t) == VARSIZE_ANY_EXHDR(o) &&
-			memcmp(VARDATA_ANY(t), VARDATA_ANY(o), VARSIZE_ANY_EXHDR(t)) == 0)
+		if (text_is(t, VARDATA_ANY(o), VARSIZE_ANY_EXHDR(o)))
 			return true;
 	}
 	return false;
@@ -400,7 +396,7 @@ scan_pass(Relation rel, Relation idx, Snapshot snap, ScanKey keys, int nkeys,
 			continue;
 		}
 		d = slot_getattr(heap, queue_table.att[QT_STATUS], &isnull);
-		if (isnull || !text_is(d, "queued"))
+		if (isnull || !text_is(DatumGetTextPP(d), "queued", strlen("queued")))
 		{
 			saw_live(st, p);
 			continue;
