@@ -58,7 +58,15 @@ INSERT INTO calls (stmt) VALUES
   ($$SELECT rungate.cancel(-1)$$),
   ($$SELECT rungate.cancel(9223372036854775807)$$),
   ($$SELECT rungate.cancel(:run_id, 999999)$$),
-  ($$SELECT rungate.cancel(:run_id, 100)$$),
+  -- release, rerun
+  ($$SELECT rungate.release(NULL, :'token')$$),
+  ($$SELECT rungate.release(:run_id, NULL)$$),
+  ($$SELECT rungate.release(-1, :'token')$$),
+  ($$SELECT rungate.release(:run_id, gen_random_uuid())$$),
+  ($$SELECT rungate.release(:run_id, :'token', 'infinity')$$),
+  ($$SELECT rungate.rerun(NULL)$$),
+  ($$SELECT rungate.rerun(-1, 100)$$),
+  ($$SELECT rungate.rerun(:run_id, 100)$$),
   -- claim
   ($$SELECT rungate.claim(NULL)$$),
   ($$SELECT rungate.claim('')$$),

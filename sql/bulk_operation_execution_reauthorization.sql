@@ -223,23 +223,22 @@ SELECT actor_id, kind FROM rungate.notifications WHERE run_id = :none_ok;
 UPDATE rungate.tenants SET status = 'active' WHERE id = 13;
 
 ------------------------------------------------------------------------------
--- §4 cancel of a running parent: its queued items are cancelled (audited
--- with the cancelling actor), a running item goes on, and the parent rolls
--- up when that item ends. With every item cancelled the parent cannot stay
--- running and has no running -> cancelled transition: it fails (§5
--- "otherwise"). A queued parent is cancelled itself and never fans out.
--- A terminal parent cannot be cancelled (RG409).
+-- cancel of a running parent: the parent is cancelled with its queued and
+-- running items (each audited with the cancelling actor), not rolled up;
+-- the running item's worker has lost its lease (RG409). A queued parent is
+-- cancelled itself and never fans out. A terminal parent cannot be
+-- cancelled (RG409).
 ------------------------------------------------------------------------------
 SELECT id AS cancel_mid FROM rungate.enqueue_bulk('bulk.inventory.sync', 1, '{10,11,13}', 100) \gset
 SELECT count(*) AS handed_to_worker FROM pg_temp.claim(ARRAY['bulk.inventory.sync']);
 SELECT tenant_id FROM pg_temp.claim(ARRAY['inventory.sync'], 1);
+SELECT id AS mid_item, lease_token AS mid_token FROM rungate.runs
+ WHERE parent_id = :cancel_mid AND status = 'running' \gset
 SELECT status AS parent_status FROM rungate.cancel(:cancel_mid, 101);
 SELECT * FROM pg_temp.tree(:cancel_mid);
 SELECT r.tenant_id, a.actor_id, a.worker FROM rungate.audit_log a JOIN rungate.runs r ON r.id = a.run_id
  WHERE r.parent_id = :cancel_mid AND a.event = 'cancelled' ORDER BY r.tenant_id;
-SELECT status FROM rungate.complete(
-         (SELECT id FROM rungate.runs WHERE parent_id = :cancel_mid AND status = 'running'),
-         (SELECT lease_token FROM rungate.runs WHERE parent_id = :cancel_mid AND status = 'running'));
+SELECT pg_temp.try(format('SELECT rungate.complete(%s, %L)', :mid_item, :'mid_token'));
 SELECT status FROM rungate.runs WHERE id = :cancel_mid;
 
 SELECT id AS cancel_all FROM rungate.enqueue_bulk('bulk.inventory.sync', 1, '{10,11}', 100) \gset
@@ -273,8 +272,11 @@ SELECT count(*) AS handed_to_worker FROM pg_temp.claim(ARRAY['bulk.inventory.syn
 SELECT status, count(*) FROM rungate.runs WHERE parent_id = :big GROUP BY status ORDER BY status;
 SELECT count(*) AS dispatched_rows FROM rungate.audit_log a
   JOIN rungate.runs r ON r.id = a.run_id WHERE r.parent_id = :big AND a.event = 'dispatched';
+-- (one call blocks all 1,000 odd items: above the default claim_block_limit)
+SET rungate.claim_block_limit = 2000;
 SELECT count(*) AS started, count(*) FILTER (WHERE tenant_id % 2 = 0) AS even_tenants
   FROM pg_temp.claim(ARRAY['inventory.sync'], 1000);
+RESET rungate.claim_block_limit;
 SELECT status, reason_code, tenant_id % 2 = 0 AS even_tenant, count(*)
   FROM rungate.runs WHERE parent_id = :big GROUP BY 1, 2, 3 ORDER BY 1, 2, 3;
 SELECT count(*) AS completed FROM (

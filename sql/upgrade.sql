@@ -77,15 +77,18 @@ GRANT INSERT, SELECT ON upgrade_app_effects TO upgrade_worker;
 ------------------------------------------------------------------------------
 CREATE TEMP VIEW upgrade_data AS
 SELECT md5(string_agg(x, '|' ORDER BY x)) AS fingerprint, count(*) AS n_rows FROM (
-    SELECT 'w' || to_jsonb(t)::text AS x FROM rungate.workspaces t
+    -- (columns added by later versions are left out: they are new, not changed)
+    SELECT 'w' || (to_jsonb(t) - 'max_running')::text AS x FROM rungate.workspaces t
     UNION ALL SELECT 't' || to_jsonb(t)::text FROM rungate.tenants t
     UNION ALL SELECT 'a' || to_jsonb(t)::text FROM rungate.actors t
     UNION ALL SELECT 'c' || to_jsonb(t)::text FROM rungate.role_capabilities t
     UNION ALL SELECT 'wm' || to_jsonb(t)::text FROM rungate.workspace_members t
     UNION ALL SELECT 'tm' || to_jsonb(t)::text FROM rungate.tenant_members t
     UNION ALL SELECT 'p' || to_jsonb(t)::text FROM rungate.tenant_prerequisites t
-    UNION ALL SELECT 'o' || to_jsonb(t)::text FROM rungate.operation_types t
-    UNION ALL SELECT 'r' || to_jsonb(t)::text FROM rungate.runs t
+    UNION ALL SELECT 'o' || (to_jsonb(t) - ARRAY['max_running', 'limit_scope', 'rate_limit',
+                                                  'rate_period'])::text
+                FROM rungate.operation_types t
+    UNION ALL SELECT 'r' || (to_jsonb(t) - 'rerun_of')::text FROM rungate.runs t
     UNION ALL SELECT 'l' || to_jsonb(t)::text FROM rungate.audit_log t
     UNION ALL SELECT 'n' || to_jsonb(t)::text FROM rungate.notifications t
     UNION ALL SELECT 'e' || to_jsonb(t)::text FROM upgrade_app_effects t) s;

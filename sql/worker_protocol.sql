@@ -7,8 +7,8 @@
 --   * complete stores the result
 --   * idempotency_key: the same live run is returned; a new one once it
 --     finished
---   * cancel: a queued run becomes cancelled (audit, notification); a
---     running or finished run is RG409
+--   * cancel: queued and running runs become cancelled (audit, notification;
+--     the running one's worker then loses its lease); a finished run is RG409
 --   * bad arguments are RG400
 --   * LISTEN rungate_queued / rungate_blocked: the signals and the json
 --     payload of rungate_blocked (run_id, workspace_id, tenant_id,
@@ -146,7 +146,8 @@ SELECT id <> :kb AS new_run, status
 
 ------------------------------------------------------------------------------
 -- 6. cancel: a queued run becomes cancelled, with its audit row and the
---    initiator's notification; running and finished runs cannot be.
+--    initiator's notification; a running one too (its worker loses the
+--    lease, RG409); finished runs cannot be cancelled.
 ------------------------------------------------------------------------------
 SELECT id AS q FROM rungate.enqueue('provider.connection.verify', 1, 10, 100) \gset
 SELECT status, finished_at IS NOT NULL AS finished FROM rungate.cancel(:q, 101);
@@ -162,7 +163,7 @@ SELECT pg_temp.try(format('SELECT rungate.cancel(%s, 100)', :run_r)) AS cancel_r
        pg_temp.try(format('SELECT rungate.cancel(%s, 100)', :h)) AS cancel_succeeded,
        pg_temp.try('SELECT rungate.cancel(424242, 100)') AS cancel_missing;
 SELECT status FROM rungate.runs WHERE id = :run_r;
-SELECT status FROM rungate.complete(:run_r, :'rtok');
+SELECT pg_temp.try(format('SELECT rungate.complete(%s, %L)', :run_r, :'rtok')) AS complete_cancelled;
 
 ------------------------------------------------------------------------------
 -- 7. Bad arguments are RG400 (§9) and change nothing.

@@ -24,6 +24,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
+#include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/timestamp.h"
@@ -43,6 +44,26 @@ PG_FUNCTION_INFO_V1(rg_cancel);
 PG_FUNCTION_INFO_V1(rg_purge);
 PG_FUNCTION_INFO_V1(rg_purge_batch);
 PG_FUNCTION_INFO_V1(rg_purge_in_batches);
+PG_FUNCTION_INFO_V1(rg_release);
+PG_FUNCTION_INFO_V1(rg_rerun);
+
+/* rungate.claim_block_limit: the runs one claim may block before it returns */
+static int	claim_block_limit = 1000;
+
+void
+rg_lifecycle_init(void)
+{
+	DefineCustomIntVariable("rungate.claim_block_limit",
+							"The most runs one rungate.claim call blocks before it returns.",
+							"A claim that has blocked this many runs stops, returns what it "
+							"started and notifies rungate_queued, so that workers call again: "
+							"no single call does unbounded work behind a revoked backlog.",
+							&claim_block_limit,
+							1000, 1, INT_MAX,
+							PGC_USERSET,
+							0,
+							NULL, NULL, NULL);
+}
 
 /* Upper bounds on request sizes; beyond them a request is malformed. */
 #define MAX_CLAIM_RUNS		1000
@@ -219,6 +240,22 @@ signal_queued(int64 run_id)
 	Async_Notify("rungate_queued", payload);
 }
 
+/* rungate_cancelled: the lease holder of a cancelled running run must stop */
+static void
+signal_cancelled(RunRow *r)
+{
+	char	   *payload;
+
+	if (r->has_tenant)
+		payload = psprintf("{\"run_id\": " INT64_FORMAT ", \"workspace_id\": " INT64_FORMAT
+						   ", \"tenant_id\": " INT64_FORMAT "}",
+						   r->id, r->workspace_id, r->tenant_id);
+	else
+		payload = psprintf("{\"run_id\": " INT64_FORMAT ", \"workspace_id\": " INT64_FORMAT
+						   ", \"tenant_id\": null}", r->id, r->workspace_id);
+	Async_Notify("rungate_cancelled", payload);
+}
+
 static void
 signal_blocked(RunRow *r, const char *reason_code)
 {
@@ -254,8 +291,23 @@ typedef struct Change
 	int64		actor_id;
 	bool		actor_override;
 	Interval   *retry_in;		/* back to queued: delay, or NULL */
+	bool		has_run_at;		/* back to queued: due at run_at (release) */
+	TimestampTz run_at;
+	int32		extra_attempts; /* added to max_attempts (release: 1) */
 	const char *worker;			/* audit worker, when not the run's (claim) */
+	bool		from_running;	/* cancel: the run was running (a lease voided) */
+	bool		no_rollup;		/* cancel of a parent's items: it ends cancelled */
 } Change;
+
+/* Is a run moved back to queued by c due now? */
+static bool
+change_is_due(const Change *c)
+{
+	if (c->has_run_at)
+		return c->run_at <= GetCurrentTransactionStartTimestamp();
+	return c->retry_in == NULL ||
+		(c->retry_in->time == 0 && c->retry_in->day == 0 && c->retry_in->month == 0);
+}
 
 /*
  * A status change: the run is updated by one statement, then its audit row
@@ -272,16 +324,17 @@ static RgPlan move_plan = {
 	"          THEN COALESCE($6, r.error) END,"
 	"  result = COALESCE($7, r.result),"
 	"  run_at = CASE WHEN $2" EQ "'queued'"
-	"           THEN pg_catalog.now()" PLUS "COALESCE($8, '0'::pg_catalog.interval)"
+	"           THEN COALESCE($11, pg_catalog.now()" PLUS "COALESCE($8, '0'::pg_catalog.interval))"
 	"           ELSE r.run_at END,"
+	"  max_attempts = r.max_attempts" PLUS "$12,"
 	"  finished_at = CASE WHEN $2 IN ('queued', 'running') THEN NULL ELSE pg_catalog.now() END,"
 	"  lease_token = NULL, lease_expires_at = NULL"
 	" WHERE r.id" EQ "$1 AND r.status" EQ "$9"
 	"   AND ($10::pg_catalog.uuid IS NULL OR (r.lease_token" EQ "$10"
 	"        AND r.lease_expires_at" GE "pg_catalog.now()))"
 	" RETURNING " RUN_COLS,
-	10, {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, INTERVALOID,
-	TEXTOID, UUIDOID}, NULL
+	12, {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, INTERVALOID,
+	TEXTOID, UUIDOID, TIMESTAMPTZOID, INT4OID}, NULL
 };
 
 /* the columns of a notification rungate writes */
@@ -339,13 +392,12 @@ after_move(RunRow *r, const Change *c, const char *reason_code,
 
 	if (strcmp(c->to, "blocked") == 0)
 		signal_blocked(r, reason_code);
-	else if (strcmp(c->to, "queued") == 0 &&
-			 (c->retry_in == NULL ||
-			  (c->retry_in->time == 0 && c->retry_in->day == 0 &&
-			   c->retry_in->month == 0)))
-		signal_queued(r->id);	/* due now; a delayed retry is found by polling */
+	else if (strcmp(c->to, "cancelled") == 0 && c->from_running)
+		signal_cancelled(r);
+	else if (strcmp(c->to, "queued") == 0 && change_is_due(c))
+		signal_queued(r->id);	/* due now; a delayed one is found by polling */
 
-	if (r->has_parent && rg_status_is_terminal(c->to))
+	if (r->has_parent && rg_status_is_terminal(c->to) && !c->no_rollup)
 		rollup_parent(r->parent_id);
 }
 
@@ -359,8 +411,8 @@ static bool
 move_run(int64 run_id, const char *from, pg_uuid_t *token, const Change *c,
 		 RunRow *r)
 {
-	Datum		v[10];
-	char		n[10];
+	Datum		v[12];
+	char		n[12];
 	const char *reason_code = c->reason_code;
 	const char *reason_category = c->reason_category;
 	const char *reason_message = c->reason_message;
@@ -387,6 +439,9 @@ move_run(int64 run_id, const char *from, pg_uuid_t *token, const Change *c,
 	v[8] = CStringGetTextDatum(from);
 	v[9] = token ? UUIDPGetDatum(token) : (Datum) 0;
 	n[9] = token ? ' ' : 'n';
+	v[10] = TimestampTzGetDatum(c->run_at);
+	n[10] = c->has_run_at ? ' ' : 'n';
+	v[11] = Int32GetDatum(c->extra_attempts);
 	rg_exec(&move_plan, v, n, true, 0);
 	if (SPI_processed != 1)
 		return false;
@@ -556,17 +611,29 @@ lock_leased_run(int64 run_id, pg_uuid_t *token, const char *action, RunRow *r)
  * Dispatch: enqueue, enqueue_bulk
  * ------------------------------------------------------------------------ */
 
+/*
+ * A new run; a rerun also names its original (rerun_of, 1.6: the plain
+ * insert does not, so the module still serves older schemas).
+ */
+#define INSERT_RUN_SQL(col, val) \
+	"INSERT INTO rungate.runs AS r (workspace_id, tenant_id, operation, initiator_id," \
+	"  status, reason_code, reason_category, reason_message, max_attempts," \
+	"  priority, run_at, payload, idempotency_key, item_tenants, finished_at" col ")" \
+	" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10," \
+	"  COALESCE($11, pg_catalog.now()), $12, $13, $14," \
+	"  CASE WHEN $5" EQ "'blocked' THEN pg_catalog.now() END" val ")" \
+	" ON CONFLICT DO NOTHING" \
+	" RETURNING " RUN_COLS ", r.run_at" LE "pg_catalog.now()"
+#define INSERT_RUN_TYPES \
+	INT8OID, INT8OID, TEXTOID, INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, \
+	INT4OID, INT4OID, TIMESTAMPTZOID, JSONBOID, TEXTOID, INT8ARRAYOID
+
 static RgPlan insert_run_plan = {
-	"INSERT INTO rungate.runs AS r (workspace_id, tenant_id, operation, initiator_id,"
-	"  status, reason_code, reason_category, reason_message, max_attempts,"
-	"  priority, run_at, payload, idempotency_key, item_tenants, finished_at)"
-	" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,"
-	"  COALESCE($11, pg_catalog.now()), $12, $13, $14,"
-	"  CASE WHEN $5" EQ "'blocked' THEN pg_catalog.now() END)"
-	" ON CONFLICT DO NOTHING"
-	" RETURNING " RUN_COLS ", r.run_at" LE "pg_catalog.now()",
-	14, {INT8OID, INT8OID, TEXTOID, INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
-	INT4OID, INT4OID, TIMESTAMPTZOID, JSONBOID, TEXTOID, INT8ARRAYOID}, NULL
+	INSERT_RUN_SQL("", ""), 14, {INSERT_RUN_TYPES}, NULL
+};
+
+static RgPlan insert_rerun_plan = {
+	INSERT_RUN_SQL(", rerun_of", ", $15"), 15, {INSERT_RUN_TYPES, INT8OID}, NULL
 };
 
 static RgPlan idempotent_plan = {
@@ -590,6 +657,8 @@ typedef struct EnqueueRequest
 	int32		priority;
 	const char *idempotency_key;
 	Datum		item_tenants;	/* bulk parents only */
+	bool		has_rerun_of;	/* rerun: the original run */
+	int64		rerun_of;
 } EnqueueRequest;
 
 /*
@@ -599,8 +668,8 @@ typedef struct EnqueueRequest
 static Datum
 dispatch(EnqueueRequest *q, RgDecision *d, MemoryContext caller)
 {
-	Datum		v[14];
-	char		n[14];
+	Datum		v[15];
+	char		n[15];
 	RunRow		r;
 	int			tries;
 
@@ -644,7 +713,8 @@ dispatch(EnqueueRequest *q, RgDecision *d, MemoryContext caller)
 		v[12] = text_or_null(q->idempotency_key, &n[12]);
 		v[13] = q->item_tenants;
 		n[13] = q->item_tenants ? ' ' : 'n';
-		rg_exec(&insert_run_plan, v, n, true, 0);
+		v[14] = Int64GetDatum(q->rerun_of);
+		rg_exec(q->has_rerun_of ? &insert_rerun_plan : &insert_run_plan, v, n, true, 0);
 		if (SPI_processed == 1)
 			break;
 		/* lost a race on the idempotency key: look again */
@@ -1124,6 +1194,8 @@ rg_claim(PG_FUNCTION_ARGS)
 	int32		max_runs;
 	int			started = 0;
 	int			extra = 0;
+	int			blocked = 0;
+	bool		at_limit = false;
 
 	require_arg(fcinfo, 0, "worker");
 	worker = text_to_cstring(PG_GETARG_TEXT_PP(0));
@@ -1152,7 +1224,7 @@ rg_claim(PG_FUNCTION_ARGS)
 	RG_MATERIALIZE_SRF(fcinfo);
 	SPI_connect();
 
-	while (started < max_runs)
+	while (started < max_runs && !at_limit)
 	{
 		int			want,
 					nrows,
@@ -1172,7 +1244,8 @@ rg_claim(PG_FUNCTION_ARGS)
 		 * so that blocking them costs one fetch per batch, not per run. Runs
 		 * fetched beyond max_runs stay queued (locked only until commit).
 		 */
-		want = Min(max_runs - started + extra, MAX_CLAIM_RUNS);
+		want = Min(max_runs - started + Min(extra, claim_block_limit - blocked),
+				   MAX_CLAIM_RUNS);
 		batch.rows = palloc(sizeof(RunRow) * want);
 		batch.n = 0;
 		rg_table_lookup(&runs_read_table);
@@ -1210,6 +1283,7 @@ rg_claim(PG_FUNCTION_ARGS)
 			{
 				Change		c;
 
+				blocked++;
 				nblocked++;
 				memset(&c, 0, sizeof(c));
 				c.to = "blocked";
@@ -1217,6 +1291,12 @@ rg_claim(PG_FUNCTION_ARGS)
 				c.decision = d;
 				c.worker = worker;
 				transition(r, &c);
+				if (blocked >= claim_block_limit)
+				{
+					/* bounded work: workers are told to call again */
+					at_limit = true;
+					break;
+				}
 			}
 			else if (d->op.item_operation)
 				start_parent(r, d, worker);
@@ -1228,6 +1308,8 @@ rg_claim(PG_FUNCTION_ARGS)
 		started += nstart;
 		extra = Min(extra * 2 + nblocked, MAX_CLAIM_RUNS);
 	}
+	if (at_limit)
+		Async_Notify("rungate_queued", "{\"claim_block_limit\": true}");
 
 	SPI_finish();
 	return (Datum) 0;
@@ -1242,12 +1324,18 @@ static RgPlan heartbeat_plan = {
 	"  (SELECT ot.lease FROM rungate.operation_types ot WHERE ot.name" EQ "r.operation)"
 	" WHERE r.id" EQ "$1 AND r.status" EQ "'running' AND r.lease_token" EQ "$2"
 	"   AND r.lease_expires_at" GE "pg_catalog.now()"
-	" RETURNING r.lease_expires_at",
+	" RETURNING r.lease_expires_at, r.operation, r.workspace_id, r.tenant_id,"
+	"  r.initiator_id",
 	2, {INT8OID, UUIDOID}, NULL
 };
 
 /*
  * rungate.heartbeat(run_id, lease_token) RETURNS timestamptz
+ *
+ * Extends the lease, then decides again (with the authority cache, an
+ * unchanged world costs a lookup, not a decision). Denied, the run is
+ * blocked (recheck_blocked) and null is returned instead of raising, so the
+ * worker commits the block and stops.
  */
 Datum
 rg_heartbeat(PG_FUNCTION_ARGS)
@@ -1257,6 +1345,14 @@ rg_heartbeat(PG_FUNCTION_ARGS)
 	Datum		v[2];
 	TimestampTz expires;
 	RunRow		r;
+	RgDecision	d;
+	bool		isnull;
+	char	   *operation;
+	int64		workspace_id,
+				tenant_id,
+				initiator_id;
+	bool		has_tenant,
+				has_initiator;
 
 	require_arg(fcinfo, 0, "run_id");
 	require_arg(fcinfo, 1, "lease_token");
@@ -1274,6 +1370,28 @@ rg_heartbeat(PG_FUNCTION_ARGS)
 		elog(ERROR, "rungate: heartbeat of run " INT64_FORMAT " matched no lease", run_id);
 	}
 	expires = DatumGetTimestampTz(rg_get_datum(0, 1, NULL));
+	operation = rg_get_text(0, 2);
+	workspace_id = rg_get_int64(0, 3, NULL);
+	tenant_id = rg_get_int64(0, 4, &isnull);
+	has_tenant = !isnull;
+	initiator_id = rg_get_int64(0, 5, &isnull);
+	has_initiator = !isnull;
+
+	rg_decide_internal(operation, workspace_id, has_tenant, tenant_id,
+					   has_initiator, initiator_id, true, &d);
+	if (!d.allowed)
+	{
+		Change		c;
+
+		memset(&c, 0, sizeof(c));
+		c.to = "blocked";
+		c.event = "recheck_blocked";
+		c.decision = &d;
+		if (!move_run(run_id, "running", NULL, &c, &r))
+			elog(ERROR, "rungate: run " INT64_FORMAT " changed under its lock", run_id);
+		SPI_finish();
+		PG_RETURN_NULL();
+	}
 	SPI_finish();
 	PG_RETURN_TIMESTAMPTZ(expires);
 }
@@ -1495,6 +1613,53 @@ rg_fail(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(res);
 }
 
+/*
+ * rungate.release(run_id, lease_token, run_at) RETURNS rungate.runs: the
+ * lease holder hands the run back without spending an attempt. It is queued
+ * again, due at run_at (default now), attempt unchanged and max_attempts
+ * one higher, so the next claim's start (attempt + 1) leaves as many
+ * attempts as before. The next claim decides afresh.
+ */
+Datum
+rg_release(PG_FUNCTION_ARGS)
+{
+	RunRow		r;
+	Change		c;
+	MemoryContext caller = CurrentMemoryContext;
+	MemoryContext spi;
+	Datum		res;
+
+	require_arg(fcinfo, 0, "run_id");
+	require_arg(fcinfo, 1, "lease_token");
+	memset(&c, 0, sizeof(c));
+	c.to = "queued";
+	c.event = "released";
+	c.extra_attempts = 1;
+	if (!PG_ARGISNULL(2))
+	{
+		c.has_run_at = true;
+		c.run_at = PG_GETARG_TIMESTAMPTZ(2);
+		if (TIMESTAMP_NOT_FINITE(c.run_at))
+			ereport(ERROR,
+					(errcode(ERRCODE_RG_BAD_REQUEST),
+					 errmsg("run_at must be a finite time")));
+	}
+
+	SPI_connect();
+	lock_leased_run(PG_GETARG_INT64(0), PG_GETARG_UUID_P(1), "release", &r);
+	if (r.max_attempts == PG_INT32_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_RG_CONFLICT),
+				 errmsg("cannot release run " INT64_FORMAT ": its max_attempts cannot grow",
+						r.id)));
+	transition(&r, &c);
+	spi = MemoryContextSwitchTo(caller);
+	res = return_row(&r);
+	MemoryContextSwitchTo(spi);
+	SPI_finish();
+	PG_RETURN_DATUM(res);
+}
+
 /* ------------------------------------------------------------------------
  * Maintenance: reap_expired, cancel, purge
  * ------------------------------------------------------------------------ */
@@ -1564,15 +1729,27 @@ static RgPlan actor_exists_plan = {
 	1, {INT8OID}, NULL
 };
 
-static RgPlan queued_items_plan = {
+static RgPlan read_run_plan = {
+	"SELECT " RUN_COLS " FROM rungate.runs r WHERE r.id" EQ "$1",
+	1, {INT8OID}, NULL
+};
+
+/* A bulk parent's live items, locked in id order (as their workers lock them). */
+static RgPlan live_items_plan = {
 	"SELECT " RUN_COLS " FROM rungate.runs r"
-	" WHERE r.parent_id" EQ "$1 AND r.status" EQ "'queued'"
-	" ORDER BY r.id FOR NO KEY UPDATE SKIP LOCKED",
+	" WHERE r.parent_id" EQ "$1 AND r.status IN ('queued', 'running')"
+	" ORDER BY r.id FOR NO KEY UPDATE",
 	1, {INT8OID}, NULL
 };
 
 /*
  * rungate.cancel(run_id, actor_id) RETURNS rungate.runs
+ *
+ * A queued or running run becomes cancelled; a running one's lease is void
+ * from the commit on (the move clears it) and rungate_cancelled tells its
+ * worker. A running bulk parent's live items are cancelled first, in id
+ * order, then the parent: the order in which a finishing item locks them,
+ * so a cancel and an item's completion never deadlock.
  */
 Datum
 rg_cancel(PG_FUNCTION_ARGS)
@@ -1601,50 +1778,124 @@ rg_cancel(PG_FUNCTION_ARGS)
 					 errmsg("unknown actor " INT64_FORMAT, actor_id)));
 	}
 
-	v[0] = Int64GetDatum(run_id);
-	rg_exec(&lock_run_plan, v, NULL, false, 1);
-	if (SPI_processed != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_RG_NOT_FOUND),
-				 errmsg("run " INT64_FORMAT " not found", run_id)));
-	load_run(0, &r);
-
 	memset(&c, 0, sizeof(c));
 	c.to = c.event = "cancelled";
 	c.actor_override = true;
 	c.has_actor = has_actor;
 	c.actor_id = actor_id;
 
-	if (strcmp(r.status, "queued") == 0)
-		transition(&r, &c);
-	else if (strcmp(r.status, "running") == 0 && r.item_tenants)
+	v[0] = Int64GetDatum(run_id);
+	rg_exec(&read_run_plan, v, NULL, false, 1);
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_RG_NOT_FOUND),
+				 errmsg("run " INT64_FORMAT " not found", run_id)));
+	load_run(0, &r);
+	if (r.item_tenants && strcmp(r.status, "running") == 0)
 	{
-		/* a running bulk parent: its queued items are cancelled */
 		int			nrows,
 					i;
 		RunRow	   *items;
 
-		rg_exec(&queued_items_plan, v, NULL, false, 0);
+		rg_exec(&live_items_plan, v, NULL, false, 0);
 		nrows = (int) SPI_processed;
 		items = palloc(sizeof(RunRow) * Max(nrows, 1));
 		for (i = 0; i < nrows; i++)
 			load_run(i, &items[i]);
 		SPI_freetuptable(SPI_tuptable);
+		c.no_rollup = true;
 		for (i = 0; i < nrows; i++)
+		{
+			c.from_running = strcmp(items[i].status, "running") == 0;
 			transition(&items[i], &c);
-		/* the roll-up may have ended the parent: read it again */
-		rg_exec(&lock_run_plan, v, NULL, false, 1);
-		load_run(0, &r);
+		}
+		c.no_rollup = false;
 	}
-	else
+
+	rg_exec(&lock_run_plan, v, NULL, false, 1);
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_RG_NOT_FOUND),
+				 errmsg("run " INT64_FORMAT " not found", run_id)));
+	load_run(0, &r);
+	if (rg_status_is_terminal(r.status))
 		ereport(ERROR,
 				(errcode(ERRCODE_RG_CONFLICT),
 				 errmsg("cannot cancel run " INT64_FORMAT ": it is %s", run_id, r.status),
-				 errdetail("Only queued runs, and the queued items of a running bulk run, can be cancelled.")));
+				 errdetail("Only queued and running runs can be cancelled; %s is a terminal status.",
+						   r.status)));
+	c.from_running = strcmp(r.status, "running") == 0;
+	transition(&r, &c);
 
 	spi = MemoryContextSwitchTo(caller);
 	res = return_row(&r);
 	MemoryContextSwitchTo(spi);
+	SPI_finish();
+	PG_RETURN_DATUM(res);
+}
+
+/*
+ * rungate.rerun(run_id, actor_id) RETURNS rungate.runs: a new run with the
+ * operation, workspace, tenant, payload and priority of a failed, blocked
+ * or cancelled run, on the authority of actor_id (null: system), decided at
+ * dispatch like enqueue. The original is not changed; the new run names it
+ * in rerun_of, and a rerun of a bulk item is a run of its own.
+ */
+Datum
+rg_rerun(PG_FUNCTION_ARGS)
+{
+	int64		run_id;
+	RunRow		r;
+	EnqueueRequest q;
+	RgDecision	d;
+	Datum		v[1];
+	MemoryContext caller = CurrentMemoryContext;
+	Datum		res;
+
+	require_arg(fcinfo, 0, "run_id");
+	run_id = PG_GETARG_INT64(0);
+
+	SPI_connect();
+	v[0] = Int64GetDatum(run_id);
+	rg_exec(&read_run_plan, v, NULL, false, 1);
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_RG_NOT_FOUND),
+				 errmsg("run " INT64_FORMAT " not found", run_id)));
+	load_run(0, &r);
+	if (r.item_tenants)
+		ereport(ERROR,
+				(errcode(ERRCODE_RG_CONFLICT),
+				 errmsg("cannot rerun run " INT64_FORMAT ": it is a bulk run", run_id),
+				 errhint("Enqueue a new bulk run with rungate.enqueue_bulk(), or rerun its items.")));
+	if (strcmp(r.status, "failed") != 0 && strcmp(r.status, "blocked") != 0 &&
+		strcmp(r.status, "cancelled") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_RG_CONFLICT),
+				 errmsg("cannot rerun run " INT64_FORMAT ": it is %s", run_id, r.status),
+				 errdetail("Only failed, blocked and cancelled runs can be run again.")));
+
+	memset(&q, 0, sizeof(q));
+	q.operation = r.operation;
+	q.workspace_id = r.workspace_id;
+	q.has_tenant = r.has_tenant;
+	q.tenant_id = r.tenant_id;
+	q.has_initiator = !PG_ARGISNULL(1);
+	q.initiator_id = q.has_initiator ? PG_GETARG_INT64(1) : 0;
+	q.payload = r.payload;
+	q.priority = r.priority;
+	q.has_rerun_of = true;
+	q.rerun_of = r.id;
+
+	/* malformed only if the actor is unknown or the type changed scope */
+	rg_decide_internal(q.operation, q.workspace_id, q.has_tenant, q.tenant_id,
+					   q.has_initiator, q.initiator_id, false, &d);
+	if (d.op.item_operation)
+		ereport(ERROR,
+				(errcode(ERRCODE_RG_CONFLICT),
+				 errmsg("cannot rerun run " INT64_FORMAT ": operation \"%s\" is now a bulk orchestrator",
+						run_id, q.operation)));
+	res = dispatch(&q, &d, caller);
 	SPI_finish();
 	PG_RETURN_DATUM(res);
 }

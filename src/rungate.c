@@ -125,6 +125,7 @@ _PG_init(void)
 	RegisterSubXactCallback(rg_subxact_callback, NULL);
 	rg_authcache_init();
 	rg_queue_init();
+	rg_lifecycle_init();
 	if (process_shared_preload_libraries_in_progress)
 	{
 #if PG_VERSION_NUM >= 150000

@@ -211,7 +211,8 @@ extern void rg_queue_shmem_init(void);	/* under AddinShmemInitLock */
 extern int	rg_queue_fetch(Relation rel, int max, ArrayType *ops,
 						   RgQueueTake take, void *arg);
 
-/* ---- audit, notifications (lifecycle.c) ---- */
+/* ---- runs and their transitions (lifecycle.c) ---- */
+extern void rg_lifecycle_init(void);	/* from _PG_init: its settings */
 extern void rg_audit(int64 run_id, int64 workspace_id, bool has_tenant,
 					 int64 tenant_id, int32 attempt, const char *event,
 					 bool has_actor, int64 actor_id, const char *decision,

@@ -150,6 +150,7 @@ static const struct
 	{"running", "partially_succeeded"},
 	{"running", "blocked"},
 	{"running", "queued"},
+	{"running", "cancelled"},
 };
 
 static bool
@@ -188,7 +189,7 @@ static const char *const RunLifecycleColumns[] = {
 	"status", "workspace_id", "tenant_id", "operation", "initiator_id",
 	"parent_id", "attempt", "started_at", "finished_at", "lease_token",
 	"worker", "reason_code", "reason_category", "reason_message",
-	"created_at", "item_tenants"
+	"created_at", "item_tenants", "rerun_of"
 };
 
 /* RG409 when a hand-written UPDATE names one of those columns. */
@@ -292,14 +293,14 @@ rg_guard_runs(PG_FUNCTION_ARGS)
 						 errmsg("run " INT64_FORMAT ": transition %s -> %s is not allowed outside rungate's functions",
 								run_id, old_status,
 								new_status ? new_status : "null"),
-						 errdetail("A run changes status only through rungate.claim, rungate.cancel, rungate.recheck, rungate.complete, rungate.fail and rungate.reap_expired, which write its audit row in the same transaction.")));
+						 errdetail("A run changes status only through rungate.claim, rungate.cancel, rungate.heartbeat, rungate.recheck, rungate.complete, rungate.fail, rungate.release and rungate.reap_expired, which write its audit row in the same transaction.")));
 			if (!RunTransitionAllowed(old_status, new_status))
 				ereport(ERROR,
 						(errcode(ERRCODE_RG_CONFLICT),
 						 errmsg("run " INT64_FORMAT ": transition %s -> %s is not allowed",
 								run_id, old_status,
 								new_status ? new_status : "null"),
-						 errdetail("A queued run may become running, blocked or cancelled; a running run may become succeeded, failed, partially_succeeded, blocked or queued.")));
+						 errdetail("A queued run may become running, blocked or cancelled; a running run may become succeeded, failed, partially_succeeded, blocked, cancelled or queued.")));
 		}
 
 		/*
@@ -346,7 +347,7 @@ rg_guard_runs(PG_FUNCTION_ARGS)
 static const char *const audit_events[] = {
 	"dispatched", "dispatch_blocked", "started", "execution_blocked",
 	"recheck_blocked", "succeeded", "partially_succeeded", "failed",
-	"retry_scheduled", "lease_expired", "cancelled", NULL
+	"retry_scheduled", "lease_expired", "cancelled", "released", NULL
 };
 static const char *const audit_authorities[] = {"actor", "system", NULL};
 static const char *const audit_decisions[] = {"allow", "deny", NULL};
