@@ -128,8 +128,10 @@ SELECT id = :k1 AS same_run, status
 SELECT count(*) - :audit_rows AS audit_rows_written FROM rungate.audit_log;
 -- Another workspace has its own keys.
 SELECT id <> :k1 AS other_run FROM rungate.enqueue('inventory.sync', 2, 20, 103, '{}', NULL, 0, 'sync-eu-nightly');
--- While it runs, the key still names it.
-SELECT lease_token AS ktok FROM rungate.claim('worker-k', ARRAY['inventory.sync']) \gset
+-- While it runs, the key still names it. (Workspace 2 has had no turn yet:
+-- fair turns start its run first, so the claim takes two.)
+SELECT lease_token AS ktok FROM rungate.claim('worker-k', ARRAY['inventory.sync'], 2)
+ WHERE run_id = :k1 \gset
 SELECT id = :k1 AS same_run, status
   FROM rungate.enqueue('inventory.sync', 1, 10, 100, '{}', NULL, 0, 'sync-eu-nightly');
 SELECT status FROM rungate.complete(:k1, :'ktok');

@@ -44,19 +44,23 @@ PG_FUNCTION_INFO_V1(rg_decide);
  * Facts: primary-key probes of the authority tables
  * ------------------------------------------------------------------------ */
 
+#define PROBE_MAX_COLS 13
+
 /* What a probe reads from one authority table, through its primary key. */
 typedef struct ProbeRel
 {
 	const char *name;
 	const char *keys[2];		/* primary-key columns, in index order */
-	const char *cols[9];		/* columns read, NULL-terminated */
+	const char *cols[PROBE_MAX_COLS];	/* columns read, NULL-terminated; a
+										 * leading '?' marks a column older
+										 * schemas lack (read as null) */
 	/* filled from the catalogs; reset when one of these tables changes */
 	Oid			relid;
 	Oid			pkey;
 	AttrNumber	keyatt[2];
 	Oid			keyproc[2];
 	Oid			keycoll[2];
-	AttrNumber	colatt[9];
+	AttrNumber	colatt[PROBE_MAX_COLS];
 } ProbeRel;
 
 enum
@@ -72,14 +76,18 @@ enum
 enum
 {
 	OT_CAPABILITY, OT_SCOPE, OT_REQ_OPERABLE, OT_ALLOW_SYSTEM, OT_WRITES,
-	OT_ITEM_OP, OT_MAX_ATTEMPTS, OT_LEASE, OT_PREREQS, OT_NCOLS
+	OT_ITEM_OP, OT_MAX_ATTEMPTS, OT_LEASE, OT_PREREQS,
+	/* flow control (1.6) */
+	OT_MAX_RUNNING, OT_LIMIT_SCOPE, OT_RATE_LIMIT, OT_RATE_PERIOD, OT_NCOLS
 };
 
 static ProbeRel probe_rels[P_COUNT] = {
 	[P_OPTYPE] = {.name = "operation_types", .keys = {"name"},
 		.cols = {"capability", "scope", "requires_operable_tenant", "allow_system",
-	"writes", "item_operation", "max_attempts", "lease", "prerequisites"}},
-	[P_WORKSPACE] = {.name = "workspaces", .keys = {"id"}, .cols = {"status"}},
+	"writes", "item_operation", "max_attempts", "lease", "prerequisites",
+	"?max_running", "?limit_scope", "?rate_limit", "?rate_period"}},
+	[P_WORKSPACE] = {.name = "workspaces", .keys = {"id"},
+	.cols = {"status", "?max_running"}},
 	[P_ACTOR] = {.name = "actors", .keys = {"id"}, .cols = {"status"}},
 	[P_WS_MEMBER] = {.name = "workspace_members",
 	.keys = {"workspace_id", "actor_id"}, .cols = {"role"}},
@@ -198,10 +206,12 @@ probes_init(void)
 					 p->name, p->keys[j]);
 			p->keycoll[j] = att->attcollation;
 		}
-		for (j = 0; j < 9 && p->cols[j]; j++)
+		for (j = 0; j < PROBE_MAX_COLS && p->cols[j]; j++)
 		{
-			p->colatt[j] = get_attnum(p->relid, p->cols[j]);
-			if (p->colatt[j] == InvalidAttrNumber)
+			bool		optional = p->cols[j][0] == '?';
+
+			p->colatt[j] = get_attnum(p->relid, p->cols[j] + (optional ? 1 : 0));
+			if (p->colatt[j] == InvalidAttrNumber && !optional)
 				elog(ERROR, "rungate: column %s of rungate.%s is missing",
 					 p->cols[j], p->name);
 		}
@@ -282,7 +292,7 @@ probe(Reader *rd, const RgFactKey *key, Datum *out, bool *nulls)
 		return cached->found;
 	}
 
-	while (ncols < 9 && p->cols[ncols])
+	while (ncols < PROBE_MAX_COLS && p->cols[ncols])
 		ncols++;
 	rel = table_open(p->relid, AccessShareLock);
 	for (j = 0; j < nkeys; j++)
@@ -301,9 +311,24 @@ probe(Reader *rd, const RgFactKey *key, Datum *out, bool *nulls)
 
 		for (j = 0; tup != NULL && j < ncols; j++)
 		{
-			Form_pg_attribute att = TupleDescAttr(desc, p->colatt[j] - 1);
-			bool		isnull;
-			Datum		d = heap_getattr(tup, p->colatt[j], desc, &isnull);
+			Form_pg_attribute att;
+			bool		isnull = true;
+			Datum		d = (Datum) 0;
+
+			if (p->colatt[j] == InvalidAttrNumber)
+			{
+				/* an optional column this schema lacks: null */
+				if (out != NULL)
+				{
+					nulls[j] = true;
+					out[j] = (Datum) 0;
+				}
+				if (f != NULL)
+					f->nulls[j] = true;
+				continue;
+			}
+			att = TupleDescAttr(desc, p->colatt[j] - 1);
+			d = heap_getattr(tup, p->colatt[j], desc, &isnull);
 
 			if (out != NULL)
 			{
@@ -409,6 +434,11 @@ probed_text(Datum *out, bool *nulls, int col)
 typedef struct Facts
 {
 	Interval	lease;
+	Interval	rate_period;
+	int32		ws_max_running;	/* 0: no limit */
+	int32		op_max_running;
+	int32		rate_limit;
+	char		limit_scope;	/* RG_LIMIT_* */
 	int64		tenant_ws;
 	char	   *capability;
 	char	   *item_operation;
@@ -454,8 +484,8 @@ gather_facts(const char *operation, int64 workspace_id,
 	RgFactKey	key;
 	RgFactKey	memo_key;
 	RgFact	   *memo;
-	Datum		out[9] = {0};
-	bool		nulls[9] = {0};
+	Datum		out[PROBE_MAX_COLS] = {0};
+	bool		nulls[PROBE_MAX_COLS] = {0};
 	Datum		prereqs = (Datum) 0;
 	const char *role;
 
@@ -492,6 +522,22 @@ gather_facts(const char *operation, int64 workspace_id,
 		if (lease != NULL)
 			f->lease = *lease;
 		prereqs = nulls[OT_PREREQS] ? (Datum) 0 : out[OT_PREREQS];
+		f->op_max_running = nulls[OT_MAX_RUNNING] ? 0 : DatumGetInt32(out[OT_MAX_RUNNING]);
+		f->rate_limit = nulls[OT_RATE_LIMIT] ? 0 : DatumGetInt32(out[OT_RATE_LIMIT]);
+		if (f->rate_limit > 0 && !nulls[OT_RATE_PERIOD])
+			f->rate_period = *DatumGetIntervalP(out[OT_RATE_PERIOD]);
+		else
+			f->rate_limit = 0;
+		f->limit_scope = RG_LIMIT_WORKSPACE;
+		if (!nulls[OT_LIMIT_SCOPE])
+		{
+			char	   *ls = TextDatumGetCString(out[OT_LIMIT_SCOPE]);
+
+			if (strcmp(ls, "tenant") == 0)
+				f->limit_scope = RG_LIMIT_TENANT;
+			else if (strcmp(ls, "global") == 0)
+				f->limit_scope = RG_LIMIT_GLOBAL;
+		}
 	}
 	else
 	{
@@ -502,7 +548,10 @@ gather_facts(const char *operation, int64 workspace_id,
 	key = fact_key(P_WORKSPACE, workspace_id, 0, NULL, NULL);
 	f->ws_exists = probe(&rd, &key, out, nulls);
 	if (f->ws_exists)
+	{
 		f->ws_status = probed_text(out, nulls, 0);
+		f->ws_max_running = nulls[1] ? 0 : DatumGetInt32(out[1]);
+	}
 	if (has_actor)
 	{
 		key = fact_key(P_ACTOR, actor_id, 0, NULL, NULL);
@@ -578,6 +627,52 @@ gather_facts(const char *operation, int64 workspace_id,
 		MemoryContextSwitchTo(old);
 		memo->vals[0] = PointerGetDatum(copy);
 	}
+}
+
+/*
+ * The flow-control limits of an operation type and a workspace, read as a
+ * decision reads facts (the authority cache when it may). False when the
+ * type is unknown.
+ */
+bool
+rg_flow_limits(const char *operation, int64 workspace_id, RgOpType *op,
+			   int32 *ws_max_running)
+{
+	Reader		rd;
+	RgFactKey	key;
+	Datum		out[PROBE_MAX_COLS] = {0};
+	bool		nulls[PROBE_MAX_COLS] = {0};
+	bool		found;
+
+	memset(op, 0, sizeof(*op));
+	*ws_max_running = 0;
+	probes_init();
+	rd.use_cache = probes_watched && rg_authcache_begin();
+	rd.snap = NULL;
+	key = fact_key(P_OPTYPE, 0, 0, operation, NULL);
+	found = probe(&rd, &key, out, nulls);
+	if (found)
+	{
+		op->item_operation = probed_text(out, nulls, OT_ITEM_OP);
+		op->max_running = nulls[OT_MAX_RUNNING] ? 0 : DatumGetInt32(out[OT_MAX_RUNNING]);
+		op->rate_limit = nulls[OT_RATE_LIMIT] || nulls[OT_RATE_PERIOD] ? 0 :
+			DatumGetInt32(out[OT_RATE_LIMIT]);
+		if (op->rate_limit > 0)
+			op->rate_period = *DatumGetIntervalP(out[OT_RATE_PERIOD]);
+		op->limit_scope = RG_LIMIT_WORKSPACE;
+		if (!nulls[OT_LIMIT_SCOPE])
+		{
+			char	   *ls = TextDatumGetCString(out[OT_LIMIT_SCOPE]);
+
+			op->limit_scope = strcmp(ls, "tenant") == 0 ? RG_LIMIT_TENANT :
+				strcmp(ls, "global") == 0 ? RG_LIMIT_GLOBAL : RG_LIMIT_WORKSPACE;
+		}
+		key = fact_key(P_WORKSPACE, workspace_id, 0, NULL, NULL);
+		if (probe(&rd, &key, out, nulls) && !nulls[1])
+			*ws_max_running = DatumGetInt32(out[1]);
+	}
+	reader_done(&rd);
+	return found;
 }
 
 typedef struct CheckList
@@ -676,6 +771,11 @@ rg_decide_internal(const char *operation, int64 workspace_id,
 	op->item_operation = f.item_operation;
 	op->max_attempts = f.max_attempts;
 	op->lease = f.lease;
+	op->max_running = f.op_max_running;
+	op->limit_scope = f.limit_scope;
+	op->rate_limit = f.rate_limit;
+	op->rate_period = f.rate_period;
+	d->ws_max_running = f.ws_max_running;
 
 	d->workspace_exists = f.ws_exists;
 	d->actor_exists = f.actor_exists;

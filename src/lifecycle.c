@@ -350,8 +350,8 @@ static void rollup_parent(int64 parent_id);
  * row, the initiator's notification, the signal, the bulk roll-up.
  */
 static void
-after_move(RunRow *r, const Change *c, const char *reason_code,
-		   const char *reason_category)
+after_move(RunRow *r, const Change *c, bool from_running,
+		   const char *reason_code, const char *reason_category)
 {
 	RgDecision *d = c->decision;
 
@@ -396,6 +396,10 @@ after_move(RunRow *r, const Change *c, const char *reason_code,
 		signal_cancelled(r);
 	else if (strcmp(c->to, "queued") == 0 && change_is_due(c))
 		signal_queued(r->id);	/* due now; a delayed one is found by polling */
+
+	/* a place of a concurrency limit freed: waiting runs may start now */
+	if (from_running)
+		rg_flow_place_freed(r->operation, r->workspace_id);
 
 	if (r->has_parent && rg_status_is_terminal(c->to) && !c->no_rollup)
 		rollup_parent(r->parent_id);
@@ -446,7 +450,7 @@ move_run(int64 run_id, const char *from, pg_uuid_t *token, const Change *c,
 	if (SPI_processed != 1)
 		return false;
 	load_run(0, r);
-	after_move(r, c, reason_code, reason_category);
+	after_move(r, c, strcmp(from, "running") == 0, reason_code, reason_category);
 	return true;
 }
 
@@ -647,18 +651,18 @@ typedef struct EnqueueRequest
 {
 	const char *operation;
 	int64		workspace_id;
-	bool		has_tenant;
 	int64		tenant_id;
-	bool		has_initiator;
 	int64		initiator_id;
 	Datum		payload;
-	bool		has_run_at;
 	TimestampTz run_at;
-	int32		priority;
 	const char *idempotency_key;
 	Datum		item_tenants;	/* bulk parents only */
-	bool		has_rerun_of;	/* rerun: the original run */
-	int64		rerun_of;
+	int64		rerun_of;		/* rerun: the original run */
+	int32		priority;
+	bool		has_tenant;
+	bool		has_initiator;
+	bool		has_run_at;
+	bool		has_rerun_of;
 } EnqueueRequest;
 
 /*
@@ -1223,6 +1227,7 @@ rg_claim(PG_FUNCTION_ARGS)
 	require_read_committed("rungate.claim");
 	RG_MATERIALIZE_SRF(fcinfo);
 	SPI_connect();
+	rg_flow_claim_begin();
 
 	while (started < max_runs && !at_limit)
 	{
@@ -1251,7 +1256,7 @@ rg_claim(PG_FUNCTION_ARGS)
 		rg_table_lookup(&runs_read_table);
 		rel = table_open(runs_read_table.relid, RowExclusiveLock);
 		rg_table_lookup(&runs_read_table);
-		nrows = rg_queue_fetch(rel, want, ops, take_run, &batch);
+		nrows = rg_queue_fetch_fair(rel, want, ops, take_run, &batch);
 		table_close(rel, NoLock);
 		if (nrows == 0)
 			break;
@@ -1291,6 +1296,7 @@ rg_claim(PG_FUNCTION_ARGS)
 				c.decision = d;
 				c.worker = worker;
 				transition(r, &c);
+				rg_turn_use(runs_read_table.relid, r->workspace_id);
 				if (blocked >= claim_block_limit)
 				{
 					/* bounded work: workers are told to call again */
@@ -1299,9 +1305,16 @@ rg_claim(PG_FUNCTION_ARGS)
 				}
 			}
 			else if (d->op.item_operation)
+			{
 				start_parent(r, d, worker);
-			else
+				rg_turn_use(runs_read_table.relid, r->workspace_id);
+			}
+			else if (rg_flow_admit(r->workspace_id, r->has_tenant, r->tenant_id, d) == NULL)
+			{
 				starts[nstart++] = i;
+				rg_turn_use(runs_read_table.relid, r->workspace_id);
+			}
+			/* else flow control holds it back: it stays queued */
 		}
 		if (nstart > 0)
 			start_runs(rsinfo, worker, batch.rows, decisions, starts, nstart);
@@ -1311,6 +1324,7 @@ rg_claim(PG_FUNCTION_ARGS)
 	if (at_limit)
 		Async_Notify("rungate_queued", "{\"claim_block_limit\": true}");
 
+	rg_flow_claim_end();
 	SPI_finish();
 	return (Datum) 0;
 }
@@ -1521,7 +1535,7 @@ complete_leased(int64 run_id, pg_uuid_t *token, const Change *c, RunRow *r)
 	rg_writer_close(&w);
 	rg_gate_close();
 
-	after_move(r, c, NULL, NULL);
+	after_move(r, c, true, NULL, NULL);
 	return true;
 }
 

@@ -60,7 +60,8 @@ PG_FUNCTION_INFO_V1(rg_operation);
 	" r.started_at, r.finished_at"
 
 #define SUMMARY_NATTS 16
-#define DETAIL_NATTS 20
+#define DETAIL_NATTS 20			/* before 1.6 */
+#define DETAIL_NATTS_WAITING 21 /* 1.6: ... waiting */
 
 /* ----------------------------------------------------------------------
  * rungate.operations
@@ -374,9 +375,9 @@ static RgPlan detail_plan = {
 	"            FROM rungate.audit_log a"
 	"           WHERE a.run_id" EQ "v.id)"
 	"       END,"
-	"       v.in_scope, v.may_view"
+	"       v.in_scope, v.may_view, v.run_at"
 	"  FROM (SELECT " SUMMARY_COLS ","
-	"               r.payload, r.result,"
+	"               r.payload, r.result, r.run_at,"
 	"               COALESCE(va.status" EQ "'active', false)"
 	"                 AND wm.role IS NOT NULL"
 	"                 AND (r.tenant_id IS NULL OR tm.role IS NOT NULL) AS in_scope,"
@@ -410,8 +411,9 @@ rg_operation(PG_FUNCTION_ARGS)
 	MemoryContext caller = CurrentMemoryContext;
 	MemoryContext spi;
 	Datum		args[2];
-	Datum		values[DETAIL_NATTS];
-	bool		nulls[DETAIL_NATTS];
+	Datum		values[DETAIL_NATTS_WAITING];
+	bool		nulls[DETAIL_NATTS_WAITING];
+	int			natts;
 	HeapTuple	tuple;
 	bool		isnull;
 	int			i;
@@ -429,9 +431,10 @@ rg_operation(PG_FUNCTION_ARGS)
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "rungate.operation must return a composite type");
-	if (tupdesc->natts != DETAIL_NATTS)
+	natts = tupdesc->natts;
+	if (natts != DETAIL_NATTS && natts != DETAIL_NATTS_WAITING)
 		elog(ERROR, "rungate.run_detail has %d attributes, expected %d",
-			 tupdesc->natts, DETAIL_NATTS);
+			 natts, DETAIL_NATTS_WAITING);
 	tupdesc = BlessTupleDesc(tupdesc);
 
 	SPI_connect();
@@ -454,6 +457,26 @@ rg_operation(PG_FUNCTION_ARGS)
 
 	for (i = 0; i < DETAIL_NATTS; i++)
 		values[i] = rg_get_datum(0, i + 1, &nulls[i]);
+	if (natts == DETAIL_NATTS_WAITING)
+	{
+		/* why a queued run does not start now (flow.c); null otherwise */
+		const char *waiting = NULL;
+		char	   *status = rg_get_text(0, 7);
+
+		if (strcmp(status, "queued") == 0)
+		{
+			bool		no_tenant;
+			int64		tenant = rg_get_int64(0, 3, &no_tenant);
+			TimestampTz run_at = DatumGetTimestampTz(rg_get_datum(0, DETAIL_NATTS + 3, NULL));
+			SPITupleTable *detail = SPI_tuptable;
+
+			waiting = rg_flow_waiting(rg_get_int64(0, 2, NULL), !no_tenant, tenant,
+									  rg_get_text(0, 4), run_at);
+			SPI_tuptable = detail;
+		}
+		nulls[DETAIL_NATTS] = waiting == NULL;
+		values[DETAIL_NATTS] = waiting ? CStringGetTextDatum(waiting) : (Datum) 0;
+	}
 
 	/* SPI's memory is gone at SPI_finish: build the result in ours. */
 	spi = MemoryContextSwitchTo(caller);

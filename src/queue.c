@@ -119,13 +119,15 @@ static bool floor_enabled = true;
 /* The columns the scan reads; the relation id, looked up again on change. */
 static RgTable queue_table = {
 	.name = "runs",
-	.cols = {"id", "priority", "status", "run_at", "operation"},
+	.cols = {"id", "priority", "status", "run_at", "operation", "workspace_id",
+	"tenant_id", "item_tenants"},
 	.nkeys = 1
 };
 
 enum
 {
-	QT_ID, QT_PRIO, QT_STATUS, QT_RUN_AT, QT_OPERATION
+	QT_ID, QT_PRIO, QT_STATUS, QT_RUN_AT, QT_OPERATION, QT_WORKSPACE,
+	QT_TENANT, QT_ITEM_TENANTS
 };
 
 /* This backend's view of the queue index and the floor trigger. */
@@ -133,6 +135,7 @@ static bool q_valid = false;
 static Oid	q_relid = InvalidOid;
 static Oid	q_index = InvalidOid;
 static bool q_watched = false;	/* note_queued fires ALWAYS on runs */
+static Oid	q_fair = InvalidOid;	/* runs_fair_idx (1.6), or none */
 
 /* ---- shared memory (the hooks are rungate.c's) ---- */
 
@@ -221,7 +224,8 @@ forget(Oid relid)
 static void
 queue_inval(Datum arg, Oid relid)
 {
-	if (!OidIsValid(relid) || relid == q_relid || relid == q_index)
+	if (!OidIsValid(relid) || relid == q_relid || relid == q_index ||
+		relid == q_fair)
 	{
 		if (qshared != NULL && OidIsValid(q_relid))
 			forget(q_relid);
@@ -304,6 +308,29 @@ queue_lookup(Relation rel)
 				 errdetail("rungate.claim needs a valid btree on rungate.runs (priority DESC, id)."),
 				 errhint("Recreate the extension's index.")));
 	q_watched = floor_watched(rel);
+
+	/* the fair order (1.6): priority DESC, workspace_id, id */
+	q_fair = get_relname_relid("runs_fair_idx", RelationGetNamespace(rel));
+	if (OidIsValid(q_fair))
+	{
+		idx = index_open(q_fair, AccessShareLock);
+		ix = idx->rd_index;
+		ok = ix->indrelid == q_relid && ix->indnkeyatts == 3 &&
+			ix->indkey.values[0] == queue_table.att[QT_PRIO] &&
+			ix->indkey.values[1] == queue_table.att[QT_WORKSPACE] &&
+			ix->indkey.values[2] == queue_table.att[QT_ID] &&
+			(idx->rd_indoption[0] & INDOPTION_DESC) != 0 &&
+			(idx->rd_indoption[1] & INDOPTION_DESC) == 0 &&
+			(idx->rd_indoption[2] & INDOPTION_DESC) == 0 &&
+			idx->rd_rel->relam == BTREE_AM_OID && ix->indisvalid;
+		index_close(idx, AccessShareLock);
+		if (!ok)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("index rungate.runs_fair_idx is not the fair claim order"),
+					 errdetail("rungate.claim needs a valid btree on rungate.runs (priority DESC, workspace_id, id)."),
+					 errhint("Recreate the extension's index.")));
+	}
 	q_valid = true;
 }
 
@@ -591,6 +618,293 @@ rg_queue_fetch(Relation rel, int max, ArrayType *ops_array,
 	ExecDropSingleTupleTableSlot(heap);
 	ExecDropSingleTupleTableSlot(locked);
 	index_close(idx, AccessShareLock);
+	return n;
+}
+
+/* ---- the fair scan (1.6) ---- */
+
+/*
+ * Claim's fair order (docs/reference.md, "Fair turns"): at the highest
+ * priority with a run that may start, the oldest such run of the workspace
+ * whose last turn is the longest ago (no turn yet sorts first; ties go to
+ * the oldest run). runs_fair_idx (priority DESC, workspace_id, id WHERE
+ * status = 'queued') holds each workspace's runs of a priority together, so
+ * the scan finds each workspace's oldest run with one descent and passes
+ * over the rest of a workspace's backlog with another: a workspace with
+ * 100,000 runs queued costs a neighbour one descent, not 100,000 entries.
+ * A workspace flow control closes as a whole (a hold, its max_running
+ * reached) is passed over the same way.
+ */
+
+typedef struct FairCand
+{
+	int64		ws;
+	uint64		turn;			/* last turn, as this fetch sees it */
+	int64		id;				/* its oldest run that may start */
+	ItemPointerData tid;
+} FairCand;
+
+typedef struct FairScan
+{
+	Relation	rel;
+	Relation	idx;
+	IndexScanDesc scan;			/* the one in use, one of by[] */
+	IndexScanDesc by[4];		/* by number of keys (a scan's is fixed) */
+	Snapshot	snap;
+	TupleTableSlot *heap;
+	TimestampTz now;
+	Datum	   *ops;
+	int			nops;
+} FairScan;
+
+/* Position the scan at (prio = p, then ws > after_ws or ws = ws and id > id). */
+static void
+fair_seek(FairScan *fs, int32 p, bool has_ws, int64 ws, bool same_ws, int64 after_id)
+{
+	ScanKeyData keys[3];
+	int			nkeys = 1;
+
+	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(p));
+	if (has_ws && same_ws)
+	{
+		ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(ws));
+		ScanKeyInit(&keys[2], 3, BTGreaterStrategyNumber, F_INT8GT, Int64GetDatum(after_id));
+		nkeys = 3;
+	}
+	else if (has_ws)
+	{
+		ScanKeyInit(&keys[1], 2, BTGreaterStrategyNumber, F_INT8GT, Int64GetDatum(ws));
+		nkeys = 2;
+	}
+	fs->scan = fs->by[nkeys];
+	index_rescan(fs->scan, keys, nkeys, NULL, 0);
+}
+
+/*
+ * The entry the scan is on may start now, as far as the scan can tell: its
+ * row is visible and queued, due, of a wanted operation, and not held back
+ * by flow control.
+ */
+static bool
+fair_eligible(FairScan *fs)
+{
+	TupleTableSlot *h = fs->heap;
+	bool		isnull;
+	Datum		d;
+	bool		has_tenant;
+	int64		tenant;
+
+	if (!index_fetch_heap(fs->scan, h))
+		return false;
+	d = slot_getattr(h, queue_table.att[QT_STATUS], &isnull);
+	if (isnull || !text_is(DatumGetTextPP(d), "queued", strlen("queued")))
+		return false;
+	d = slot_getattr(h, queue_table.att[QT_RUN_AT], &isnull);
+	if (!isnull && DatumGetTimestampTz(d) > fs->now)
+		return false;
+	d = slot_getattr(h, queue_table.att[QT_OPERATION], &isnull);
+	if (fs->ops != NULL && !op_matches(d, fs->ops, fs->nops))
+		return false;
+	tenant = DatumGetInt64(slot_getattr(h, queue_table.att[QT_TENANT], &has_tenant));
+	has_tenant = !has_tenant;
+	(void) slot_getattr(h, queue_table.att[QT_ITEM_TENANTS], &isnull);
+	return rg_flow_may_take(DatumGetInt64(slot_getattr(h, queue_table.att[QT_WORKSPACE], &isnull)),
+							has_tenant, tenant,
+							TextDatumGetCString(d), !isnull);
+}
+
+/*
+ * The next run of workspace c->ws at priority p after c->id that may start:
+ * true and c updated, or false.
+ */
+static bool
+fair_next_in(FairScan *fs, int32 p, FairCand *c)
+{
+	fair_seek(fs, p, true, c->ws, true, c->id);
+	while (index_getnext_tid(fs->scan, ForwardScanDirection) != NULL)
+	{
+		CHECK_FOR_INTERRUPTS();
+		if (fair_eligible(fs))
+		{
+			bool		isnull;
+
+			c->id = DatumGetInt64(index_getattr(fs->scan->xs_itup, 3,
+												fs->scan->xs_itupdesc, &isnull));
+			c->tid = fs->heap->tts_tid;
+			return true;
+		}
+	}
+	return false;
+}
+
+/*
+ * Every workspace with a run that may start at priority p, with its oldest
+ * such run. Returns how many (in *cands, grown as needed).
+ */
+static int
+fair_level(FairScan *fs, int32 p, FairCand **cands, int *size)
+{
+	int			n = 0;
+	bool		has_ws = false;
+	int64		ws = 0;
+
+	for (;;)
+	{
+		bool		found = false;
+		bool		restart = false;
+		int64		group = 0;
+		bool		in_group = false;
+
+		fair_seek(fs, p, has_ws, ws, false, 0);
+		while (index_getnext_tid(fs->scan, ForwardScanDirection) != NULL)
+		{
+			bool		isnull;
+			int64		w = DatumGetInt64(index_getattr(fs->scan->xs_itup, 2,
+														fs->scan->xs_itupdesc, &isnull));
+
+			CHECK_FOR_INTERRUPTS();
+			if (!in_group || w != group)
+			{
+				/* a new workspace: closed as a whole, pass it with one descent */
+				in_group = true;
+				group = w;
+				if (rg_flow_skip_workspace(w))
+				{
+					has_ws = true;
+					ws = w;
+					restart = true;
+					break;
+				}
+			}
+			if (fair_eligible(fs))
+			{
+				FairCand   *c;
+
+				if (n == *size)
+				{
+					*size *= 2;
+					*cands = repalloc(*cands, sizeof(FairCand) * *size);
+				}
+				c = &(*cands)[n++];
+				c->ws = w;
+				c->turn = rg_turn_of(q_relid, w);
+				c->id = DatumGetInt64(index_getattr(fs->scan->xs_itup, 3,
+													fs->scan->xs_itupdesc, &isnull));
+				c->tid = fs->heap->tts_tid;
+				found = true;
+				has_ws = true;
+				ws = w;
+				break;
+			}
+		}
+		if (!found && !restart)
+			return n;			/* the level is exhausted */
+	}
+}
+
+/* The highest priority below `below` (any, if !has_below) with an entry. */
+static bool
+fair_next_priority(FairScan *fs, bool has_below, int32 below, int32 *p)
+{
+	ScanKeyData key;
+	bool		isnull;
+
+	if (has_below)
+		ScanKeyInit(&key, 1, BTLessStrategyNumber, F_INT4LT, Int32GetDatum(below));
+	else
+		ScanKeyInit(&key, 1, BTLessEqualStrategyNumber, F_INT4LE,
+					Int32GetDatum(PG_INT32_MAX));
+	fs->scan = fs->by[1];
+	index_rescan(fs->scan, &key, 1, NULL, 0);
+	if (index_getnext_tid(fs->scan, ForwardScanDirection) == NULL)
+		return false;
+	*p = DatumGetInt32(index_getattr(fs->scan->xs_itup, 1, fs->scan->xs_itupdesc, &isnull));
+	return true;
+}
+
+/*
+ * Lock up to max runs in fair order and hand each to take(), as
+ * rg_queue_fetch does. Falls back to rg_queue_fetch's order on a schema
+ * without runs_fair_idx (before 1.6).
+ */
+int
+rg_queue_fetch_fair(Relation rel, int max, ArrayType *ops_array,
+					RgQueueTake take, void *arg)
+{
+	FairScan	fs;
+	TupleTableSlot *locked;
+	CommandId	cid;
+	FairCand   *cands;
+	int			size = 16;
+	int			n = 0;
+	bool		has_below = false;
+	int32		p = 0;
+	uint64		local_turn = PG_UINT64_MAX / 2;
+	int			i;
+
+	PreventCommandIfReadOnly("rungate.claim()");
+	PreventCommandIfParallelMode("rungate.claim()");
+	rg_table_lookup(&queue_table);
+	queue_lookup(rel);
+	if (!OidIsValid(q_fair))
+		return rg_queue_fetch(rel, max, ops_array, take, arg);
+
+	memset(&fs, 0, sizeof(fs));
+	fs.rel = rel;
+	if (ops_array != NULL)
+		deconstruct_array(ops_array, TEXTOID, -1, false, TYPALIGN_INT,
+						  &fs.ops, NULL, &fs.nops);
+	fs.idx = index_open(q_fair, AccessShareLock);
+	fs.heap = table_slot_create(rel, NULL);
+	locked = table_slot_create(rel, NULL);
+	fs.now = GetCurrentTransactionStartTimestamp();
+	CommandCounterIncrement();
+	fs.snap = RegisterSnapshot(GetTransactionSnapshot());
+	cid = GetCurrentCommandId(true);
+	for (i = 1; i <= 3; i++)
+	{
+		fs.by[i] = index_beginscan(rel, fs.idx, fs.snap, i, 0);
+		fs.by[i]->xs_want_itup = true;	/* the keys of every entry */
+	}
+	cands = palloc(sizeof(FairCand) * size);
+
+	while (n < max && fair_next_priority(&fs, has_below, p, &p))
+	{
+		int			ncands = fair_level(&fs, p, &cands, &size);
+
+		has_below = true;
+		while (n < max && ncands > 0)
+		{
+			int			best = 0;
+			FairCand   *c;
+			TM_FailureData tmfd;
+
+			for (i = 1; i < ncands; i++)
+				if (cands[i].turn < cands[best].turn ||
+					(cands[i].turn == cands[best].turn && cands[i].id < cands[best].id))
+					best = i;
+			c = &cands[best];
+			if (table_tuple_lock(rel, &c->tid, fs.snap, locked, cid,
+								 LockTupleNoKeyExclusive, LockWaitSkip, 0,
+								 &tmfd) == TM_Ok)
+			{
+				slot_getallattrs(locked);
+				take(locked, arg);
+				n++;
+				c->turn = ++local_turn;	/* it just had its turn */
+			}
+			/* held by another, or changed since: its next run, if any */
+			if (n < max && !fair_next_in(&fs, p, c))
+				cands[best] = cands[--ncands];
+		}
+	}
+
+	for (i = 1; i <= 3; i++)
+		index_endscan(fs.by[i]);
+	UnregisterSnapshot(fs.snap);
+	ExecDropSingleTupleTableSlot(fs.heap);
+	ExecDropSingleTupleTableSlot(locked);
+	index_close(fs.idx, AccessShareLock);
 	return n;
 }
 

@@ -93,7 +93,10 @@ rg_shmem_request(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 #endif
-	RequestAddinShmemSpace(add_size(rg_authcache_shmem_size(), rg_queue_shmem_size()));
+	RequestAddinShmemSpace(add_size(add_size(rg_authcache_shmem_size(),
+											 rg_queue_shmem_size()),
+									rg_flow_shmem_size()));
+	rg_flow_shmem_request();
 }
 
 static void
@@ -104,6 +107,7 @@ rg_shmem_startup(void)
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	rg_authcache_shmem_init();
 	rg_queue_shmem_init();
+	rg_flow_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 }
 

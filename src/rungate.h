@@ -32,6 +32,7 @@
 #define LT " OPERATOR(pg_catalog.<) "
 #define LE " OPERATOR(pg_catalog.<=) "
 #define GE " OPERATOR(pg_catalog.>=) "
+#define GT " OPERATOR(pg_catalog.>) "
 #define PLUS " OPERATOR(pg_catalog.+) "
 
 /* ---- version shims ---- */
@@ -94,7 +95,17 @@ typedef struct RgOpType
 	char	   *item_operation;	/* NULL unless a bulk orchestrator */
 	int32		max_attempts;
 	Interval	lease;
+	/* flow control: 0 when unset */
+	int32		max_running;
+	char		limit_scope;	/* RG_LIMIT_* */
+	int32		rate_limit;
+	Interval	rate_period;	/* when rate_limit */
 } RgOpType;
+
+/* the limit key of an operation type (operation_types.limit_scope) */
+#define RG_LIMIT_WORKSPACE	'w'
+#define RG_LIMIT_TENANT		't'
+#define RG_LIMIT_GLOBAL		'g'
 
 typedef struct RgDecision
 {
@@ -105,6 +116,7 @@ typedef struct RgDecision
 	char	   *reason_message;
 	Datum		checks;			/* jsonb */
 	RgOpType	op;
+	int32		ws_max_running; /* the workspace's limit, 0 when unset */
 	/* facts the caller may want to validate a request with */
 	bool		workspace_exists;
 	bool		tenant_exists;
@@ -125,6 +137,28 @@ extern void rg_decide_internal(const char *operation, int64 workspace_id,
 							   bool has_actor, int64 actor_id,
 							   bool for_run, RgDecision *out);
 extern Datum rg_decision_to_datum(RgDecision *d, TupleDesc tupdesc);
+extern bool rg_flow_limits(const char *operation, int64 workspace_id,
+						   RgOpType *op, int32 *ws_max_running);
+
+/* ---- flow control (flow.c) ---- */
+extern Size rg_flow_shmem_size(void);
+extern void rg_flow_shmem_request(void);	/* from the shmem request hook */
+extern void rg_flow_shmem_init(void);	/* under AddinShmemInitLock */
+extern uint64 rg_turn_of(Oid runs, int64 workspace_id);
+extern void rg_turn_use(Oid runs, int64 workspace_id);
+extern void rg_flow_claim_begin(void);	/* with SPI connected */
+extern void rg_flow_claim_end(void);
+extern bool rg_flow_skip_workspace(int64 workspace_id);
+extern bool rg_flow_may_take(int64 workspace_id, bool has_tenant, int64 tenant_id,
+							 const char *operation, bool bulk_parent);
+extern const char *rg_flow_admit(int64 workspace_id, bool has_tenant,
+								 int64 tenant_id, const RgDecision *d);
+extern void rg_flow_place_freed(const char *operation, int64 workspace_id);
+extern const char *rg_flow_waiting(int64 workspace_id, bool has_tenant,
+								   int64 tenant_id, const char *operation,
+								   TimestampTz run_at);
+extern void rg_flow_validate_type(HeapTuple tup, TupleDesc desc, const char *name,
+								  bool workspace_scope);
 
 /* ---- the authority cache (authcache.c) ---- */
 typedef struct RgFactKey
@@ -210,6 +244,8 @@ extern Size rg_queue_shmem_size(void);
 extern void rg_queue_shmem_init(void);	/* under AddinShmemInitLock */
 extern int	rg_queue_fetch(Relation rel, int max, ArrayType *ops,
 						   RgQueueTake take, void *arg);
+extern int	rg_queue_fetch_fair(Relation rel, int max, ArrayType *ops,
+								RgQueueTake take, void *arg);
 
 /* ---- runs and their transitions (lifecycle.c) ---- */
 extern void rg_lifecycle_init(void);	/* from _PG_init: its settings */

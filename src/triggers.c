@@ -200,7 +200,11 @@ RgRefuseLifecycleColumns(TriggerData *trigdata, TupleDesc tupdesc, int64 run_id)
 
 	for (i = 0; i < (int) lengthof(RunLifecycleColumns); i++)
 	{
-		int			attnum = RgAttnum(tupdesc, RunLifecycleColumns[i]);
+		/* a column a schema before it lacks (rerun_of, 1.6) is skipped */
+		int			attnum = SPI_fnumber(tupdesc, RunLifecycleColumns[i]);
+
+		if (attnum <= 0)
+			continue;
 
 		if (bms_is_member(attnum - FirstLowInvalidHeapAttributeNumber,
 						  trigdata->tg_updatedcols))
@@ -666,6 +670,9 @@ rg_validate_operation_type(PG_FUNCTION_ARGS)
 						name,
 						DatumGetCString(DirectFunctionCall1(interval_out, d))),
 				 errdetail("A claim holds a run for the lease without a heartbeat.")));
+
+	/* concurrency and rate limits (flow.c) */
+	rg_flow_validate_type(newtup, tupdesc, name, workspace_scope);
 
 	if (is_update)
 	{

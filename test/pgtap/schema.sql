@@ -18,7 +18,7 @@
 SET client_min_messages = warning;
 
 BEGIN;
-SELECT plan(216);
+SELECT plan(250);
 
 -- ---------------------------------------------------------------------
 -- Extension and schema
@@ -29,12 +29,13 @@ SELECT is((SELECT extrelocatable FROM pg_extension WHERE extname = 'rungate'), f
           'extension rungate is not relocatable');
 
 -- ---------------------------------------------------------------------
--- §1, §3, §7: the eleven tables
+-- §1, §3, §7, §12: the twelve tables
 -- ---------------------------------------------------------------------
 SELECT has_table('rungate'::name, t::name, format('table rungate.%s exists', t))
   FROM unnest(ARRAY['workspaces', 'tenants', 'actors', 'role_capabilities',
                     'workspace_members', 'tenant_members', 'tenant_prerequisites',
-                    'operation_types', 'runs', 'audit_log', 'notifications']) WITH ORDINALITY u(t, n);
+                    'operation_types', 'runs', 'audit_log', 'notifications',
+                    'holds']) WITH ORDINALITY u(t, n);
 
 -- Every contract column, with its type.
 SELECT col_type_is('rungate'::name, t::name, c::name, ty,
@@ -73,6 +74,22 @@ SELECT col_type_is('rungate'::name, t::name, c::name, ty,
     ('operation_types', 'item_operation', 'text'),
     ('operation_types', 'max_attempts', 'integer'),
     ('operation_types', 'lease', 'interval'),
+    -- §12 limits
+    ('workspaces', 'max_running', 'integer'),
+    ('operation_types', 'max_running', 'integer'),
+    ('operation_types', 'limit_scope', 'text'),
+    ('operation_types', 'rate_limit', 'integer'),
+    ('operation_types', 'rate_period', 'interval'),
+    -- §12 holds
+    ('holds', 'id', 'bigint'),
+    ('holds', 'workspace_id', 'bigint'),
+    ('holds', 'tenant_id', 'bigint'),
+    ('holds', 'operation', 'text'),
+    ('holds', 'reason', 'text'),
+    ('holds', 'held_by', 'bigint'),
+    ('holds', 'created_at', 'timestamp with time zone'),
+    ('holds', 'released_at', 'timestamp with time zone'),
+    ('holds', 'released_by', 'bigint'),
     -- §3 runs
     ('runs', 'id', 'bigint'),
     ('runs', 'workspace_id', 'bigint'),
@@ -97,6 +114,7 @@ SELECT col_type_is('rungate'::name, t::name, c::name, ty,
     ('runs', 'created_at', 'timestamp with time zone'),
     ('runs', 'started_at', 'timestamp with time zone'),
     ('runs', 'finished_at', 'timestamp with time zone'),
+    ('runs', 'rerun_of', 'bigint'),
     -- §7 audit trail
     ('audit_log', 'id', 'bigint'),
     ('audit_log', 'at', 'timestamp with time zone'),
@@ -206,7 +224,7 @@ SELECT is(ARRAY(SELECT a.attname::text || ' ' || format_type(a.atttypid, a.attty
         'reason_category text', 'reason_message text', 'error text', 'attempt integer',
         'parent_id bigint', 'created_at timestamp with time zone',
         'started_at timestamp with time zone', 'finished_at timestamp with time zone',
-        'payload jsonb', 'result jsonb', 'items jsonb', 'audit jsonb'])
+        'payload jsonb', 'result jsonb', 'items jsonb', 'audit jsonb', 'waiting text'])
   ) v(ty, fields);
 
 -- The same fields through pgTAP's column assertions on the types' relations.
@@ -230,7 +248,8 @@ SELECT col_type_is('rungate'::name, t::name, c::name, ty, format('rungate.%s.%s 
     ('run_detail', 'payload', 'jsonb'),
     ('run_detail', 'result', 'jsonb'),
     ('run_detail', 'items', 'jsonb'),
-    ('run_detail', 'audit', 'jsonb')
+    ('run_detail', 'audit', 'jsonb'),
+    ('run_detail', 'waiting', 'text')
   ) v(t, c, ty);
 
 -- ---------------------------------------------------------------------
@@ -284,7 +303,19 @@ INSERT INTO contract_functions VALUES
   'void'),
  (15, 'unguard_writes', '{regclass}',
   'target regclass',
-  'void');
+  'void'),
+ (16, 'release', '{bigint,uuid,"timestamp with time zone"}',
+  'run_id bigint, lease_token uuid, run_at timestamp with time zone DEFAULT NULL::timestamp with time zone',
+  'rungate.runs'),
+ (17, 'rerun', '{bigint,bigint}',
+  'run_id bigint, actor_id bigint DEFAULT NULL::bigint',
+  'rungate.runs'),
+ (18, 'hold', '{bigint,bigint,text,text,bigint}',
+  'workspace_id bigint DEFAULT NULL::bigint, tenant_id bigint DEFAULT NULL::bigint, operation text DEFAULT NULL::text, reason text DEFAULT NULL::text, actor_id bigint DEFAULT NULL::bigint',
+  'rungate.holds'),
+ (19, 'resume', '{bigint,bigint}',
+  'hold_id bigint, actor_id bigint DEFAULT NULL::bigint',
+  'rungate.holds');
 
 SELECT has_function('rungate', name, args,
                     format('function rungate.%s(%s) exists', name, array_to_string(args, ', ')))
@@ -313,7 +344,8 @@ SELECT is((SELECT tgenabled::text FROM pg_trigger
     (2, 'rungate.runs', 'guard_runs_truncate'),
     (3, 'rungate.audit_log', 'guard_audit'),
     (4, 'rungate.audit_log', 'guard_audit_truncate'),
-    (5, 'rungate.operation_types', 'validate_operation_type')
+    (5, 'rungate.operation_types', 'validate_operation_type'),
+    (6, 'rungate.workspaces', 'validate_workspace')
   ) v(n, tbl, trg)
  ORDER BY n;
 -- The guards cover every way of changing the tables: INSERT, UPDATE,
@@ -369,7 +401,7 @@ SELECT is_definer('rungate', name, args, format('rungate.%s is SECURITY DEFINER'
   FROM contract_functions
  WHERE name IN ('enqueue', 'enqueue_bulk', 'cancel',
                 'claim', 'heartbeat', 'recheck', 'complete', 'fail', 'reap_expired',
-                'operations', 'operation')
+                'operations', 'operation', 'release', 'rerun', 'hold', 'resume')
  ORDER BY n;
 
 -- Every SECURITY DEFINER function of the schema pins its search_path.

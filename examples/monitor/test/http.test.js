@@ -147,7 +147,7 @@ test('detail: viewers with operations.view get 200', async () => {
 const SUMMARY = ['run_id', 'workspace_id', 'tenant_id', 'operation', 'authority', 'initiator_id',
   'status', 'reason_code', 'reason_category', 'reason_message', 'error', 'attempt', 'parent_id',
   'created_at', 'started_at', 'finished_at'];
-const DETAIL = SUMMARY.concat(['payload', 'result', 'items', 'audit']);
+const DETAIL = SUMMARY.concat(['payload', 'result', 'items', 'audit', 'waiting']);
 const AUDIT = ['id', 'at', 'run_id', 'workspace_id', 'tenant_id', 'attempt', 'event', 'authority',
   'actor_id', 'decision', 'reason_code', 'reason_category', 'checks', 'worker', 'txid'];
 
