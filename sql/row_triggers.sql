@@ -3,7 +3,8 @@
 -- triggers an application adds to those tables, and meet its CHECK
 -- constraints (kept parsed between writes, and parsed again when they
 -- change), as SQL statements would:
---   * a CHECK constraint added to runs refuses claim's update (23514)
+--   * a CHECK constraint added to runs refuses claim's update (23514), a
+--     NOT VALID one too, and one added to the audit log its insert
 --   * AFTER INSERT on the audit log and notifications sees every row written
 --   * BEFORE UPDATE OF status on runs sees claim's start and complete's end
 --   * a BEFORE trigger that skips one of these rows is an error (09000),
@@ -69,6 +70,17 @@ ALTER TABLE rungate.runs ADD CONSTRAINT app_worker CHECK (worker IS DISTINCT FRO
 SELECT pg_temp.try($$SELECT * FROM rungate.claim('w-forbidden')$$);
 SELECT status, attempt FROM rungate.runs WHERE id = :run2;
 ALTER TABLE rungate.runs DROP CONSTRAINT app_worker;
+-- NOT VALID skips the check of existing rows only: PostgreSQL checks every
+-- new row version against it, and so do rungate's own writes (claim's start,
+-- complete's writer, the audit log's and notifications' inserts)
+ALTER TABLE rungate.runs ADD CONSTRAINT app_worker_nv CHECK (worker IS DISTINCT FROM 'w-forbidden') NOT VALID;
+SELECT pg_temp.try($$SELECT * FROM rungate.claim('w-forbidden')$$);
+SELECT status, attempt FROM rungate.runs WHERE id = :run2;
+ALTER TABLE rungate.audit_log ADD CONSTRAINT app_audit_nv CHECK (worker IS DISTINCT FROM 'w-audit') NOT VALID;
+SELECT pg_temp.try($$SELECT * FROM rungate.claim('w-audit')$$);
+SELECT status, attempt FROM rungate.runs WHERE id = :run2;
+ALTER TABLE rungate.audit_log DROP CONSTRAINT app_audit_nv;
+ALTER TABLE rungate.runs DROP CONSTRAINT app_worker_nv;
 
 -- without them, the run starts
 SELECT count(*) AS started FROM rungate.claim('w-forbidden');

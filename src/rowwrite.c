@@ -121,9 +121,13 @@ rg_table_lookup(RgTable *t)
 
 		t->nchecks = constr->num_check;
 		t->checks = palloc0(sizeof(Expr *) * t->nchecks);
+		/*
+		 * Every constraint, NOT VALID ones too: NOT VALID spares only the
+		 * rows that existed when it was added, and the executor checks new
+		 * row versions against it as against any other.
+		 */
 		for (i = 0; i < t->nchecks; i++)
-			if (constr->check[i].ccvalid)
-				t->checks[i] = expression_planner((Expr *) stringToNode(constr->check[i].ccbin));
+			t->checks[i] = expression_planner((Expr *) stringToNode(constr->check[i].ccbin));
 		MemoryContextSwitchTo(old);
 	}
 	table_close(rel, AccessShareLock);
