@@ -62,6 +62,10 @@ sql('CREATE EXTENSION rungate');
 sql(slurp_file($seed_file));
 # reports.export: a two-second lease, so the reaper finds expired leases
 sql("UPDATE rungate.operation_types SET lease = '2 seconds' WHERE name = 'reports.export'");
+# flow control: inventory.sync runs at most 3 at once per tenant, workspace 1
+# at most 6 (a limit exceeded after the restart is an invariant broken)
+sql("UPDATE rungate.operation_types SET max_running = 3, limit_scope = 'tenant' WHERE name = 'inventory.sync'");
+sql("UPDATE rungate.workspaces SET max_running = 6 WHERE id = 1");
 isnt(sql("SELECT extversion FROM pg_extension WHERE extname = 'rungate'"), '',
 	'rungate installed on a fresh node');
 
@@ -229,7 +233,7 @@ my @invariants = (
 		  FROM (SELECT r.id, r.status, l.event
 		          FROM rungate.runs r LEFT JOIN last l ON l.run_id = r.id
 		         WHERE NOT coalesce(CASE r.status
-		                 WHEN 'queued' THEN l.event IN ('dispatched', 'retry_scheduled', 'lease_expired')
+		                 WHEN 'queued' THEN l.event IN ('dispatched', 'retry_scheduled', 'lease_expired', 'released')
 		                 WHEN 'running' THEN l.event = 'started'
 		                 WHEN 'blocked' THEN l.event IN ('dispatch_blocked', 'execution_blocked', 'recheck_blocked')
 		                 ELSE l.event = r.status END, false)
@@ -267,6 +271,20 @@ my @invariants = (
 		                                      AND i.status IN ('queued', 'running'))
 		                  ELSE r.lease_token IS NULL OR r.lease_expires_at IS NULL END)
 		   ORDER BY r.id LIMIT 20) bad}
+	],
+	[
+		'no concurrency limit in force is exceeded (inventory.sync per tenant, workspace 1)',
+		q{
+		SELECT string_agg(k, ', ') FROM (
+		  SELECT 'tenant ' || r.tenant_id || ': ' || count(*) AS k
+		    FROM rungate.runs r JOIN rungate.operation_types ot ON ot.name = r.operation
+		   WHERE r.status = 'running' AND r.operation = 'inventory.sync'
+		   GROUP BY r.tenant_id, ot.max_running HAVING count(*) > ot.max_running
+		  UNION ALL
+		  SELECT 'workspace ' || r.workspace_id || ': ' || count(*)
+		    FROM rungate.runs r JOIN rungate.workspaces w ON w.id = r.workspace_id
+		   WHERE r.status = 'running' AND r.item_tenants IS NULL
+		   GROUP BY r.workspace_id, w.max_running HAVING count(*) > w.max_running) bad}
 	],
 	[
 		'no (run, attempt) was started twice',
@@ -373,6 +391,9 @@ is( sql(q{
 # ---------------------------------------------------------------------------
 # Every queued run is still claimable
 # ---------------------------------------------------------------------------
+# (the limits have done their part: the drain below claims without completing)
+sql("UPDATE rungate.operation_types SET max_running = NULL WHERE name = 'inventory.sync'");
+sql("UPDATE rungate.workspaces SET max_running = NULL WHERE id = 1");
 sql("CREATE TABLE queued_after_crash AS SELECT id, operation FROM rungate.runs WHERE status = 'queued'");
 my $queued = sql('SELECT count(*) FROM queued_after_crash');
 diag("$queued runs queued after recovery; status counts: "
