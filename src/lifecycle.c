@@ -1756,6 +1756,31 @@ static RgPlan live_items_plan = {
 	1, {INT8OID}, NULL
 };
 
+/* Cancel the live items of bulk parent parent_id, in id order, without roll-up. */
+static void
+cancel_items(int64 parent_id, Change *c)
+{
+	Datum		v[1];
+	int			nrows,
+				i;
+	RunRow	   *items;
+
+	v[0] = Int64GetDatum(parent_id);
+	rg_exec(&live_items_plan, v, NULL, false, 0);
+	nrows = (int) SPI_processed;
+	items = palloc(sizeof(RunRow) * Max(nrows, 1));
+	for (i = 0; i < nrows; i++)
+		load_run(i, &items[i]);
+	SPI_freetuptable(SPI_tuptable);
+	c->no_rollup = true;
+	for (i = 0; i < nrows; i++)
+	{
+		c->from_running = strcmp(items[i].status, "running") == 0;
+		transition(&items[i], c);
+	}
+	c->no_rollup = false;
+}
+
 /*
  * rungate.cancel(run_id, actor_id) RETURNS rungate.runs
  *
@@ -1774,6 +1799,7 @@ rg_cancel(PG_FUNCTION_ARGS)
 	RunRow		r;
 	Change		c;
 	Datum		v[1];
+	bool		items_done;
 	MemoryContext caller = CurrentMemoryContext;
 	MemoryContext spi;
 	Datum		res;
@@ -1805,26 +1831,9 @@ rg_cancel(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_RG_NOT_FOUND),
 				 errmsg("run " INT64_FORMAT " not found", run_id)));
 	load_run(0, &r);
-	if (r.item_tenants && strcmp(r.status, "running") == 0)
-	{
-		int			nrows,
-					i;
-		RunRow	   *items;
-
-		rg_exec(&live_items_plan, v, NULL, false, 0);
-		nrows = (int) SPI_processed;
-		items = palloc(sizeof(RunRow) * Max(nrows, 1));
-		for (i = 0; i < nrows; i++)
-			load_run(i, &items[i]);
-		SPI_freetuptable(SPI_tuptable);
-		c.no_rollup = true;
-		for (i = 0; i < nrows; i++)
-		{
-			c.from_running = strcmp(items[i].status, "running") == 0;
-			transition(&items[i], &c);
-		}
-		c.no_rollup = false;
-	}
+	items_done = r.item_tenants && strcmp(r.status, "running") == 0;
+	if (items_done)
+		cancel_items(run_id, &c);
 
 	rg_exec(&lock_run_plan, v, NULL, false, 1);
 	if (SPI_processed != 1)
@@ -1838,6 +1847,20 @@ rg_cancel(PG_FUNCTION_ARGS)
 				 errmsg("cannot cancel run " INT64_FORMAT ": it is %s", run_id, r.status),
 				 errdetail("Only queued and running runs can be cancelled; %s is a terminal status.",
 						   r.status)));
+
+	/*
+	 * A bulk parent read as queued that a claim started (and fanned out)
+	 * while we waited for its lock: its items now, under the parent's lock.
+	 * That order is the reverse of a finishing item's, so on this rare path
+	 * a concurrent completion may end in a detected deadlock, never in a
+	 * cancelled parent with live items.
+	 */
+	if (!items_done && r.item_tenants && strcmp(r.status, "running") == 0)
+	{
+		cancel_items(run_id, &c);
+		rg_exec(&lock_run_plan, v, NULL, false, 1);
+		load_run(0, &r);
+	}
 	c.from_running = strcmp(r.status, "running") == 0;
 	transition(&r, &c);
 
