@@ -227,8 +227,9 @@ class Heartbeats(threading.Thread):
             while not self.done.is_set():
                 if select.select([conn.fileno()], [], [], 0.2)[0]:
                     pgconn.consume_input()
-                    while (n := pgconn.notifies()) is not None:
-                        self.on_notify(n.relname.decode(), n.extra.decode())
+                # also what libpq read along with the last heartbeat's result
+                while (n := pgconn.notifies()) is not None:
+                    self.on_notify(n.relname.decode(), n.extra.decode())
                 now = time.monotonic()
                 for job, due in self.worker.due_heartbeats(now):
                     try:
