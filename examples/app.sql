@@ -5,10 +5,11 @@
 -- 1. A side-effect table of the application, fenced by rungate: a row may be
 --    written only while the run it names is `running` (CONTRACT §8), so a run
 --    blocked by recheck cannot leave a restore behind, even by mistake.
--- 2. The worker's role: the worker grants of docs/privileges.md (USAGE on the
---    schema, EXECUTE on the five worker functions, no table privilege on
---    rungate) plus what its handlers write in the application (INSERT on the
---    fenced table). The role must exist (CREATE ROLE ... LOGIN).
+-- 2. The worker's role: the worker grants (USAGE on the schema, EXECUTE on
+--    the six worker functions: claim, heartbeat, recheck, complete, fail and
+--    release; no table privilege on rungate) plus what its handlers write in
+--    the application (INSERT on the fenced table). The role must exist
+--    (CREATE ROLE ... LOGIN).
 
 \set ON_ERROR_STOP on
 
@@ -26,6 +27,7 @@ GRANT EXECUTE ON FUNCTION
     rungate.heartbeat(bigint, uuid),
     rungate.recheck(bigint, uuid),
     rungate.complete(bigint, uuid, jsonb),
-    rungate.fail(bigint, uuid, text, boolean, interval)
+    rungate.fail(bigint, uuid, text, boolean, interval),
+    rungate.release(bigint, uuid, timestamptz)
     TO :"worker_role";
 GRANT INSERT ON public.restore_log TO :"worker_role";

@@ -4,13 +4,18 @@
 //   cd examples/node && npm ci
 //   PGDATABASE=app PGUSER=app_worker node worker.js --exit-when-idle 5
 //
-// The worker's whole protocol is five SQL functions (CONTRACT §4):
+// The worker's whole protocol is six SQL functions (README, "The worker
+// protocol"):
 //
 //   claim      takes due runs in a batch; rungate decides each one again now
 //              and blocks, itself, the ones that are no longer legitimate:
-//              they are never handed to a worker.
+//              they are never handed to a worker. An empty claim may only
+//              mean that it stopped at rungate.claim_block_limit: it then
+//              notifies rungate_queued, and the worker calls again.
 //   heartbeat  keeps the lease of every run the worker holds (a timer), so a
-//              long run is not reaped and handed to another worker.
+//              long run is not reaped and handed to another worker. rungate
+//              decides again there: null means the run's authority was
+//              revoked and the run is blocked now; the job is stopped.
 //   recheck    for write families (operation_types.writes), decided again
 //              right before the side effects, in the transaction that makes
 //              them and completes the run. Denied: the run is now blocked;
@@ -18,18 +23,28 @@
 //   complete / fail
 //              the outcome; a retryable failure goes back to the queue and is
 //              decided afresh when it is claimed again.
+//   release    the job says "later" (throws Later, e.g. the provider
+//              throttled): the run goes back to the queue, due after the
+//              delay, without spending an attempt.
+//
+// A run can be taken from the worker while its job works: an operator cancels
+// it (rungate_cancelled names it: the listener LISTENs), a heartbeat returns
+// null, or a call raises RG409 (the lease is no longer this worker's:
+// cancelled, blocked, expired and reaped). The job is then stopped at its next
+// job.sleep()/job.checkpoint() (job.signal is aborted) and nothing more is
+// reported for it: its complete or fail would raise RG409, and its side
+// effects would be refused by the fence (rungate.guard_writes).
 //
 // It waits on LISTEN rungate_queued, and polls as a fallback (a run that
 // becomes due later, such as a delayed retry, is only found by polling). On
 // SIGTERM (or SIGINT) it stops claiming, finishes the run in hand, begins the
-// others it holds while --grace lasts and hands the rest back (a retryable
-// failure, so another worker takes them at once). One log line per transition.
+// others it holds while --grace lasts and releases the rest (another worker
+// takes them at once, no attempt spent). One log line per transition.
 //
 // Connection: the standard libpq environment (PGHOST, PGPORT, PGUSER,
 // PGDATABASE, PGPASSWORD), which pg reads. The role needs no table privilege
-// on rungate: USAGE on the schema and EXECUTE on the five functions
-// (docs/privileges.md), plus whatever the handlers write in the application
-// (examples/app.sql).
+// on rungate: USAGE on the schema and EXECUTE on the six functions
+// (examples/app.sql), plus whatever the handlers write in the application.
 'use strict';
 
 const os = require('node:os');
@@ -55,18 +70,71 @@ class Retryable extends Error {
 /** An error that no retry will fix: the run fails. */
 class Permanent extends Error {}
 
+/**
+ * Not now (the provider said "later"): the run is released, due again in
+ * retryIn seconds, and no attempt is spent.
+ */
+class Later extends Error {
+  constructor(message, retryIn = 1) {
+    super(message);
+    this.retryIn = retryIn;
+  }
+}
+
+/**
+ * The run was taken from this worker while its job worked (cancelled,
+ * blocked at a heartbeat, lease lost): stop and report nothing.
+ */
+class Stopped extends Error {}
+
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// What a handler gets besides the claimed row: where a long job lets itself
+// be stopped. job.signal (an AbortSignal) is aborted when the run is taken
+// from the worker; job.sleep() and job.checkpoint() then throw Stopped.
+function makeJob(row) {
+  const controller = new AbortController();
+  const job = Object.assign(row, {
+    payload: row.payload || {},
+    signal: controller.signal,
+    stop(reason) {
+      if (!controller.signal.aborted) controller.abort(reason);
+    },
+    checkpoint() {
+      if (controller.signal.aborted) throw new Stopped(controller.signal.reason);
+    },
+    sleep(seconds) {
+      job.checkpoint();
+      return new Promise((resolve, reject) => {
+        const onAbort = () => {
+          clearTimeout(timer);
+          reject(new Stopped(controller.signal.reason));
+        };
+        const timer = setTimeout(() => {
+          controller.signal.removeEventListener('abort', onAbort);
+          resolve();
+        }, seconds * 1000);
+        controller.signal.addEventListener('abort', onAbort, { once: true });
+      });
+    },
+  });
+  return job;
+}
 
 // Demo knobs in the payload, so the examples can be driven by tests:
 // sleep (seconds of work), fail_attempts (fail retryably while attempt <= n),
-// fail = "permanent" (fail for good).
+// fail = "permanent" (fail for good), later_attempts (say "later" while
+// attempt <= n).
 async function simulate(job) {
   const p = job.payload;
   if (p.fail === 'permanent') throw new Permanent('permanent error requested by the payload');
   if (job.attempt <= Number(p.fail_attempts || 0)) {
     throw new Retryable(`transient error on attempt ${job.attempt}`);
   }
-  if (p.sleep) await sleep(Number(p.sleep) * 1000); // the heartbeat timer keeps the lease
+  if (job.attempt <= Number(p.later_attempts || 0)) {
+    throw new Later('the provider asked to come back later', 1);
+  }
+  if (p.sleep) await job.sleep(Number(p.sleep)); // the heartbeat timer keeps the lease
 }
 
 class VerifyProviderConnection {
@@ -145,7 +213,14 @@ class Worker {
     this.pool = new Pool({ max: 3, application_name: this.name });
     this.listener = new Client({ application_name: `${this.name} listener` });
     await this.listener.connect();
-    this.listener.on('notification', () => this.poke());
+    this.listener.on('notification', (msg) => {
+      if (msg.channel === 'rungate_cancelled') {
+        this.takeAway(Number(JSON.parse(msg.payload).run_id),
+          'cancelled by an operator (rungate_cancelled)');
+      } else {
+        this.poke(); // rungate_queued: claim again
+      }
+    });
     // A lost connection: exit non-zero and let the supervisor restart us; the
     // runs we held come back through reap_expired when their leases expire.
     const lost = (err) => {
@@ -155,6 +230,7 @@ class Worker {
     this.listener.on('error', lost);
     this.pool.on('error', lost);
     await this.listener.query('LISTEN rungate_queued');
+    await this.listener.query('LISTEN rungate_cancelled');
     const onSignal = (sig) => {
       if (this.stopAt === null) {
         this.stopAt = Date.now();
@@ -235,12 +311,21 @@ class Worker {
               extract(epoch FROM lease_expires_at - now())::float8 AS lease_seconds
          FROM rungate.claim($1, $2::text[], $3)`,
       [this.name, this.operations, n]);
-    for (const job of rows) {
-      job.payload = job.payload || {};
-      this.held.set(job.run_id, { job, last: Date.now() });
+    const jobs = rows.map(makeJob);
+    for (const job of jobs) {
+      this.held.set(String(job.run_id), { job, last: Date.now() });
       this.transition(job, 'claimed');
     }
-    return rows;
+    return jobs;
+  }
+
+  // The run is no longer this worker's: log it once, stop its job.
+  takeAway(runId, reason) {
+    const entry = this.held.get(String(runId));
+    if (!entry) return;
+    this.held.delete(String(runId));
+    this.transition(entry.job, `${reason}; stopping its job`);
+    entry.job.stop(reason);
   }
 
   // Heartbeat every held run at a third of its lease.
@@ -252,11 +337,24 @@ class Worker {
       for (const entry of [...this.held.values()]) {
         const { job } = entry;
         if (now - entry.last < Math.max(500, (job.lease_seconds * 1000) / 3)) continue;
+        let until;
         try {
-          await this.pool.query('SELECT rungate.heartbeat($1, $2)', [job.run_id, job.lease_token]);
-          entry.last = now;
+          ({ rows: [{ until }] } = await this.pool.query(
+            'SELECT rungate.heartbeat($1, $2) AS until', [job.run_id, job.lease_token]));
         } catch (err) {
-          if (this.held.has(job.run_id)) this.transition(job, `heartbeat refused: ${err.code} ${err.message}`);
+          if (err.code === 'RG409' || err.code === 'RG404') {
+            // no longer ours: cancelled, blocked, expired and reaped
+            this.takeAway(job.run_id, `lease lost at heartbeat: ${err.code} ${err.message}`);
+          } else if (this.held.has(String(job.run_id))) {
+            this.transition(job, `heartbeat refused: ${err.code} ${err.message}`);
+          }
+          continue;
+        }
+        if (until === null) {
+          // rungate decided again and denied: the run is blocked now
+          this.takeAway(job.run_id, 'blocked by heartbeat: its authority was revoked');
+        } else {
+          entry.last = now;
         }
       }
     } finally {
@@ -267,7 +365,7 @@ class Worker {
   async work(jobs) {
     for (let i = 0; i < jobs.length; i++) {
       if (this.stopAt !== null && (Date.now() - this.stopAt) / 1000 >= this.opts.grace) {
-        for (const rest of jobs.slice(i)) await this.fail(rest, SHUTDOWN, 0);
+        for (const rest of jobs.slice(i)) await this.release(rest, SHUTDOWN, 0);
         break;
       }
       await this.process(jobs[i]);
@@ -278,9 +376,11 @@ class Worker {
   async process(job) {
     const handler = HANDLERS[job.operation];
     try {
+      job.checkpoint(); // cancelled while it waited in the batch
       if (!handler) throw new Permanent(`no handler for ${job.operation}`);
       let result = await handler.perform(job);
-      this.held.delete(job.run_id); // no more heartbeats: we finish it now
+      this.held.delete(String(job.run_id)); // no more heartbeats: we finish it now
+      job.checkpoint();
       if (handler.writes) {
         const db = await this.pool.connect();
         try {
@@ -308,10 +408,13 @@ class Worker {
       }
       this.transition(job, 'succeeded');
     } catch (err) {
-      if (err instanceof Retryable) await this.fail(job, err.message, err.retryIn);
+      if (err instanceof Stopped) this.transition(job, `stopped: ${err.message}`);
+      else if (err instanceof Later) await this.release(job, err.message, err.retryIn);
+      else if (err instanceof Retryable) await this.fail(job, err.message, err.retryIn);
       else if (err instanceof Permanent) await this.fail(job, err.message, null);
       else if (err.code === 'RG409' || err.code === 'RG404') {
-        this.held.delete(job.run_id);
+        // no longer ours (cancelled, blocked, expired): stop, report nothing
+        this.held.delete(String(job.run_id));
         this.transition(job, `lease lost: ${err.code} ${err.message}`);
       } else if (err.code) await this.fail(job, `${err.code}: ${err.message}`, 1);
       else await this.fail(job, `${err.name}: ${err.message}`, 1); // a bug in a handler: retry it, bounded
@@ -325,7 +428,7 @@ class Worker {
 
   // retryIn null: a permanent failure; a number of seconds: back to the queue
   async fail(job, error, retryIn) {
-    this.held.delete(job.run_id);
+    this.held.delete(String(job.run_id));
     let status;
     try {
       ({ rows: [{ status }] } = await this.pool.query(
@@ -336,10 +439,24 @@ class Worker {
       return;
     }
     if (status === 'queued') {
-      this.transition(job, `${error === SHUTDOWN ? 'released' : `retry in ${retryIn}s`}: ${error}`);
+      this.transition(job, `retry in ${retryIn}s: ${error}`);
     } else {
       this.transition(job, `failed: ${error}`);
     }
+  }
+
+  // Back to the queue, due in retryIn seconds, no attempt spent.
+  async release(job, reason, retryIn) {
+    this.held.delete(String(job.run_id));
+    try {
+      await this.pool.query(
+        'SELECT rungate.release($1, $2, now() + make_interval(secs => $3))',
+        [job.run_id, job.lease_token, retryIn]);
+    } catch (err) {
+      this.transition(job, `lease lost: ${err.code} ${err.message}`);
+      return;
+    }
+    this.transition(job, `released${retryIn ? `, due in ${retryIn}s` : ''}: ${reason}`);
   }
 }
 
@@ -410,4 +527,4 @@ async function main() {
 
 if (require.main === module) main();
 
-module.exports = { Worker, HANDLERS, ORCHESTRATORS, Retryable, Permanent };
+module.exports = { Worker, HANDLERS, ORCHESTRATORS, Retryable, Permanent, Later, Stopped };

@@ -7,14 +7,19 @@
  *
  *   PGDATABASE=app PGUSER=app_worker php examples/php/worker.php --exit-when-idle 5
  *
- * The worker's whole protocol is five SQL functions (CONTRACT §4):
+ * The worker's whole protocol is six SQL functions (README, "The worker
+ * protocol"):
  *
  *   claim      takes due runs in a batch; rungate decides each one again now
  *              and blocks, itself, the ones that are no longer legitimate:
- *              they are never handed to a worker.
+ *              they are never handed to a worker. An empty claim may only
+ *              mean that it stopped at rungate.claim_block_limit: it then
+ *              notifies rungate_queued, and the worker calls again.
  *   heartbeat  keeps the lease of every run the worker holds; PHP has no
  *              threads, so a long handler heartbeats between its steps
- *              ($context->heartbeat(), or $context->sleep()).
+ *              ($context->heartbeat(), or $context->sleep()). rungate
+ *              decides again there: null means the run's authority was
+ *              revoked and the run is blocked now; the handler is stopped.
  *   recheck    for write families (config: 'writes' => true, mirroring
  *              operation_types.writes), decided again right before the side
  *              effects, in the transaction that makes them (the handler's
@@ -23,17 +28,29 @@
  *   complete / fail
  *              the outcome; a RetryableException goes back to the queue and
  *              is decided afresh when it is claimed again.
+ *   release    the handler says "later" (throws Rungate\Later, e.g. the
+ *              provider throttled): the run goes back to the queue, due
+ *              after the delay, without spending an attempt.
+ *
+ * A run can be taken from the worker while its handler works: an operator
+ * cancels it (rungate_cancelled names it: the listener LISTENs, and the
+ * worker reads it at each $context->heartbeat()/sleep()), a heartbeat returns
+ * null, or a call raises RG409 (the lease is no longer this worker's:
+ * cancelled, blocked, expired and reaped). The handler is then stopped
+ * (Rungate\RunStopped from $context) and nothing more is reported for the
+ * run: its complete or fail would raise RG409, and its side effects would be
+ * refused by the fence (rungate.guard_writes).
  *
  * It waits on LISTEN rungate_queued, and polls as a fallback (a run that
  * becomes due later, such as a delayed retry, is only found by polling). On
  * SIGTERM (or SIGINT) it stops claiming, finishes the run in hand, begins the
- * others it holds while --grace lasts and hands the rest back (a retryable
- * failure, so another worker takes them at once). One log line per transition.
+ * others it holds while --grace lasts and releases the rest (another worker
+ * takes them at once, no attempt spent). One log line per transition.
  *
  * Connection: the standard libpq environment (PGHOST, PGPORT, PGUSER,
  * PGDATABASE, PGPASSWORD...). The role needs no table privilege on rungate:
- * USAGE on the schema and EXECUTE on the five functions (docs/privileges.md),
- * plus whatever the handlers write in the application (examples/app.sql).
+ * USAGE on the schema and EXECUTE on the six functions (examples/app.sql),
+ * plus whatever the handlers write in the application.
  */
 
 declare(strict_types=1);

@@ -3,13 +3,18 @@
 
     PGDATABASE=app PGUSER=app_worker python3 examples/python/worker.py --exit-when-idle 5
 
-The worker's whole protocol is five SQL functions (CONTRACT §4):
+The worker's whole protocol is six SQL functions (README, "The worker
+protocol"):
 
   claim      takes due runs in a batch; rungate decides each one again now and
              blocks, itself, the ones that are no longer legitimate: they are
-             never handed to a worker.
+             never handed to a worker. An empty claim may only mean that it
+             stopped at rungate.claim_block_limit: it then notifies
+             rungate_queued, and the worker calls again.
   heartbeat  keeps the lease of every run the worker holds (a thread, its own
              connection), so a long run is not reaped and handed to another.
+             rungate decides again there: null means the run's authority was
+             revoked and the run is blocked now; the job is stopped.
   recheck    for write families (operation_types.writes), decided again right
              before the side effects, in the transaction that makes them and
              completes the run. Denied: the run is now blocked; the worker
@@ -17,20 +22,32 @@ The worker's whole protocol is five SQL functions (CONTRACT §4):
   complete / fail
              the outcome; a retryable failure goes back to the queue and is
              decided afresh when it is claimed again.
+  release    the job says "later" (raises Later, e.g. the provider throttled):
+             the run goes back to the queue, due after the delay, without
+             spending an attempt.
+
+A run can be taken from the worker while its job works: an operator cancels it
+(rungate_cancelled names it: the same thread LISTENs), a heartbeat returns
+null, or a call raises RG409 (the lease is no longer this worker's: cancelled,
+blocked, expired and reaped). The job is then stopped at its next
+job.sleep()/job.checkpoint() and nothing more is reported for it: its
+complete or fail would raise RG409, and its side effects would be refused by
+the fence (rungate.guard_writes).
 
 It waits on LISTEN rungate_queued, and polls as a fallback (a run that becomes
 due later, such as a delayed retry, is only found by polling). On SIGTERM (or
 SIGINT) it stops claiming, finishes the run in hand, begins the others it holds
-while --grace lasts and hands the rest back (a retryable failure, so another
-worker takes them at once). One log line per transition.
+while --grace lasts and releases the rest (another worker takes them at once,
+no attempt spent). One log line per transition.
 
 Connection: the standard libpq environment (PGHOST, PGPORT, PGUSER,
 PGDATABASE, PGPASSWORD, ...). The role needs no table privilege on rungate:
-USAGE on the schema and EXECUTE on the five functions (docs/privileges.md),
-plus whatever the handlers write in the application (examples/app.sql).
+USAGE on the schema and EXECUTE on the six functions (examples/app.sql),
+plus whatever the handlers write in the application.
 """
 
 import argparse
+import json
 import os
 import select
 import signal
@@ -63,17 +80,34 @@ class Permanent(Exception):
     """An error that no retry will fix: the run fails."""
 
 
+class Later(Exception):
+    """Not now (the provider said "later"): the run is released, due again in
+    retry_in seconds, and no attempt is spent."""
+
+    def __init__(self, message, retry_in=1.0):
+        super().__init__(message)
+        self.retry_in = retry_in
+
+
+class Stopped(Exception):
+    """The run was taken from this worker while its job worked (cancelled,
+    blocked at a heartbeat, lease lost): stop and report nothing."""
+
+
 def simulate(job):
     """Demo knobs in the payload, so the examples can be driven by tests:
     sleep (seconds of work), fail_attempts (fail retryably while attempt <= n),
-    fail = "permanent" (fail for good)."""
+    fail = "permanent" (fail for good), later_attempts (say "later" while
+    attempt <= n)."""
     p = job.payload
     if p.get("fail") == "permanent":
         raise Permanent("permanent error requested by the payload")
     if job.attempt <= int(p.get("fail_attempts", 0)):
         raise Retryable(f"transient error on attempt {job.attempt}")
+    if job.attempt <= int(p.get("later_attempts", 0)):
+        raise Later("the provider asked to come back later", retry_in=1.0)
     if p.get("sleep"):
-        time.sleep(float(p["sleep"]))    # the heartbeat thread keeps the lease
+        job.sleep(float(p["sleep"]))     # the heartbeat thread keeps the lease
 
 
 class VerifyProviderConnection:
@@ -132,6 +166,25 @@ class Job:
          self.workspace_id, self.tenant_id, self.initiator_id, self.payload,
          self.lease_seconds) = row
         self.payload = self.payload or {}
+        self.stop_reason = None
+        self._stop = threading.Event()
+
+    # ---- for handlers: where a long job lets itself be stopped
+    def checkpoint(self):
+        """Raise Stopped if the run was taken from this worker."""
+        if self._stop.is_set():
+            raise Stopped(self.stop_reason)
+
+    def sleep(self, seconds):
+        """Wait, or raise Stopped as soon as the run is taken from this worker."""
+        if self._stop.wait(seconds):
+            raise Stopped(self.stop_reason)
+
+    # ---- for the worker
+    def stop(self, reason):
+        if not self._stop.is_set():
+            self.stop_reason = reason
+            self._stop.set()
 
 
 def log(worker, msg):
@@ -145,12 +198,19 @@ def sqlstate(exc):
 
 
 class Heartbeats(threading.Thread):
-    """Heartbeats every held run at a third of its lease, on its own connection."""
+    """Heartbeats every held run at a third of its lease, and listens on
+    rungate_cancelled, on its own connection; stops the jobs whose runs are
+    taken from the worker."""
 
     def __init__(self, worker):
         super().__init__(daemon=True)
         self.worker = worker
         self.done = threading.Event()
+
+    def on_notify(self, channel, payload):
+        if channel == "rungate_cancelled":
+            run_id = int(json.loads(payload)["run_id"])
+            self.worker.take_away(run_id, "cancelled by an operator (rungate_cancelled)")
 
     def run(self):
         try:
@@ -160,17 +220,34 @@ class Heartbeats(threading.Thread):
             log(self.worker.name, f"heartbeat connection failed: {e}")
             return
         with conn:
-            while not self.done.wait(0.2):
+            # notifications that arrive during a heartbeat come to the handler
+            conn.add_notify_handler(lambda n: self.on_notify(n.channel, n.payload))
+            conn.execute("LISTEN rungate_cancelled")
+            pgconn = conn.pgconn
+            while not self.done.is_set():
+                if select.select([conn.fileno()], [], [], 0.2)[0]:
+                    pgconn.consume_input()
+                # also what libpq read along with the last heartbeat's result
+                while (n := pgconn.notifies()) is not None:
+                    self.on_notify(n.relname.decode(), n.extra.decode())
                 now = time.monotonic()
                 for job, due in self.worker.due_heartbeats(now):
                     try:
-                        conn.execute("SELECT rungate.heartbeat(%s, %s)",
-                                     (job.run_id, job.lease_token))
-                        self.worker.beaten(job, now)
+                        until = conn.execute("SELECT rungate.heartbeat(%s, %s)",
+                                             (job.run_id, job.lease_token)).fetchone()[0]
                     except psycopg.Error as e:
-                        if self.worker.still_holds(job):
+                        if sqlstate(e) in ("RG409", "RG404"):
+                            # no longer ours: cancelled, blocked, expired and reaped
+                            self.worker.take_away(job.run_id, f"lease lost at heartbeat: {sqlstate(e)} {e}")
+                        elif self.worker.still_holds(job):
                             log(self.worker.name, f"run {job.run_id} {job.operation} "
                                 f"attempt {job.attempt}: heartbeat refused: {sqlstate(e)} {e}")
+                        continue
+                    if until is None:
+                        # rungate decided again and denied: the run is blocked now
+                        self.worker.take_away(job.run_id, "blocked by heartbeat: its authority was revoked")
+                    else:
+                        self.worker.beaten(job, now)
 
 
 class Worker:
@@ -205,6 +282,15 @@ class Worker:
         with self.lock:
             if job.run_id in self.held:
                 self.held[job.run_id][1] = now
+
+    def take_away(self, run_id, reason):
+        """The run is no longer this worker's: log it once, stop its job."""
+        with self.lock:
+            entry = self.held.pop(run_id, None)
+        if entry is not None:
+            job = entry[0]
+            self.transition(job, f"{reason}; stopping its job")
+            job.stop(reason)
 
     # ---- signals
     def on_signal(self, signum, frame):
@@ -291,7 +377,7 @@ class Worker:
         for i, job in enumerate(jobs):
             if self.stop_at is not None and time.monotonic() - self.stop_at >= self.args.grace:
                 for rest in jobs[i:]:
-                    self.fail(rest, "worker shutting down", retry_in=0.0)
+                    self.release(rest, "worker shutting down", 0.0)
                 break
             self.process(job)
         self.handled += len(jobs)
@@ -299,10 +385,12 @@ class Worker:
     def process(self, job):
         handler = HANDLERS.get(job.operation)
         try:
+            job.checkpoint()                     # cancelled while it waited in the batch
             if handler is None:
                 raise Permanent(f"no handler for {job.operation}")
             result = handler.perform(job)
             self.drop(job)                       # no more heartbeats: we finish it now
+            job.checkpoint()
             if handler.writes:
                 with self.conn.transaction():
                     allowed, code, message = self.conn.execute(
@@ -319,12 +407,17 @@ class Worker:
             else:
                 self.complete(job, result)
             self.transition(job, "succeeded")
+        except Stopped as e:
+            self.transition(job, f"stopped: {e}")
+        except Later as e:
+            self.release(job, str(e), e.retry_in)
         except Retryable as e:
             self.fail(job, str(e), retry_in=e.retry_in)
         except Permanent as e:
             self.fail(job, str(e))
         except psycopg.Error as e:
             if sqlstate(e) in ("RG409", "RG404"):
+                # no longer ours (cancelled, blocked, expired): stop, report nothing
                 self.drop(job)
                 self.transition(job, f"lease lost: {sqlstate(e)} {e}")
             else:
@@ -347,10 +440,22 @@ class Worker:
             self.transition(job, f"lease lost: {sqlstate(e)} {e}")
             return
         if status == "queued":
-            what = "released" if error == "worker shutting down" else f"retry in {retry_in:g}s"
-            self.transition(job, f"{what}: {error}")
+            self.transition(job, f"retry in {retry_in:g}s: {error}")
         else:
             self.transition(job, f"failed: {error}")
+
+    def release(self, job, reason, retry_in):
+        """Back to the queue, due in retry_in seconds, no attempt spent."""
+        self.drop(job)
+        try:
+            self.conn.execute(
+                "SELECT rungate.release(%s, %s, now() + make_interval(secs => %s))",
+                (job.run_id, job.lease_token, retry_in))
+        except psycopg.Error as e:
+            self.transition(job, f"lease lost: {sqlstate(e)} {e}")
+            return
+        due = f", due in {retry_in:g}s" if retry_in else ""
+        self.transition(job, f"released{due}: {reason}")
 
 
 def main(argv=None):

@@ -2,11 +2,13 @@
 # test/scripts/worker_node.sh: examples/node/worker.js (pg) through the
 # scenario of test/scripts/worker_scenario.bash: revocations before the claim
 # and between claim and recheck, retries, a bulk run, heartbeats under a
-# reaper, SIGTERM, LISTEN and polling; outcomes checked in rungate.runs, the
-# audit log, notifications and the worker's log.
+# reaper, SIGTERM, LISTEN and polling, a run cancelled mid-flight, a heartbeat
+# that blocks, a lease lost at a heartbeat, a release for "later", a
+# 10,000-run backlog drained; outcomes checked in rungate.runs, the audit log,
+# notifications and the worker's log.
 # Run by test/run-tests.sh with the cluster's PG* environment (superuser).
 # Installs Debian's nodejs and npm when missing, and runs `npm ci` in
-# examples/node. About 25 s.
+# examples/node. About 30-45 s.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then

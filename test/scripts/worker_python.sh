@@ -2,10 +2,12 @@
 # test/scripts/worker_python.sh: examples/python/worker.py (psycopg 3) through
 # the scenario of test/scripts/worker_scenario.bash: revocations before the
 # claim and between claim and recheck, retries, a bulk run, heartbeats under a
-# reaper, SIGTERM, LISTEN and polling; outcomes checked in rungate.runs, the
-# audit log, notifications and the worker's log.
+# reaper, SIGTERM, LISTEN and polling, a run cancelled mid-flight, a heartbeat
+# that blocks, a lease lost at a heartbeat, a release for "later", a
+# 10,000-run backlog drained; outcomes checked in rungate.runs, the audit log,
+# notifications and the worker's log.
 # Run by test/run-tests.sh with the cluster's PG* environment (superuser).
-# Installs Debian's python3-psycopg when missing. About 25 s.
+# Installs Debian's python3-psycopg when missing. About 30-45 s.
 set -euo pipefail
 PY=/usr/bin/python3   # Debian's interpreter: python3-psycopg installs for it
 if ! [ -x "$PY" ] || ! "$PY" -c 'import psycopg' 2>/dev/null; then

@@ -19,13 +19,26 @@
 #      system-authority run with a 3-second lease kept alive by heartbeats
 #      while a reaper calls rungate.reap_expired() every half second; and
 #      one log line per transition, matching the audit log.
-#   2. SIGTERM: the run in hand finishes, the other held runs are handed back
-#      (queued, attempt 1), the worker exits 0 at once; a --once worker then
-#      drains them (attempt 2).
+#   2. SIGTERM: the run in hand finishes, the other held runs are released
+#      (queued, attempt 1, no attempt spent), the worker exits 0 at once; a
+#      --once worker then drains them (attempt 2).
 #   3. LISTEN: with a 30 s polling interval, a run enqueued while the worker
 #      waits is started within 3 s; polling fallback: a run that becomes due
 #      later (no notification) is found by polling.
-# Exits non-zero on the first mismatch. About 25 s. WORKER_KEEP=1 keeps the
+#   4. run control, four workers at once, each on its own run whose job
+#      works for 30 s: an operator cancels a restore mid-flight (the worker
+#      hears rungate_cancelled, stops the job within seconds, and the guarded
+#      restore_log gets no row: the fence refuses one too); the initiator of
+#      a report loses its membership (the next heartbeat returns null: the
+#      run is blocked, the job stopped); a sync's lease is expired and reaped
+#      (the next heartbeat raises RG409: the job stopped); a job says "later"
+#      (released: audit 'released', no attempt spent, then completed).
+#   5. claim_block_limit: 10,000 runs of a workspace that is then suspended,
+#      ahead of one legitimate run (lower priority): with the default limit
+#      each claim blocks 1,000, returns nothing and notifies rungate_queued;
+#      the worker (polling every 30 s) calls again at once, drains the backlog
+#      in 10 claims and starts the legitimate run within seconds.
+# Exits non-zero on the first mismatch. About 40 s. WORKER_KEEP=1 keeps the
 # database, the role and the logs for a look.
 
 set -euo pipefail
@@ -90,17 +103,21 @@ start_worker() {
   WPID=$!
   BG_PIDS+=("$WPID")
 }
-# wait_worker NAME SECONDS: the worker must exit 0 within SECONDS
+# wait_worker NAME SECONDS [PID]: the worker (default: the last started)
+# must exit 0 within SECONDS
 wait_worker() {
-  local deadline=$((SECONDS + $2)) rc=0
-  while kill -0 "$WPID" 2>/dev/null; do
-    [ $SECONDS -lt $deadline ] || fail "worker $1 still running after $2 s"
+  local pid=${3:-$WPID} rc=0
+  local deadline=$(($(date +%s%N) / 1000000 + $2 * 1000))
+  while kill -0 "$pid" 2>/dev/null; do
+    [ $(($(date +%s%N) / 1000000)) -lt $deadline ] || fail "worker $1 still running after $2 s"
     sleep 0.1
   done
-  wait "$WPID" || rc=$?
+  wait "$pid" || rc=$?
   [ "$rc" -eq 0 ] || fail "worker $1 exited with status $rc"
-  echo "ok: worker $1 exited 0"
+  echo "ok: worker $1 exited 0 within $2 s"
 }
+# scenario_id NAME: the run id of a named run
+scenario_id() { q "SELECT run_id FROM scenario WHERE name = '$1'"; }
 # The outcome of each named run: status, attempt, reason, error, audit events,
 # authorities, notification kinds.
 OUTCOME="SELECT s.name, r.status, r.attempt, coalesce(r.reason_code, '-'),
@@ -112,10 +129,12 @@ OUTCOME="SELECT s.name, r.status, r.attempt, coalesce(r.reason_code, '-'),
   FROM scenario s JOIN rungate.runs r ON r.id = s.run_id"
 
 # log_transitions LOGFILE: 'run_id:attempt:event' for each transition line the
-# worker logged, in rungate's audit vocabulary
+# worker logged, in rungate's audit vocabulary (a cancel's audit row names the
+# canceller, not the worker: the worker's "cancelled by an operator" line is
+# not compared)
 log_transitions() {
-  sed -nE 's/.* run ([0-9]+) [^ ]+ attempt ([0-9]+): (claimed|succeeded|failed|retry in|released|blocked by recheck).*/\1:\2:\3/p' "$1" |
-    sed -E 's/:claimed$/:started/; s/:(retry in|released)$/:retry_scheduled/; s/:blocked by recheck$/:recheck_blocked/' |
+  sed -nE 's/.* run ([0-9]+) [^ ]+ attempt ([0-9]+): (claimed|succeeded|failed|retry in|released|blocked by recheck|blocked by heartbeat).*/\1:\2:\3/p' "$1" |
+    sed -E 's/:claimed$/:started/; s/:retry in$/:retry_scheduled/; s/:blocked by (recheck|heartbeat)$/:recheck_blocked/' |
     sort
 }
 # audit_transitions WORKER: the same, from the audit log (bulk parents are never handed out)
@@ -123,7 +142,7 @@ audit_transitions() {
   q "SELECT a.run_id || ':' || a.attempt || ':' || a.event FROM rungate.audit_log a
        JOIN rungate.runs r ON r.id = a.run_id
       WHERE a.worker = '$1' AND r.operation <> 'bulk.inventory.sync'
-        AND a.event IN ('started', 'succeeded', 'failed', 'retry_scheduled', 'recheck_blocked')" | sort
+        AND a.event IN ('started', 'succeeded', 'failed', 'retry_scheduled', 'recheck_blocked', 'released')" | sort
 }
 check_log() {
   local want got
@@ -277,20 +296,26 @@ j bulk item tenant 11|prerequisite|t"
   sleep 0.3
   kill -TERM "$WPID"
   wait_worker "$LANG_NAME-term" 8
-  check "SIGTERM: the run in hand finished, the others were handed back" \
+  check "SIGTERM: the run in hand finished, the others were released" \
     "$OUTCOME WHERE s.name LIKE 'term %' ORDER BY s.name" \
 "term 1|succeeded|1|-|-|dispatched,started,succeeded|actor|run_succeeded
-term 2|queued|1|-|worker shutting down|dispatched,started,retry_scheduled|actor|-
-term 3|queued|1|-|worker shutting down|dispatched,started,retry_scheduled|actor|-"
+term 2|queued|1|-|-|dispatched,started,released|actor|-
+term 3|queued|1|-|-|dispatched,started,released|actor|-"
+  check "released at shutdown: no attempt spent (max_attempts 3 + 1)" \
+    "SELECT s.name, r.max_attempts FROM scenario s JOIN rungate.runs r ON r.id = s.run_id
+      WHERE s.name LIKE 'term %' ORDER BY s.name" \
+"term 1|3
+term 2|4
+term 3|4"
   grep -q 'no more claims' "$TMP/$LANG_NAME-term.log" || fail "no SIGTERM line in the log"
   check_log "$LANG_NAME-term"
   start_worker "$LANG_NAME-drain" --once --batch 5
   wait_worker "$LANG_NAME-drain" 20
-  check "a --once worker drained the handed-back runs (attempt 2)" \
+  check "a --once worker drained the released runs (attempt 2)" \
     "$OUTCOME WHERE s.name LIKE 'term %' ORDER BY s.name" \
 "term 1|succeeded|1|-|-|dispatched,started,succeeded|actor|run_succeeded
-term 2|succeeded|2|-|-|dispatched,started,retry_scheduled,started,succeeded|actor|run_succeeded
-term 3|succeeded|2|-|-|dispatched,started,retry_scheduled,started,succeeded|actor|run_succeeded"
+term 2|succeeded|2|-|-|dispatched,started,released,started,succeeded|actor|run_succeeded
+term 3|succeeded|2|-|-|dispatched,started,released,started,succeeded|actor|run_succeeded"
   check_log "$LANG_NAME-drain"
 
   # ---------------------------------------------------------------- 3. LISTEN, polling
@@ -316,5 +341,127 @@ term 3|succeeded|2|-|-|dispatched,started,retry_scheduled,started,succeeded|acto
     "SELECT r.status, r.started_at >= r.run_at
        FROM scenario s JOIN rungate.runs r ON r.id = s.run_id WHERE s.name = 'poll'" \
     "succeeded|t"
+
+  # ---------------------------------------------------------------- 4. run control
+  log "phase 4: cancelled mid-flight, blocked at a heartbeat, lease lost at a heartbeat, released for later"
+  psql -X -q -v ON_ERROR_STOP=1 -d "$DB" >/dev/null <<'SQL'
+-- phase 1 revoked it; the restore below must be legitimate until it is cancelled
+UPDATE rungate.tenant_prerequisites SET satisfied = true WHERE tenant_id = 10 AND name = 'admin_consent';
+-- short leases: heartbeats every second (reports.export has 3 s since phase 1)
+UPDATE rungate.operation_types SET lease = '3 seconds' WHERE name = 'inventory.sync';
+INSERT INTO scenario
+SELECT 'k cancelled_midflight', id FROM rungate.enqueue('restore.execute', 1, 10, 100,
+        '{"snapshot": "s-cancelled", "sleep": 30}')
+UNION ALL
+SELECT 'l blocked_at_heartbeat', id FROM rungate.enqueue('reports.export', 2, NULL, 103, '{"sleep": 30}')
+UNION ALL
+SELECT 'm lease_lost_at_heartbeat', id FROM rungate.enqueue('inventory.sync', 1, 10, 100, '{"sleep": 30}')
+UNION ALL
+SELECT 'n released_later', id FROM rungate.enqueue('provider.connection.verify', 1, 10, 100,
+        '{"later_attempts": 1}');
+SQL
+  local k l m pid_cancel pid_hbnull pid_hb409 pid_later
+  k=$(scenario_id 'k cancelled_midflight')
+  l=$(scenario_id 'l blocked_at_heartbeat')
+  m=$(scenario_id 'm lease_lost_at_heartbeat')
+  start_worker "$LANG_NAME-cancel" --ops restore.execute --max-runs 1 --poll 1; pid_cancel=$WPID
+  start_worker "$LANG_NAME-hbnull" --ops reports.export --max-runs 1 --poll 1; pid_hbnull=$WPID
+  start_worker "$LANG_NAME-hb409" --ops inventory.sync --max-runs 1 --poll 1; pid_hb409=$WPID
+  start_worker "$LANG_NAME-later" --ops provider.connection.verify --max-runs 2 --poll 0.5; pid_later=$WPID
+  wait_for "the three long jobs are running" 20 \
+    "SELECT count(*) = 3 FROM rungate.runs WHERE id IN ($k, $l, $m) AND status = 'running'"
+  sleep 1.5   # each job is in its 30 s of work, and has heartbeated at least once
+  check "an operator cancels the restore while its job works" \
+    "SELECT status FROM rungate.cancel($k, 101)" "cancelled"
+  q "DELETE FROM rungate.workspace_members WHERE workspace_id = 2 AND actor_id = 103"
+  echo "ok: the report's initiator lost its membership of workspace 2"
+  check "the sync's lease expires and the reaper requeues it" \
+    "UPDATE rungate.runs SET lease_expires_at = now() - interval '1 minute' WHERE id = $m;
+     SELECT rungate.reap_expired()" "1"
+  # their jobs would work for 30 s more: each worker stops it within seconds
+  wait_worker "$LANG_NAME-cancel" 6 "$pid_cancel"
+  wait_worker "$LANG_NAME-hbnull" 6 "$pid_hbnull"
+  wait_worker "$LANG_NAME-hb409" 6 "$pid_hb409"
+  wait_worker "$LANG_NAME-later" 15 "$pid_later"
+  q "INSERT INTO rungate.workspace_members VALUES (2, 103, 'owner')"
+  check "outcomes of run control (status|attempt|reason|error|events|authority|notifications)" \
+    "$OUTCOME WHERE s.name ~ '^[klmn] ' ORDER BY s.name" \
+"k cancelled_midflight|cancelled|1|-|-|dispatched,started,cancelled|actor|run_cancelled
+l blocked_at_heartbeat|blocked|1|actor_not_in_workspace|-|dispatched,started,recheck_blocked|actor|run_blocked
+m lease_lost_at_heartbeat|queued|1|-|lease of attempt 1 expired|dispatched,started,lease_expired|actor|-
+n released_later|succeeded|2|-|-|dispatched,started,released,started,succeeded|actor|run_succeeded"
+  check "the cancel names the operator; the heartbeat's block names the worker" \
+    "SELECT a.event, a.actor_id, coalesce(a.worker, '-') FROM rungate.audit_log a
+      WHERE (a.run_id = $k AND a.event = 'cancelled') OR (a.run_id = $l AND a.event = 'recheck_blocked')
+      ORDER BY a.run_id" \
+"cancelled|101|-
+recheck_blocked|103|$LANG_NAME-hbnull"
+  check "the cancelled restore left no row in the guarded restore_log" \
+    "SELECT count(*) FROM public.restore_log WHERE run_id = $k" "0"
+  if out=$(PGUSER=$ROLE psql -X -q -tA -v ON_ERROR_STOP=1 -v VERBOSITY=verbose -d "$DB" -c \
+      "INSERT INTO public.restore_log (run_id, tenant_id, snapshot) VALUES ($k, 10, 'late')" 2>&1); then
+    fail "the worker role wrote restore_log for a cancelled run"
+  fi
+  case "$out" in *RG409*) echo "ok: the fence refused a late write: ${out%%$'\n'*}" ;;
+                 *) fail "unexpected fence error: $out" ;; esac
+  grep -qE "run $k restore.execute attempt 1: cancelled by an operator \(rungate_cancelled\)" \
+    "$TMP/$LANG_NAME-cancel.log" || fail "the cancel worker did not log rungate_cancelled"
+  grep -qE "run $k restore.execute attempt 1: stopped: " "$TMP/$LANG_NAME-cancel.log" \
+    || fail "the cancel worker did not stop the job"
+  echo "ok: the cancel worker heard rungate_cancelled and stopped the job"
+  grep -qE "run $l reports.export attempt 1: stopped: blocked by heartbeat" "$TMP/$LANG_NAME-hbnull.log" \
+    || fail "the hbnull worker did not stop the job on a null heartbeat"
+  echo "ok: the hbnull worker stopped the job on a null heartbeat"
+  grep -qE "run $m inventory.sync attempt 1: stopped: lease lost at heartbeat: RG409" "$TMP/$LANG_NAME-hb409.log" \
+    || fail "the hb409 worker did not stop the job on RG409 at a heartbeat"
+  echo "ok: the hb409 worker stopped the job on RG409 at a heartbeat"
+  if grep -qE "run ($k|$l|$m) .*: (succeeded|failed|retry in|released)" "$TMP"/"$LANG_NAME"-{cancel,hbnull,hb409}.log; then
+    fail "a worker reported an outcome for a run taken from it"
+  fi
+  echo "ok: nothing was reported for the runs taken away"
+  check "released for later: no attempt spent (max_attempts 3 + 1), due 1 s later" \
+    "SELECT r.max_attempts, r.run_at - a.at > interval '0.9 seconds', b.at >= r.run_at
+       FROM rungate.runs r
+       JOIN rungate.audit_log a ON a.run_id = r.id AND a.event = 'released'
+       JOIN rungate.audit_log b ON b.run_id = r.id AND b.event = 'started' AND b.attempt = 2
+      WHERE r.id = $(scenario_id 'n released_later')" \
+    "4|t|t"
+  local w
+  for w in cancel hbnull hb409 later; do check_log "$LANG_NAME-$w"; done
+  q "SELECT status FROM rungate.cancel($m)" >/dev/null   # out of phase 5's way
+
+  # ---------------------------------------------------------------- 5. claim_block_limit
+  log "phase 5: a 10,000-run illegitimate backlog, then the legitimate run behind it"
+  psql -X -q -v ON_ERROR_STOP=1 -d "$DB" >/dev/null <<'SQL'
+-- at a higher priority than the legitimate run, so that it is behind all of
+-- them (at one priority, fair turns would start it at the first claim)
+SELECT count(*) FROM (SELECT rungate.enqueue('inventory.sync', 2, 20, 103, priority => 1)
+                        FROM generate_series(1, 10000)) s;
+UPDATE rungate.workspaces SET status = 'suspended' WHERE id = 2;
+INSERT INTO scenario
+SELECT 'o legitimate_behind_backlog', id FROM rungate.enqueue('provider.connection.verify', 1, 10, 100);
+SQL
+  # the default limit (the worker's role sets nothing); polling every 30 s
+  start_worker "$LANG_NAME-backlog" --max-runs 1 --poll 30
+  wait_worker "$LANG_NAME-backlog" 25
+  check "the backlog was blocked by the worker's claims, 1,000 per claim, in 10 claims" \
+    "SELECT count(*), sum(n), max(n) FROM (
+       SELECT a.txid, count(*) AS n FROM rungate.audit_log a
+        WHERE a.event = 'execution_blocked' AND a.workspace_id = 2 AND a.worker = '$LANG_NAME-backlog'
+        GROUP BY a.txid) c" \
+    "10|10000|1000"
+  check "nothing of the backlog is left queued" \
+    "SELECT string_agg(status || ':' || n, ',') FROM (
+       SELECT status, count(*) AS n FROM rungate.runs WHERE workspace_id = 2 AND priority = 1
+        GROUP BY status) c" \
+    "blocked:10000"
+  check "then the legitimate run was started, by the 11th claim, within seconds (poll interval 30 s)" \
+    "SELECT r.status, r.started_at > (SELECT max(a.at) FROM rungate.audit_log a
+                                        WHERE a.event = 'execution_blocked' AND a.workspace_id = 2),
+            r.started_at - (SELECT min(a.at) FROM rungate.audit_log a
+                             WHERE a.event = 'execution_blocked' AND a.workspace_id = 2) < interval '20 seconds'
+       FROM rungate.runs r WHERE r.id = $(scenario_id 'o legitimate_behind_backlog')" \
+    "succeeded|t|t"
+  check_log "$LANG_NAME-backlog"
   log "worker_$LANG_NAME: all checks passed"
 }

@@ -21,6 +21,8 @@ final class Worker
     private ?float $stopAt = null;               // time of SIGTERM
     /** @var array<int, array{ClaimedRun, float}> run id => [run, last heartbeat] */
     private array $held = [];
+    /** @var array<int, string> run id => why it was taken from this worker */
+    private array $takenAway = [];
     private int $handled = 0;
 
     /**
@@ -60,6 +62,7 @@ final class Worker
         $this->db = self::connect($name);
         $this->listener = self::connect("$name listener");
         $this->listener->exec('LISTEN rungate_queued');
+        $this->listener->exec('LISTEN rungate_cancelled');
         pcntl_async_signals(true);
         $onSignal = function (int $signo): void {
             if ($this->stopAt === null) {
@@ -116,12 +119,57 @@ final class Worker
         while ($this->stopAt === null && ($left = $until - microtime(true)) > 0) {
             // short slices, so that a signal is seen promptly
             $ms = max(1, (int) (min($left, 0.5) * 1000));
-            if ($this->listener->pgsqlGetNotify(PDO::FETCH_ASSOC, $ms) !== false) {
-                while ($this->listener->pgsqlGetNotify(PDO::FETCH_ASSOC, 0) !== false) {
-                    // any number of them: we claim until nothing is due
-                }
+            if ($this->notifications($ms)) {
                 return;
             }
+        }
+    }
+
+    /**
+     * Read the notifications that came, waiting up to $ms for the first:
+     * rungate_cancelled takes its run away; true when a rungate_queued came
+     * (any number of them: we claim until nothing is due).
+     */
+    private function notifications(int $ms): bool
+    {
+        $queued = false;
+        while (($n = $this->listener->pgsqlGetNotify(PDO::FETCH_ASSOC, $ms)) !== false) {
+            $ms = 0;
+            if ($n['message'] === 'rungate_cancelled') {
+                $runId = (int) json_decode($n['payload'], true, 512, JSON_THROW_ON_ERROR)['run_id'];
+                $this->takeAway($runId, 'cancelled by an operator (rungate_cancelled)');
+            } else {
+                $queued = true;
+            }
+        }
+        return $queued;
+    }
+
+    /** The run is no longer this worker's: log it once; its handler is stopped at its next checkpoint. */
+    private function takeAway(int $runId, string $reason): void
+    {
+        if (!isset($this->held[$runId])) {
+            return;
+        }
+        [$run] = $this->held[$runId];
+        unset($this->held[$runId]);
+        $this->takenAway[$runId] = $reason;
+        $this->transition($run, "$reason; stopping its job");
+    }
+
+    /**
+     * Between a handler's steps (RunContext): heartbeats as the leases
+     * require, the notifications that came, and RunStopped when $run was
+     * taken from this worker.
+     *
+     * @throws RunStopped
+     */
+    public function checkpoint(ClaimedRun $run): void
+    {
+        $this->heartbeats();
+        $this->notifications(0);
+        if (isset($this->takenAway[$run->id])) {
+            throw new RunStopped($this->takenAway[$run->id]);
         }
     }
 
@@ -159,10 +207,24 @@ final class Worker
                 continue;
             }
             try {
-                $this->db->prepare('SELECT rungate.heartbeat(?, ?)')->execute([$run->id, $run->leaseToken]);
-                $this->held[$id][1] = $now;
+                $stmt = $this->db->prepare('SELECT rungate.heartbeat(?, ?)');
+                $stmt->execute([$run->id, $run->leaseToken]);
+                $until = $stmt->fetchColumn();
             } catch (PDOException $e) {
-                $this->transition($run, "heartbeat refused: {$e->getCode()} {$e->getMessage()}");
+                $state = (string) $e->getCode();
+                if ($state === 'RG409' || $state === 'RG404') {
+                    // no longer ours: cancelled, blocked, expired and reaped
+                    $this->takeAway($id, "lease lost at heartbeat: $state {$e->getMessage()}");
+                } else {
+                    $this->transition($run, "heartbeat refused: $state {$e->getMessage()}");
+                }
+                continue;
+            }
+            if ($until === null) {
+                // rungate decided again and denied: the run is blocked now
+                $this->takeAway($id, 'blocked by heartbeat: its authority was revoked');
+            } else {
+                $this->held[$id][1] = $now;
             }
         }
     }
@@ -173,7 +235,7 @@ final class Worker
         foreach ($runs as $i => $run) {
             if ($this->stopAt !== null && microtime(true) - $this->stopAt >= $this->options['grace']) {
                 foreach (array_slice($runs, $i) as $rest) {
-                    $this->fail($rest, self::SHUTDOWN, 0.0);
+                    $this->release($rest, self::SHUTDOWN, 0.0);
                 }
                 break;
             }
@@ -185,13 +247,16 @@ final class Worker
     private function process(ClaimedRun $run): void
     {
         $entry = $this->config['operations'][$run->operation] ?? null;
+        $context = new RunContext($this, $run);
         try {
+            $context->heartbeat();               // cancelled while it waited in the batch
             if ($entry === null) {
                 throw new PermanentFailure("no handler for {$run->operation}");
             }
             /** @var HandlesRun $handler */
             $handler = new $entry['handler']();
-            $result = $handler->handle($run, new RunContext($this));
+            $result = $handler->handle($run, $context);
+            $context->heartbeat();
             unset($this->held[$run->id]);        // no more heartbeats: we finish it now
             if ($entry['writes']) {
                 if (!$handler instanceof WritesSideEffects) {
@@ -222,6 +287,10 @@ final class Worker
                 $this->complete($run, $result);
             }
             $this->transition($run, 'succeeded');
+        } catch (RunStopped $e) {
+            $this->transition($run, "stopped: {$e->getMessage()}");
+        } catch (Later $e) {
+            $this->release($run, $e->getMessage(), $e->retryIn);
         } catch (RetryableException $e) {
             $this->fail($run, $e->getMessage(), $e->retryIn);
         } catch (PermanentFailure $e) {
@@ -229,6 +298,7 @@ final class Worker
         } catch (PDOException $e) {
             $state = (string) $e->getCode();
             if ($state === 'RG409' || $state === 'RG404') {
+                // no longer ours (cancelled, blocked, expired): stop, report nothing
                 unset($this->held[$run->id]);
                 $this->transition($run, "lease lost: $state {$e->getMessage()}");
             } else {
@@ -236,6 +306,8 @@ final class Worker
             }
         } catch (\Throwable $e) {                // a bug in a handler: retry it, bounded
             $this->fail($run, get_class($e) . ": {$e->getMessage()}", (float) $this->config['retry_in']);
+        } finally {
+            unset($this->takenAway[$run->id]);
         }
     }
 
@@ -262,10 +334,24 @@ final class Worker
             return;
         }
         if ($status === 'queued') {
-            $what = $error === self::SHUTDOWN ? 'released' : 'retry in ' . $retryIn . 's';
-            $this->transition($run, "$what: $error");
+            $this->transition($run, "retry in {$retryIn}s: $error");
         } else {
             $this->transition($run, "failed: $error");
         }
+    }
+
+    /** Back to the queue, due in $retryIn seconds, no attempt spent. */
+    private function release(ClaimedRun $run, string $reason, float $retryIn): void
+    {
+        unset($this->held[$run->id]);
+        try {
+            $this->db->prepare('SELECT rungate.release(?, ?, now() + make_interval(secs => ?::float8))')
+                     ->execute([$run->id, $run->leaseToken, $retryIn]);
+        } catch (PDOException $e) {
+            $this->transition($run, "lease lost: {$e->getCode()} {$e->getMessage()}");
+            return;
+        }
+        $due = $retryIn > 0 ? ", due in {$retryIn}s" : '';
+        $this->transition($run, "released$due: $reason");
     }
 }

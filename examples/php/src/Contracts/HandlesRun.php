@@ -12,7 +12,11 @@ use Rungate\RunContext;
  * of a run, with no side effect that a revocation must prevent. Throw
  * Rungate\RetryableException for a transient error (the run goes back to the
  * queue, attempts permitting), Rungate\PermanentFailure for one that no retry
- * will fix. The array it returns becomes the run's result.
+ * will fix, Rungate\Later for "not now" (released, no attempt spent). A long
+ * handler calls $context->sleep() or $context->heartbeat() between its steps:
+ * they keep the lease and throw Rungate\RunStopped once the run is taken
+ * from the worker (cancelled, blocked at a heartbeat, lease lost); let it
+ * through. The array it returns becomes the run's result.
  */
 interface HandlesRun
 {
