@@ -4,7 +4,7 @@
 -- search_path gets the same answers from the SECURITY DEFINER functions.
 -- Runs in one transaction that is rolled back: the roles vanish with it.
 BEGIN;
-SELECT plan(96);
+SELECT plan(105);
 
 \set QUIET on
 SET client_min_messages = warning;
@@ -25,7 +25,8 @@ GRANT EXECUTE ON FUNCTION
     rungate.heartbeat(bigint, uuid),
     rungate.recheck(bigint, uuid),
     rungate.complete(bigint, uuid, jsonb),
-    rungate.fail(bigint, uuid, text, boolean, interval)
+    rungate.fail(bigint, uuid, text, boolean, interval),
+    rungate.release(bigint, uuid, timestamptz)
   TO tap_worker;
 -- dispatcher
 GRANT USAGE ON SCHEMA rungate TO tap_dispatcher;
@@ -33,7 +34,8 @@ GRANT EXECUTE ON FUNCTION
     rungate.decide(text, bigint, bigint, bigint),
     rungate.enqueue(text, bigint, bigint, bigint, jsonb, timestamptz, integer, text),
     rungate.enqueue_bulk(text, bigint, bigint[], bigint, jsonb),
-    rungate.cancel(bigint, bigint)
+    rungate.cancel(bigint, bigint),
+    rungate.rerun(bigint, bigint)
   TO tap_dispatcher;
 -- viewer
 GRANT USAGE ON SCHEMA rungate TO tap_viewer;
@@ -95,6 +97,10 @@ SELECT throws_ok($$SELECT rungate.recheck(1, gen_random_uuid())$$, '42501', NULL
 SELECT throws_ok($$SELECT rungate.complete(1, gen_random_uuid())$$, '42501', NULL, 'PUBLIC cannot complete');
 SELECT throws_ok($$SELECT rungate.fail(1, gen_random_uuid(), 'x')$$, '42501', NULL, 'PUBLIC cannot fail');
 SELECT throws_ok($$SELECT rungate.reap_expired()$$, '42501', NULL, 'PUBLIC cannot reap_expired');
+SELECT throws_ok($$SELECT rungate.release(1, gen_random_uuid())$$, '42501', NULL, 'PUBLIC cannot release');
+SELECT throws_ok($$SELECT rungate.rerun(1)$$, '42501', NULL, 'PUBLIC cannot rerun');
+SELECT throws_ok($$SELECT rungate.hold(1)$$, '42501', NULL, 'PUBLIC cannot hold');
+SELECT throws_ok($$SELECT rungate.resume(1)$$, '42501', NULL, 'PUBLIC cannot resume');
 SELECT throws_ok($$SELECT rungate.purge(now())$$, '42501', NULL, 'PUBLIC cannot purge');
 SELECT throws_ok($$SELECT rungate.purge_batch(now(), 10)$$, '42501', NULL, 'PUBLIC cannot purge_batch');
 SELECT throws_ok($$CALL rungate.purge_in_batches(now())$$, '42501', NULL, 'PUBLIC cannot call purge_in_batches');
@@ -131,8 +137,12 @@ SELECT is((SELECT status FROM rungate.enqueue('inventory.sync', 1, 10, 100)), 'q
           'the dispatcher can enqueue');
 SELECT is((SELECT status FROM rungate.enqueue('restore.execute', 1, 10, 100)), 'queued',
           'the dispatcher can enqueue a restore');
-SELECT is((SELECT reason_code FROM rungate.enqueue('inventory.sync', 1, 10, 102)), 'capability_missing',
+SELECT id AS denied_id, reason_code AS denied_reason FROM rungate.enqueue('inventory.sync', 1, 10, 102) \gset
+SELECT is(:'denied_reason'::text, 'capability_missing',
           'a denied dispatch comes back to the dispatcher as a blocked run');
+SELECT is((SELECT status FROM rungate.rerun(:denied_id, 100)), 'queued',
+          'the dispatcher can rerun a blocked run on another actor''s authority');
+SELECT throws_ok($$SELECT rungate.hold(1)$$, '42501', NULL, 'the dispatcher cannot hold');
 SELECT id AS bulk_id FROM rungate.enqueue_bulk('bulk.inventory.sync', 1, '{10,11}', 100) \gset
 SELECT is((SELECT status FROM rungate.cancel(:bulk_id, 100)), 'cancelled',
           'the dispatcher can enqueue_bulk and cancel');
@@ -171,6 +181,13 @@ SELECT is((SELECT status FROM rungate.fail(:restore_id, :'restore_token', 'boom'
           'the worker can fail');
 SELECT throws_ok(format('INSERT INTO public.tap_items VALUES (%s, %L)', :restore_id, 'late'), 'RG409', NULL,
                  'the fence refuses the worker''s write once the run is no longer running');
+SELECT run_id AS rel_id, lease_token AS rel_token FROM rungate.claim('w', ARRAY['inventory.sync']) \gset
+SELECT is((SELECT status FROM rungate.release(:rel_id, :'rel_token')), 'queued',
+          'the worker can release a run');
+SELECT run_id AS rel_id2, lease_token AS rel_token2 FROM rungate.claim('w', ARRAY['inventory.sync']) \gset
+SELECT status AS rel_done FROM rungate.complete(:rel_id2, :'rel_token2') \gset
+SELECT throws_ok($$SELECT rungate.rerun(1)$$, '42501', NULL, 'the worker cannot rerun');
+SELECT throws_ok($$SELECT rungate.hold(1)$$, '42501', NULL, 'the worker cannot hold');
 SELECT throws_ok($$SELECT * FROM rungate.runs$$, '42501', NULL, 'the worker cannot read runs');
 SELECT throws_ok($$UPDATE rungate.runs SET priority = 9$$, '42501', NULL, 'the worker cannot update runs');
 SELECT throws_ok($$SELECT * FROM rungate.tenant_members$$, '42501', NULL,
