@@ -1344,6 +1344,23 @@ static RgPlan heartbeat_plan = {
 };
 
 /*
+ * A running run that we hold (locked, or updated in this transaction) and
+ * the decision d denied: blocked mid-run (recheck_blocked), its lease void.
+ */
+static void
+block_mid_run(int64 run_id, RgDecision *d, RunRow *r)
+{
+	Change		c;
+
+	memset(&c, 0, sizeof(c));
+	c.to = "blocked";
+	c.event = "recheck_blocked";
+	c.decision = d;
+	if (!move_run(run_id, "running", NULL, &c, r))
+		elog(ERROR, "rungate: run " INT64_FORMAT " changed under its lock", run_id);
+}
+
+/*
  * rungate.heartbeat(run_id, lease_token) RETURNS timestamptz
  *
  * Extends the lease, then decides again (with the authority cache, an
@@ -1395,14 +1412,7 @@ rg_heartbeat(PG_FUNCTION_ARGS)
 					   has_initiator, initiator_id, true, &d);
 	if (!d.allowed)
 	{
-		Change		c;
-
-		memset(&c, 0, sizeof(c));
-		c.to = "blocked";
-		c.event = "recheck_blocked";
-		c.decision = &d;
-		if (!move_run(run_id, "running", NULL, &c, &r))
-			elog(ERROR, "rungate: run " INT64_FORMAT " changed under its lock", run_id);
+		block_mid_run(run_id, &d, &r);
 		SPI_finish();
 		PG_RETURN_NULL();
 	}
@@ -1438,15 +1448,7 @@ rg_recheck(PG_FUNCTION_ARGS)
 	lock_leased_run(run_id, token, "recheck", &r);
 	decide_for_run(&r, &d);
 	if (!d.allowed)
-	{
-		Change		c;
-
-		memset(&c, 0, sizeof(c));
-		c.to = "blocked";
-		c.event = "recheck_blocked";
-		c.decision = &d;
-		transition(&r, &c);
-	}
+		block_mid_run(r.id, &d, &r);
 	spi = MemoryContextSwitchTo(caller);
 	res = rg_decision_to_datum(&d, tupdesc);
 	MemoryContextSwitchTo(spi);

@@ -1,4 +1,4 @@
--- schema: the public surface of rungate as CONTRACT.md names it.
+-- schema: the public surface of rungate as docs/reference.md names it.
 --   §1  authority tables and operation_types: columns, types, keys
 --   §3  runs: columns and foreign keys
 --   §7  audit_log and notifications: columns
