@@ -231,14 +231,6 @@ static RgPlan notify_plan = {
 	3, {INT8OID, INT8OID, TEXTOID}, NULL
 };
 
-static void
-signal_queued(int64 run_id)
-{
-	char		payload[64];
-
-	snprintf(payload, sizeof(payload), "{\"run_id\": " INT64_FORMAT "}", run_id);
-	Async_Notify("rungate_queued", payload);
-}
 
 /* rungate_cancelled: the lease holder of a cancelled running run must stop */
 static void
@@ -395,7 +387,7 @@ after_move(RunRow *r, const Change *c, bool from_running,
 	else if (strcmp(c->to, "cancelled") == 0 && c->from_running)
 		signal_cancelled(r);
 	else if (strcmp(c->to, "queued") == 0 && change_is_due(c))
-		signal_queued(r->id);	/* due now; a delayed one is found by polling */
+		rg_wakeup_queued(r->operation, r->id);	/* due now; a delayed one is found by polling */
 
 	/* a place of a concurrency limit freed: waiting runs may start now */
 	if (from_running)
@@ -753,7 +745,7 @@ dispatch(EnqueueRequest *q, RgDecision *d, MemoryContext caller)
 			signal_blocked(&r, d->reason_code);
 		}
 		else if (due)
-			signal_queued(r.id);
+			rg_wakeup_queued(r.operation, r.id);
 	}
 
 	{
@@ -1076,7 +1068,7 @@ start_parent(RunRow *r, RgDecision *d, const char *worker)
 	if (r->item_tenants == (Datum) 0)
 		elog(ERROR, "rungate: bulk run " INT64_FORMAT " has no tenants", r->id);
 	rg_exec(&create_items_plan, v, n, true, 0);
-	signal_queued(r->id);
+	rg_wakeup_queued(d->op.item_operation, r->id);
 }
 
 /*

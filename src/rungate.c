@@ -93,9 +93,10 @@ rg_shmem_request(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 #endif
-	RequestAddinShmemSpace(add_size(add_size(rg_authcache_shmem_size(),
-											 rg_queue_shmem_size()),
-									rg_flow_shmem_size()));
+	RequestAddinShmemSpace(add_size(add_size(add_size(rg_authcache_shmem_size(),
+													  rg_queue_shmem_size()),
+											 rg_flow_shmem_size()),
+									rg_wakeup_shmem_size()));
 	rg_flow_shmem_request();
 }
 
@@ -108,6 +109,7 @@ rg_shmem_startup(void)
 	rg_authcache_shmem_init();
 	rg_queue_shmem_init();
 	rg_flow_shmem_init();
+	rg_wakeup_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -130,6 +132,7 @@ _PG_init(void)
 	rg_authcache_init();
 	rg_queue_init();
 	rg_lifecycle_init();
+	rg_wakeup_init();
 	if (process_shared_preload_libraries_in_progress)
 	{
 #if PG_VERSION_NUM >= 150000

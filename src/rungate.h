@@ -140,6 +140,14 @@ extern Datum rg_decision_to_datum(RgDecision *d, TupleDesc tupdesc);
 extern bool rg_flow_limits(const char *operation, int64 workspace_id,
 						   RgOpType *op, int32 *ws_max_running);
 
+/* ---- the rungate_queued wake-up (wakeup.c) ---- */
+extern void rg_wakeup_init(void);	/* from _PG_init */
+extern Size rg_wakeup_shmem_size(void);
+extern void rg_wakeup_shmem_init(void); /* under AddinShmemInitLock */
+extern void rg_wakeup_queued(const char *operation, int64 run_id);
+extern bool rg_wakeup_attach(void); /* the scheduler worker of this database */
+extern long rg_wakeup_flush(void);
+
 /* ---- flow control (flow.c) ---- */
 extern Size rg_flow_shmem_size(void);
 extern void rg_flow_shmem_request(void);	/* from the shmem request hook */
