@@ -372,6 +372,9 @@ after_move(RunRow *r, const Change *c, bool from_running,
 				 d ? (d->allowed ? "allow" : "deny") : NULL,
 				 reason_code, reason_category,
 				 d ? d->checks : (Datum) 0, d != NULL, worker);
+		rg_metrics_event(c->event, r->operation, 1);
+		if (strcmp(c->to, "blocked") == 0)
+			rg_metrics_blocked(reason_code);
 	}
 
 	/* the initiator hears of a top-level run's ending */
@@ -739,8 +742,10 @@ dispatch(EnqueueRequest *q, RgDecision *d, MemoryContext caller)
 				 r.has_initiator, r.initiator_id,
 				 d->allowed ? "allow" : "deny",
 				 d->reason_code, d->reason_category, d->checks, true, NULL);
+		rg_metrics_event(d->allowed ? "dispatched" : "dispatch_blocked", r.operation, 1);
 		if (!d->allowed)
 		{
+			rg_metrics_blocked(d->reason_code);
 			if (r.has_initiator)
 			{
 				Datum		nv[3];
@@ -1063,6 +1068,7 @@ start_parent(RunRow *r, RgDecision *d, const char *worker)
 	rg_audit(r->id, r->workspace_id, false, 0, attempt, "started",
 			 r->has_initiator, r->initiator_id, "allow", NULL, NULL,
 			 d->checks, true, worker);
+	rg_metrics_event("started", r->operation, 1);
 
 	memset(n, ' ', sizeof(n));
 	v[0] = Int64GetDatum(r->workspace_id);
@@ -1076,6 +1082,7 @@ start_parent(RunRow *r, RgDecision *d, const char *worker)
 	if (r->item_tenants == (Datum) 0)
 		elog(ERROR, "rungate: bulk run " INT64_FORMAT " has no tenants", r->id);
 	rg_exec(&create_items_plan, v, n, true, 0);
+	rg_metrics_event("dispatched", d->op.item_operation, (int64) SPI_processed);
 	signal_queued(r->id);
 }
 
@@ -1160,6 +1167,7 @@ start_runs(ReturnSetInfo *rsinfo, const char *worker, RunRow *batch,
 					 "allow", NULL, NULL, decisions[starts[i]].checks, true,
 					 worker_text, true);
 		rg_writer_insert(&w, v, nulls);
+		rg_metrics_event("started", r->operation, 1);
 	}
 	rg_writer_close(&w);
 	rg_gate_close();
@@ -1193,6 +1201,7 @@ Datum
 rg_claim(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	uint64		claim_started = rg_metrics_now();
 	char	   *worker;
 	ArrayType  *ops = NULL;
 	int32		max_runs;
@@ -1326,6 +1335,7 @@ rg_claim(PG_FUNCTION_ARGS)
 
 	rg_flow_claim_end();
 	SPI_finish();
+	rg_metrics_claim(claim_started);
 	return (Datum) 0;
 }
 
