@@ -4,7 +4,8 @@
 --     type, per reason code; the claim histogram's buckets, _sum, _count
 --   * counters move after committed transitions only: not after a rolled
 --     back transaction, a rolled back savepoint, or an exception block
---   * the gauges: queued and running runs, the queue lag of due runs
+--   * the gauges: queued and running runs, the queue lag of due runs,
+--     running runs past their lease
 --   * metrics_text: # HELP and # TYPE per family, label escaping, every
 --     line a well-formed sample
 --   * privileges: revoked from PUBLIC; a role with EXECUTE reads them
@@ -173,7 +174,7 @@ COMMIT;
 SELECT * FROM pg_temp.moved();
 
 ------------------------------------------------------------------------------
--- 4. The gauges: lag counts due runs only
+-- 4. The gauges: lag counts due runs only; expired leases
 ------------------------------------------------------------------------------
 
 -- the queued report (one, due now) gives a positive lag; a run due in an
@@ -188,6 +189,25 @@ SELECT m.labels->>'status' AS status, m.value FROM rungate.metrics() m
  WHERE m.metric = 'rungate_runs' AND m.labels->>'operation' = 'reports.export' ORDER BY 1;
 SELECT value FROM rungate.metrics()
  WHERE metric = 'rungate_queue_lag_seconds' AND labels->>'operation' = 'reports.export';
+
+-- a run whose lease expired is counted until the reaper requeues it (the
+-- gauges are as of the clock, not the transaction's start; the run stays
+-- locked by this transaction, so no reaper takes it before the check)
+INSERT INTO rungate.operation_types (name, capability, scope, requires_operable_tenant,
+                                     allow_system, lease)
+VALUES ('metrics.short', 'reports.run', 'workspace', false, true, '1 millisecond');
+SELECT count(*) FROM rungate.enqueue('metrics.short', 1);
+SELECT pg_temp.mark();
+BEGIN;
+SELECT count(*) FROM rungate.claim('w5', '{metrics.short}');
+SELECT pg_sleep(0.01);
+SELECT labels->>'operation' AS operation, value FROM rungate.metrics()
+ WHERE metric = 'rungate_expired_leases' AND value > 0;
+COMMIT;
+SELECT rungate.reap_expired() >= 0 AS reaped;  -- or the scheduler was first
+SELECT count(*) AS expired FROM rungate.metrics()
+ WHERE metric = 'rungate_expired_leases' AND value > 0;
+SELECT * FROM pg_temp.moved();
 
 ------------------------------------------------------------------------------
 -- 5. metrics_text: the exposition format

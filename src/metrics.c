@@ -21,8 +21,8 @@
  *     shared memory at XACT_EVENT_COMMIT only. A rolled-back transaction,
  *     or a rolled-back savepoint within one, counts nothing; a prepared
  *     transaction (two-phase commit) is not counted either.
- *   - the gauges (runs queued and running, queue lag, per operation
- *     type), read on demand through the partial indexes of queued and
+ *   - the gauges (runs queued and running, queue lag, expired leases, per
+ *     operation type), read on demand through the partial indexes of queued and
  *     running runs, never touching a terminal run.
  *
  * Without preload there is no shared memory: nothing is counted and the
@@ -475,27 +475,30 @@ rg_metrics_init(void)
  * ------------------------------------------------------------------------ */
 
 /*
- * Per operation type: queued runs, running runs, and the seconds since the
- * run_at of its oldest due queued run. Each aggregate reads one partial
- * index (runs_queue_idx: status = 'queued'; runs_lease_idx: status =
- * 'running'), so terminal runs are never read.
+ * Per operation type: queued runs, running runs, the seconds since the
+ * run_at of its oldest due queued run, and the running runs whose lease
+ * has expired (not yet reaped), all as of $1, the clock time of the call
+ * (not the transaction's start: a gauge says how things are now). Each
+ * aggregate reads one partial index (runs_queue_idx: status = 'queued';
+ * runs_lease_idx: status = 'running'), so terminal runs are never read.
  */
 static RgPlan gauges_plan = {
 	"WITH q AS ("
 	"  SELECT r.operation, pg_catalog.count(*) AS n,"
-	"         pg_catalog.min(r.run_at) FILTER (WHERE r.run_at" LE "pg_catalog.now()) AS due"
+	"         pg_catalog.min(r.run_at) FILTER (WHERE r.run_at" LE "$1) AS due"
 	"    FROM rungate.runs r WHERE r.status" EQ "'queued' GROUP BY r.operation),"
 	" w AS ("
-	"  SELECT r.operation, pg_catalog.count(*) AS n"
+	"  SELECT r.operation, pg_catalog.count(*) AS n,"
+	"         pg_catalog.count(*) FILTER (WHERE r.lease_expires_at" LT "$1) AS expired"
 	"    FROM rungate.runs r WHERE r.status" EQ "'running' GROUP BY r.operation)"
 	" SELECT ot.name, COALESCE(q.n, 0), COALESCE(w.n, 0),"
-	"        COALESCE(pg_catalog.date_part('epoch', pg_catalog.now()"
-	"                 OPERATOR(pg_catalog.-) q.due), 0)"
+	"        COALESCE(pg_catalog.date_part('epoch', $1 OPERATOR(pg_catalog.-) q.due), 0),"
+	"        COALESCE(w.expired, 0)"
 	"   FROM rungate.operation_types ot"
 	"   LEFT JOIN q ON q.operation" EQ "ot.name"
 	"   LEFT JOIN w ON w.operation" EQ "ot.name"
 	"  ORDER BY ot.name",
-	0, {InvalidOid}, NULL
+	1, {TIMESTAMPTZOID}, NULL
 };
 
 typedef struct MxGauge
@@ -504,6 +507,7 @@ typedef struct MxGauge
 	int64		queued;
 	int64		running;
 	double		lag;
+	int64		expired;
 } MxGauge;
 
 /* One sample: a metric name, up to two labels, a value. */
@@ -530,7 +534,7 @@ typedef struct MxOut
 	MxSample   *samples;
 	int			nsamples;
 	int			maxsamples;
-	MxFamily	families[8];
+	MxFamily	families[12];
 	int			nfamilies;
 } MxOut;
 
@@ -634,6 +638,7 @@ collect(MxOut *o)
 {
 	MemoryContext caller = CurrentMemoryContext;
 	MxGauge    *g;
+	Datum		now;
 	int			ng,
 				i,
 				j;
@@ -641,7 +646,8 @@ collect(MxOut *o)
 	memset(o, 0, sizeof(*o));
 
 	SPI_connect();
-	rg_exec(&gauges_plan, NULL, NULL, false, 0);
+	now = TimestampTzGetDatum(GetCurrentTimestamp());
+	rg_exec(&gauges_plan, &now, NULL, false, 0);
 	ng = (int) SPI_processed;
 	g = MemoryContextAlloc(caller, sizeof(MxGauge) * Max(ng, 1));
 	for (i = 0; i < ng; i++)
@@ -652,6 +658,7 @@ collect(MxOut *o)
 		g[i].queued = rg_get_int64(i, 2, NULL);
 		g[i].running = rg_get_int64(i, 3, NULL);
 		g[i].lag = DatumGetFloat8(rg_get_datum(i, 4, NULL));
+		g[i].expired = rg_get_int64(i, 5, NULL);
 	}
 	SPI_finish();
 
@@ -668,6 +675,11 @@ collect(MxOut *o)
 	for (i = 0; i < ng; i++)
 		sample(o, "rungate_queue_lag_seconds", "operation", g[i].operation, NULL, NULL,
 			   g[i].lag);
+	family(o, "rungate_expired_leases", "gauge",
+		   "Running runs whose lease has expired and that no reaper has requeued or failed yet, by operation type.");
+	for (i = 0; i < ng; i++)
+		sample(o, "rungate_expired_leases", "operation", g[i].operation, NULL, NULL,
+			   (double) g[i].expired);
 
 	if (mx == NULL)
 		return;					/* not preloaded: no counters */
