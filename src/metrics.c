@@ -454,18 +454,20 @@ rg_metrics_init(void)
 							 PGC_SUSET,
 							 0,
 							 NULL, NULL, NULL);
-	DefineCustomIntVariable("rungate.metrics_max_series",
-							"Entries of rungate's shared metrics table.",
-							"One entry per database and (event, operation), reason code, "
-							"or claim duration bucket. Increments that find the table "
-							"full are counted in rungate_metrics_overflow_total.",
-							&metrics_max_series,
-							4096,
-							64,
-							1048576,
-							PGC_POSTMASTER,
-							0,
-							NULL, NULL, NULL);
+	/* a server-start setting can only be defined while preloading */
+	if (process_shared_preload_libraries_in_progress)
+		DefineCustomIntVariable("rungate.metrics_max_series",
+								"Entries of rungate's shared metrics table.",
+								"One entry per database and (event, operation), reason code, "
+								"or claim duration bucket. Increments that find the table "
+								"full are counted in rungate_metrics_overflow_total.",
+								&metrics_max_series,
+								4096,
+								64,
+								1048576,
+								PGC_POSTMASTER,
+								0,
+								NULL, NULL, NULL);
 	RegisterXactCallback(mx_xact_callback, NULL);
 	RegisterSubXactCallback(mx_subxact_callback, NULL);
 }
