@@ -124,12 +124,15 @@ SQL
       BEGIN PERFORM count(*) FROM rungate.metrics();
             RAISE NOTICE '%', round(1000 * extract(epoch FROM clock_timestamp() - t0), 3); END \$\$" 2>&1 |
       sed -n 's/.*NOTICE: *//p')
+  local c0 others
+  cpu_snapshot; c0=$SNAP
   ms_metrics=$(timed "count(*) FROM rungate.metrics()" | median)
   ms_text=$(timed "length(rungate.metrics_text())" | median)
+  cpu_snapshot; others=$(other_cpu "$c0" "$SNAP")
   local rows
   rows=$(q -d "$db" -c "SELECT count(*) FROM rungate.metrics()")
   echo "  metrics(): median ${ms_metrics} ms of $CALLS calls ($rows rows; first call of a session ${first} ms);" \
-       "metrics_text(): median ${ms_text} ms"
+       "metrics_text(): median ${ms_text} ms; others used ${others}% of the CPU meanwhile"
   {
     echo "## rungate.metrics() with 1,000,000 runs"
     echo
@@ -140,6 +143,8 @@ SQL
     echo "| \`rungate.metrics()\` ($rows rows) | ${ms_metrics} ms | < 50 ms |"
     echo "| \`rungate.metrics_text()\` | ${ms_text} ms | |"
     echo "| the first \`metrics()\` of a session (plans the gauges query) | ${first} ms | |"
+    echo
+    echo "Processes outside the benchmark used ${others}% of the machine's CPU while the calls were timed."
     echo
     echo "The gauges query as it ran inside \`metrics()\` (auto_explain, nested statements):"
     echo
