@@ -22,8 +22,8 @@
  *     or a rolled-back savepoint within one, counts nothing; a prepared
  *     transaction (two-phase commit) is not counted either.
  *   - the gauges (runs queued and running, queue lag, expired leases, per
- *     operation type), read on demand through the partial indexes of queued and
- *     running runs, never touching a terminal run.
+ *     operation type), read on demand through the partial indexes of
+ *     queued and running runs, never touching a terminal run.
  *
  * Without preload there is no shared memory: nothing is counted and the
  * surfaces show the gauges alone. Must never take a lock that a concurrent
