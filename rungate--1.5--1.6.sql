@@ -154,6 +154,26 @@ ALTER TYPE rungate.run_detail ADD ATTRIBUTE waiting text;
 -- 4. Metrics: rungate.metrics(), rungate.metrics_text()
 ------------------------------------------------------------------------------
 
+-- Gauges (runs queued and running, queue lag, per operation type) read on
+-- demand through the partial indexes of queued and running runs; counters
+-- (audit events, blocks, claim durations) live in shared memory when
+-- rungate is preloaded and count committed transactions only (src/metrics.c).
+-- For the administrator and a monitoring role, never for tenant viewers.
+
+CREATE FUNCTION rungate.metrics()
+    RETURNS TABLE (metric text, labels jsonb, value double precision)
+    AS 'MODULE_PATHNAME', 'rg_metrics' LANGUAGE C VOLATILE ROWS 200
+    SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION rungate.metrics() FROM PUBLIC;
+COMMENT ON FUNCTION rungate.metrics() IS 'rungate''s metrics, one row per sample: gauges of queued and running runs and queue lag per operation type; counters of audit events, blocks and claim durations since the server started (preloaded)';
+
+CREATE FUNCTION rungate.metrics_text()
+    RETURNS text
+    AS 'MODULE_PATHNAME', 'rg_metrics_text' LANGUAGE C VOLATILE
+    SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION rungate.metrics_text() FROM PUBLIC;
+COMMENT ON FUNCTION rungate.metrics_text() IS 'rungate.metrics() in the Prometheus text exposition format, with # HELP and # TYPE lines';
+
 -- (end of metrics)
 
 ------------------------------------------------------------------------------

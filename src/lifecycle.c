@@ -364,6 +364,9 @@ after_move(RunRow *r, const Change *c, bool from_running,
 				 d ? (d->allowed ? "allow" : "deny") : NULL,
 				 reason_code, reason_category,
 				 d ? d->checks : (Datum) 0, d != NULL, worker);
+		rg_metrics_event(c->event, r->operation, 1);
+		if (strcmp(c->to, "blocked") == 0)
+			rg_metrics_blocked(reason_code);
 	}
 
 	/* the initiator hears of a top-level run's ending */
@@ -731,8 +734,10 @@ dispatch(EnqueueRequest *q, RgDecision *d, MemoryContext caller)
 				 r.has_initiator, r.initiator_id,
 				 d->allowed ? "allow" : "deny",
 				 d->reason_code, d->reason_category, d->checks, true, NULL);
+		rg_metrics_event(d->allowed ? "dispatched" : "dispatch_blocked", r.operation, 1);
 		if (!d->allowed)
 		{
+			rg_metrics_blocked(d->reason_code);
 			if (r.has_initiator)
 			{
 				Datum		nv[3];
@@ -1055,6 +1060,7 @@ start_parent(RunRow *r, RgDecision *d, const char *worker)
 	rg_audit(r->id, r->workspace_id, false, 0, attempt, "started",
 			 r->has_initiator, r->initiator_id, "allow", NULL, NULL,
 			 d->checks, true, worker);
+	rg_metrics_event("started", r->operation, 1);
 
 	memset(n, ' ', sizeof(n));
 	v[0] = Int64GetDatum(r->workspace_id);
@@ -1068,6 +1074,7 @@ start_parent(RunRow *r, RgDecision *d, const char *worker)
 	if (r->item_tenants == (Datum) 0)
 		elog(ERROR, "rungate: bulk run " INT64_FORMAT " has no tenants", r->id);
 	rg_exec(&create_items_plan, v, n, true, 0);
+	rg_metrics_event("dispatched", d->op.item_operation, (int64) SPI_processed);
 	rg_wakeup_queued(d->op.item_operation, r->id);
 }
 
@@ -1152,6 +1159,7 @@ start_runs(ReturnSetInfo *rsinfo, const char *worker, RunRow *batch,
 					 "allow", NULL, NULL, decisions[starts[i]].checks, true,
 					 worker_text, true);
 		rg_writer_insert(&w, v, nulls);
+		rg_metrics_event("started", r->operation, 1);
 	}
 	rg_writer_close(&w);
 	rg_gate_close();
@@ -1185,6 +1193,7 @@ Datum
 rg_claim(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	uint64		claim_started = rg_metrics_now();
 	char	   *worker;
 	ArrayType  *ops = NULL;
 	int32		max_runs;
@@ -1318,6 +1327,7 @@ rg_claim(PG_FUNCTION_ARGS)
 
 	rg_flow_claim_end();
 	SPI_finish();
+	rg_metrics_claim(claim_started);
 	return (Datum) 0;
 }
 

@@ -2,7 +2,8 @@
  * rungate.c
  *     Module entry and the plumbing every other file uses: the internal-write
  *     gate, kept SPI plans, small SPI result readers, and the shared-memory
- *     hooks (the authority generation, the queue floor) when preloaded.
+ *     hooks (the authority generation, the queue floor, the metrics
+ *     counters) when preloaded.
  *
  * Owns no SQL-callable function. Must never hold the gate open across a
  * (sub)transaction abort: the callbacks below close it.
@@ -85,18 +86,25 @@ static shmem_request_hook_type prev_shmem_request_hook = NULL;
 #endif
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
-/* Shared memory, when preloaded: the authority generation, the queue floor. */
+/*
+ * Shared memory, when preloaded: the authority generation, the queue floor,
+ * the metrics counters.
+ */
 static void
 rg_shmem_request(void)
 {
+	Size		size;
+
 #if PG_VERSION_NUM >= 150000
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 #endif
-	RequestAddinShmemSpace(add_size(add_size(add_size(rg_authcache_shmem_size(),
-													  rg_queue_shmem_size()),
-											 rg_flow_shmem_size()),
-									rg_wakeup_shmem_size()));
+	size = rg_authcache_shmem_size();
+	size = add_size(size, rg_queue_shmem_size());
+	size = add_size(size, rg_flow_shmem_size());
+	size = add_size(size, rg_wakeup_shmem_size());
+	size = add_size(size, rg_metrics_shmem_size());
+	RequestAddinShmemSpace(size);
 	rg_flow_shmem_request();
 }
 
@@ -110,6 +118,7 @@ rg_shmem_startup(void)
 	rg_queue_shmem_init();
 	rg_flow_shmem_init();
 	rg_wakeup_shmem_init();
+	rg_metrics_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -133,6 +142,7 @@ _PG_init(void)
 	rg_queue_init();
 	rg_lifecycle_init();
 	rg_wakeup_init();
+	rg_metrics_init();
 	if (process_shared_preload_libraries_in_progress)
 	{
 #if PG_VERSION_NUM >= 150000

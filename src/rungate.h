@@ -255,6 +255,18 @@ extern int	rg_queue_fetch(Relation rel, int max, ArrayType *ops,
 extern int	rg_queue_fetch_fair(Relation rel, int max, ArrayType *ops,
 								RgQueueTake take, void *arg);
 
+/* ---- counters (metrics.c) ----
+ * The lifecycle reports what it writes as it writes it; the counts reach
+ * shared memory when the transaction commits (none when it, or the
+ * subtransaction that made them, rolls back). No-ops unless preloaded. */
+extern void rg_metrics_init(void);	/* from _PG_init */
+extern Size rg_metrics_shmem_size(void);
+extern void rg_metrics_shmem_init(void);	/* under AddinShmemInitLock */
+extern void rg_metrics_event(const char *event, const char *operation, int64 n);
+extern void rg_metrics_blocked(const char *reason_code);
+extern uint64 rg_metrics_now(void);	/* a claim's start, for rg_metrics_claim */
+extern void rg_metrics_claim(uint64 started);
+
 /* ---- runs and their transitions (lifecycle.c) ---- */
 extern void rg_lifecycle_init(void);	/* from _PG_init: its settings */
 extern void rg_audit(int64 run_id, int64 workspace_id, bool has_tenant,

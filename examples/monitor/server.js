@@ -4,6 +4,9 @@
  *
  *   GET /admin/operations           rungate.operations(viewer, workspace, status, tenant, page, before)
  *   GET /admin/operations/{run}     rungate.operation(viewer, run)
+ *   GET /metrics                    rungate.metrics_text(): Prometheus's text format
+ *   GET /admin/metrics              charts of queue depth and blocked runs by reason over time
+ *   GET /admin/metrics/history      the samples behind the charts (JSON)
  *
  * The viewer is the X-Viewer-Id header and the current workspace the
  * X-Workspace-Id header: stand-ins for the application's session. HTML by
@@ -19,11 +22,24 @@
  * Requests this server cannot even pass to rungate (a missing or non-numeric
  * id) are 400 too; unknown paths 404, other methods 405.
  *
+ * The metrics routes are an operator's, not a tenant viewer's: they show
+ * every workspace's counts. They use their own connections, as
+ * METRICS_PGUSER (a role that may execute rungate.metrics and
+ * rungate.metrics_text; default: the PG* role, which then needs those
+ * grants), and take no viewer header; put them behind the operators'
+ * authentication. Every METRICS_INTERVAL_MS (default 5000) the server keeps
+ * a sample of rungate.metrics(): queued runs per operation type and the
+ * blocked counters per reason code, the last METRICS_HISTORY (default 360)
+ * of them, for the charts.
+ *
  * Environment: PORT (required; 0 picks a free port, printed on start-up),
  * PG* for the connection (PGHOST, PGPORT, PGUSER, PGDATABASE...), PAGE_SIZE
- * (default 50). Listens on 127.0.0.1 only.
+ * (default 50), METRICS_PGUSER, METRICS_INTERVAL_MS, METRICS_HISTORY.
+ * Listens on 127.0.0.1 only.
  */
+const fs = require('node:fs');
 const http = require('node:http');
+const path = require('node:path');
 const pg = require('pg');
 
 // bigint ids as JSON numbers (up to 2^53; larger ones stay strings)
@@ -36,6 +52,9 @@ const STATUSES = ['queued', 'running', 'succeeded', 'partially_succeeded',
   'failed', 'blocked', 'cancelled'];
 const INT8_MAX = 9223372036854775807n;
 const PAGE_SIZE = Number(process.env.PAGE_SIZE || 50);
+const METRICS_INTERVAL_MS = Number(process.env.METRICS_INTERVAL_MS || 5000);
+const METRICS_HISTORY = Number(process.env.METRICS_HISTORY || 360);
+const METRICS_JS = fs.readFileSync(path.join(__dirname, 'metrics-page.js'), 'utf8');
 
 class HttpError extends Error {
   constructor(status, message, code) {
@@ -87,6 +106,61 @@ async function listRuns(viewer, workspace, status, tenant, before) {
 async function runDetail(viewer, run) {
   const { rows } = await pool.query('SELECT * FROM rungate.operation($1, $2)', [viewer, run]);
   return rows[0];
+}
+
+/* ------------------------------------------------------------- metrics */
+
+const metricsPool = new pg.Pool({
+  max: 2,
+  user: process.env.METRICS_PGUSER || undefined,
+  application_name: 'rungate-monitor-metrics',
+  statement_timeout: 10000,
+  connectionTimeoutMillis: 10000,
+});
+metricsPool.on('error', (err) => console.error('metrics pool error:', err.message));
+
+async function metricsText() {
+  const { rows } = await metricsPool.query('SELECT rungate.metrics_text() AS text');
+  return rows[0].text;
+}
+
+/*
+ * The history behind the charts: one sample per METRICS_INTERVAL_MS, the
+ * last METRICS_HISTORY of them. A sample is {at, queued: {operation: n},
+ * running: {operation: n}, blocked: {reason_code: total}}; blocked holds
+ * the counters (null when rungate is not preloaded: no counters).
+ */
+const history = [];
+let lastSampleError = null;
+
+async function takeSample() {
+  const { rows } = await metricsPool.query(
+    "SELECT metric, labels, value FROM rungate.metrics()"
+    + " WHERE metric IN ('rungate_runs', 'rungate_blocked_total')");
+  const s = { at: new Date().toISOString(), queued: {}, running: {}, blocked: null };
+  for (const r of rows) {
+    if (r.metric === 'rungate_runs') {
+      s[r.labels.status][r.labels.operation] = r.value;
+    } else {
+      s.blocked = s.blocked || {};
+      s.blocked[r.labels.reason_code] = r.value;
+    }
+  }
+  history.push(s);
+  while (history.length > METRICS_HISTORY) history.shift();
+  lastSampleError = null;
+}
+
+let sampling = null;
+function startSampling() {
+  const tick = () => takeSample().catch((err) => {
+    if (!lastSampleError || lastSampleError.message !== err.message) {
+      console.error(`metrics sample failed: ${err.code || ''} ${err.message}`);
+    }
+    lastSampleError = err;
+  });
+  tick();
+  sampling = setInterval(tick, METRICS_INTERVAL_MS);
 }
 
 /* ------------------------------------------------------------------ HTML */
@@ -174,6 +248,15 @@ dl.facts dt{color:#57606a}dl.facts dd{margin:0}
 tr.deny td{background:#fff8eb}
 pre.json{background:#fff;border:1px solid #d0d7de;padding:8px;border-radius:6px;overflow:auto}
 .empty{padding:16px;background:#fff;border:1px solid #d0d7de}
+.chart-panel{background:#fff;border:1px solid #d0d7de;border-radius:6px;padding:12px 16px;margin:14px 0}
+.chart-panel h2{margin:0 0 2px;font-size:16px}
+svg.chart{width:100%;height:auto;display:block}
+svg.chart .grid{stroke:#eaeef2}svg.chart .axis{stroke:#8c959f}
+svg.chart .tick{font-size:11px;fill:#57606a}svg.chart .empty-chart{font-size:14px;fill:#8c959f}
+ul.legend{list-style:none;margin:6px 0 0;padding:0;display:flex;flex-wrap:wrap;gap:6px 18px;font-size:13px}
+ul.legend li{display:flex;align-items:center;gap:6px}ul.legend .value{color:#57606a}
+.swatch{display:inline-block;width:14px;height:4px;border-radius:2px}
+#status.error{color:#a40e26}
 `;
 
 function page(title, ctx, body) {
@@ -322,9 +405,58 @@ function sendError(res, json, err, extra) {
   else send(res, status, 'text/html', errorHtml(status, message), extra);
 }
 
+const METRICS_ROUTES = ['/metrics', '/admin/metrics', '/admin/metrics.js', '/admin/metrics/history'];
+
+function metricsPageHtml() {
+  const body = `<p class="message">Sampled every ${esc(METRICS_INTERVAL_MS / 1000)} s from
+<code>rungate.metrics()</code>; the last ${esc(METRICS_HISTORY)} samples. Raw: <a href="/metrics">/metrics</a>.</p>
+<section class="chart-panel"><h2>Queue depth</h2>
+<p class="message">Queued runs by operation type.</p>
+<svg id="queue-chart" class="chart" viewBox="0 0 900 260" role="img" aria-label="Queued runs by operation type over time"></svg>
+<ul id="queue-legend" class="legend"></ul></section>
+<section class="chart-panel"><h2>Blocked runs by reason</h2>
+<p class="message">Runs blocked per minute, by reason code (from <code>rungate_blocked_total</code>).</p>
+<svg id="blocked-chart" class="chart" viewBox="0 0 900 260" role="img" aria-label="Blocked runs per minute by reason code over time"></svg>
+<ul id="blocked-legend" class="legend"></ul></section>
+<p id="status" class="message">Loading…</p>
+<script src="/admin/metrics.js"></script>`;
+  return page('Metrics', 'queue depth and blocked runs over time', body);
+}
+
+const METRICS_CSP = "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; base-uri 'none'; frame-ancestors 'none'";
+
+async function handleMetrics(req, res, url, json) {
+  if (req.method !== 'GET' && req.method !== 'HEAD') {
+    const e = new HttpError(405, `method ${req.method} not allowed`);
+    e.headers = { Allow: 'GET, HEAD' };
+    throw e;
+  }
+  switch (url.pathname) {
+    case '/metrics':
+      send(res, 200, 'text/plain; version=0.0.4', await metricsText());
+      return;
+    case '/admin/metrics.js':
+      send(res, 200, 'text/javascript', METRICS_JS);
+      return;
+    case '/admin/metrics/history':
+      if (history.length === 0 && lastSampleError) throw lastSampleError;
+      send(res, 200, 'application/json', JSON.stringify({
+        interval_ms: METRICS_INTERVAL_MS, max_samples: METRICS_HISTORY, samples: history,
+      }));
+      return;
+    default:
+      if (json) throw new HttpError(404, 'the charts are HTML; their data is /admin/metrics/history');
+      send(res, 200, 'text/html', metricsPageHtml(), { 'Content-Security-Policy': METRICS_CSP });
+  }
+}
+
 async function handle(req, res) {
   const url = new URL(req.url, 'http://127.0.0.1');
   const json = wantsJson(req, url);
+  if (METRICS_ROUTES.includes(url.pathname)) {
+    await handleMetrics(req, res, url, json);
+    return 200;
+  }
   const detail = url.pathname.match(/^\/admin\/operations\/([^/]+)\/?$/);
   if (url.pathname !== '/admin/operations' && url.pathname !== '/admin/operations/' && !detail) {
     throw new HttpError(404, `no such page: ${url.pathname.slice(0, 80)}`);
@@ -381,11 +513,21 @@ function main() {
     console.error('PAGE_SIZE must be between 1 and 10000');
     process.exit(2);
   }
+  if (!Number.isInteger(METRICS_INTERVAL_MS) || METRICS_INTERVAL_MS < 100) {
+    console.error('METRICS_INTERVAL_MS must be an integer of at least 100');
+    process.exit(2);
+  }
+  if (!Number.isInteger(METRICS_HISTORY) || METRICS_HISTORY < 2 || METRICS_HISTORY > 100000) {
+    console.error('METRICS_HISTORY must be between 2 and 100000');
+    process.exit(2);
+  }
+  startSampling();
   server.listen(Number(port), '127.0.0.1', () => {
     console.log(`rungate monitor listening on http://127.0.0.1:${server.address().port}`);
   });
   const stop = () => {
-    server.close(() => pool.end().finally(() => process.exit(0)));
+    clearInterval(sampling);
+    server.close(() => Promise.allSettled([pool.end(), metricsPool.end()]).finally(() => process.exit(0)));
     setTimeout(() => process.exit(0), 3000).unref();
   };
   process.on('SIGTERM', stop);

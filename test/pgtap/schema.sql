@@ -18,7 +18,7 @@
 SET client_min_messages = warning;
 
 BEGIN;
-SELECT plan(250);
+SELECT plan(258);
 
 -- ---------------------------------------------------------------------
 -- Extension and schema
@@ -315,7 +315,13 @@ INSERT INTO contract_functions VALUES
   'rungate.holds'),
  (19, 'resume', '{bigint,bigint}',
   'hold_id bigint, actor_id bigint DEFAULT NULL::bigint',
-  'rungate.holds');
+  'rungate.holds'),
+ (20, 'metrics', '{}',
+  '',
+  'setof record'),
+ (21, 'metrics_text', '{}',
+  '',
+  'text');
 
 SELECT has_function('rungate', name, args,
                     format('function rungate.%s(%s) exists', name, array_to_string(args, ', ')))
@@ -401,7 +407,8 @@ SELECT is_definer('rungate', name, args, format('rungate.%s is SECURITY DEFINER'
   FROM contract_functions
  WHERE name IN ('enqueue', 'enqueue_bulk', 'cancel',
                 'claim', 'heartbeat', 'recheck', 'complete', 'fail', 'reap_expired',
-                'operations', 'operation', 'release', 'rerun', 'hold', 'resume')
+                'operations', 'operation', 'release', 'rerun', 'hold', 'resume',
+                'metrics', 'metrics_text')
  ORDER BY n;
 
 -- Every SECURITY DEFINER function of the schema pins its search_path.

@@ -8,9 +8,14 @@
 # the service as a role that may only execute rungate.operations and
 # rungate.operation, and runs examples/monitor/test/*.test.js (node:test):
 #   http.test.js     every row of the 404/403 table on both surfaces, JSON
-#                    shapes, filters, the status mapping, blocked vs failed
+#                    shapes, filters, the status mapping, blocked vs failed;
+#                    /metrics (rungate.metrics_text() as a monitoring role,
+#                    500 for a role without the grant), the samples' JSON
 #   browser.test.js  headless Chromium (playwright-core): the blocked badge,
 #                    screenshots in results/screenshots/
+#   metrics.browser.test.js  the /admin/metrics charts in headless Chromium:
+#                    queue depth and blocked runs by reason follow runs
+#                    queued and blocked while the page is open
 # Run by test/run-tests.sh with the cluster's PG* environment (superuser);
 # installs chromium (Debian) and the example's npm packages when missing.
 # About 15 s once the packages are there.
@@ -21,6 +26,7 @@ APP=examples/monitor
 DB=monitor_http
 VIEWER=monitor_http_viewer       # USAGE + EXECUTE on the two functions, nothing else
 NOGRANTS=monitor_http_nogrants   # may connect, may not execute: the 500 path
+METRICS=monitor_http_metrics     # USAGE + EXECUTE on rungate.metrics() and metrics_text()
 TMP=$(mktemp -d /tmp/monitor-http.XXXXXX)
 PIDS=()
 
@@ -31,7 +37,7 @@ cleanup() {
   for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
   dropdb --if-exists "$DB" 2>/dev/null || true
   psql -X -q -d postgres -c "DROP ROLE IF EXISTS $VIEWER" -c "DROP ROLE IF EXISTS $NOGRANTS" \
-    >/dev/null 2>&1 || true
+    -c "DROP ROLE IF EXISTS $METRICS" >/dev/null 2>&1 || true
   rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -54,7 +60,8 @@ log "npm ci in $APP"
 
 # ---- database, runs in several states, roles
 dropdb --if-exists "$DB" 2>/dev/null || true
-psql -X -q -d postgres -c "DROP ROLE IF EXISTS $VIEWER" -c "DROP ROLE IF EXISTS $NOGRANTS" >/dev/null
+psql -X -q -d postgres -c "DROP ROLE IF EXISTS $VIEWER" -c "DROP ROLE IF EXISTS $NOGRANTS" \
+  -c "DROP ROLE IF EXISTS $METRICS" >/dev/null
 createdb "$DB"
 psql -X -q -v ON_ERROR_STOP=1 -d "$DB" >/dev/null <<SQL
 CREATE EXTENSION rungate;
@@ -107,21 +114,26 @@ GRANT EXECUTE ON FUNCTION rungate.operations(bigint, bigint, text, bigint, integ
                           rungate.operation(bigint, bigint) TO $VIEWER;
 CREATE ROLE $NOGRANTS LOGIN;
 GRANT USAGE ON SCHEMA rungate TO $NOGRANTS;
+CREATE ROLE $METRICS LOGIN;
+GRANT USAGE ON SCHEMA rungate TO $METRICS;
+GRANT EXECUTE ON FUNCTION rungate.metrics(), rungate.metrics_text() TO $METRICS;
 SQL
 log "runs: $(cat "$TMP/runs.json")"
 
 # the service's role holds nothing but the two functions
 for stmt in "SELECT count(*) FROM rungate.runs" "SELECT rungate.reap_expired()" \
-            "SELECT rungate.decide('inventory.sync', 1, 10, 100)"; do
+            "SELECT rungate.decide('inventory.sync', 1, 10, 100)" \
+            "SELECT rungate.metrics_text()" "SELECT count(*) FROM rungate.metrics()"; do
   if PGUSER=$VIEWER psql -X -q -d "$DB" -c "$stmt" >/dev/null 2>&1; then
     echo "FAIL: $VIEWER may run: $stmt"; exit 1
   fi
 done
 
 # ---- the service (PORT=0: a free port, read from its first line)
-start_server() {  # start_server NAME ROLE -> sets URL
+start_server() {  # start_server NAME ROLE [METRICS-ROLE] -> sets URL
   local name=$1 role=$2 i
-  PORT=0 PGUSER=$role PGDATABASE=$DB node "$APP/server.js" >"$TMP/$name.log" 2>&1 &
+  PORT=0 PGUSER=$role PGDATABASE=$DB METRICS_PGUSER=${3:-} METRICS_INTERVAL_MS=200 \
+    node "$APP/server.js" >"$TMP/$name.log" 2>&1 &
   PIDS+=($!)
   for i in $(seq 1 100); do
     URL=$(sed -n 's/^rungate monitor listening on \(http:\/\/127\.0\.0\.1:[0-9]*\)$/\1/p' "$TMP/$name.log")
@@ -131,7 +143,7 @@ start_server() {  # start_server NAME ROLE -> sets URL
   done
   cat "$TMP/$name.log"; echo "FAIL: $name did not start"; exit 1
 }
-start_server monitor "$VIEWER"; MONITOR_URL=$URL
+start_server monitor "$VIEWER" "$METRICS"; MONITOR_URL=$URL
 start_server nogrants "$NOGRANTS"; MONITOR_NOGRANTS_URL=$URL
 log "monitor at $MONITOR_URL (role $VIEWER); $MONITOR_NOGRANTS_URL (role $NOGRANTS)"
 
@@ -139,17 +151,20 @@ log "monitor at $MONITOR_URL (role $VIEWER); $MONITOR_NOGRANTS_URL (role $NOGRAN
 if command -v curl >/dev/null; then
   curl -fsS -H 'X-Viewer-Id: 100' -H 'X-Workspace-Id: 1' "$MONITOR_URL/admin/operations" \
     | grep -q 'capability_missing' || { echo "FAIL: curl: no blocked reason in the list"; exit 1; }
+  # and /metrics, as Prometheus would scrape it
+  curl -fsS "$MONITOR_URL/metrics" | grep -qx 'rungate_blocked_total{reason_code="capability_missing"} 1' \
+    || { echo "FAIL: curl: /metrics does not count the blocked run"; exit 1; }
 fi
 
 mkdir -p results/screenshots
 rc=0
-MONITOR_URL=$MONITOR_URL MONITOR_NOGRANTS_URL=$MONITOR_NOGRANTS_URL \
+MONITOR_URL=$MONITOR_URL MONITOR_NOGRANTS_URL=$MONITOR_NOGRANTS_URL MONITOR_DB=$DB \
 RUNS_JSON=$(cat "$TMP/runs.json") SCREENSHOT_DIR="$ROOT/results/screenshots" \
   timeout 150 node --test --test-reporter=spec \
-    "$APP/test/http.test.js" "$APP/test/browser.test.js" || rc=$?
+    "$APP/test/http.test.js" "$APP/test/browser.test.js" "$APP/test/metrics.browser.test.js" || rc=$?
 
 echo "---- server log (last lines)"
 tail -n 5 "$TMP/monitor.log"
 [ "$rc" -eq 0 ] || { echo "FAIL: node tests (exit $rc)"; exit "$rc"; }
-ls results/screenshots/operations-*.png
+ls results/screenshots/operations-*.png results/screenshots/metrics-*.png
 echo "monitor over HTTP: ok"

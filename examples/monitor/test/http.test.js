@@ -361,3 +361,79 @@ test('listens on 127.0.0.1 only', async () => {
   // another loopback address reaches the same machine but not this socket
   await assert.rejects(fetch(`http://127.0.0.2:${port}/admin/operations`));
 });
+
+// ---------------------------------------------------------------- metrics: /metrics, the samples
+
+test('/metrics: rungate.metrics_text() in the Prometheus text format, as the monitoring role', async () => {
+  const res = await fetch(`${BASE}/metrics`);
+  const text = await res.text();
+  assert.equal(res.status, 200, text.slice(0, 200));
+  assert.match(res.headers.get('content-type'), /^text\/plain; version=0\.0\.4/);
+  for (const [family, type] of [['rungate_runs', 'gauge'], ['rungate_queue_lag_seconds', 'gauge'],
+    ['rungate_transitions_total', 'counter'], ['rungate_blocked_total', 'counter'],
+    ['rungate_claim_duration_seconds', 'histogram']]) {
+    assert.match(text, new RegExp(`^# HELP ${family} \\S`, 'm'), family);
+    assert.match(text, new RegExp(`^# TYPE ${family} ${type}$`, 'm'), family);
+  }
+  const lines = text.split('\n');
+  // the fixture's runs: one inventory.sync queued (workspace 2), one provider
+  // check queued (tenant 11), the revoked run blocked (capability_missing)
+  assert.ok(lines.includes('rungate_runs{status="queued",operation="inventory.sync"} 1'));
+  assert.ok(lines.includes('rungate_runs{status="queued",operation="provider.connection.verify"} 1'));
+  assert.ok(lines.includes('rungate_runs{status="running",operation="restore.execute"} 0'), 'zeros too');
+  assert.ok(lines.includes('rungate_blocked_total{reason_code="capability_missing"} 1'));
+  assert.ok(lines.includes('rungate_transitions_total{event="failed",operation="inventory.sync"} 1'));
+  assert.ok(lines.some((l) => /^rungate_claim_duration_seconds_bucket\{le="\+Inf"\} [1-9]/.test(l)));
+  assert.equal(lines[lines.length - 1], '', 'ends with a newline');
+});
+
+test('/metrics: a role without EXECUTE on the metrics gets 500, details in the log only', async () => {
+  const res = await fetch(`${NOGRANTS}/metrics`, { headers: { Accept: 'application/json' } });
+  assert.equal(res.status, 500);
+  const body = await res.json();
+  assert.deepEqual(body, { error: { status: 500, code: null, message: 'internal error' } });
+});
+
+test('/admin/metrics/history: the samples behind the charts', async () => {
+  let body;
+  for (let i = 0; i < 50; i++) {   // sampled every 200 ms (METRICS_INTERVAL_MS)
+    const res = await fetch(`${BASE}/admin/metrics/history`);
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get('content-type'), /^application\/json/);
+    body = await res.json();
+    if (body.samples.length >= 2) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.equal(body.interval_ms, 200);
+  assert.ok(body.samples.length >= 2, 'two samples within 5 s');
+  const last = body.samples[body.samples.length - 1];
+  assert.deepEqual(Object.keys(last), ['at', 'queued', 'running', 'blocked']);
+  assert.ok(!Number.isNaN(Date.parse(last.at)));
+  assert.equal(last.queued['provider.connection.verify'], 1);
+  assert.equal(last.running['restore.execute'], 0);
+  assert.equal(last.blocked.capability_missing, 1);
+  assert.equal(last.blocked.prerequisite_unmet, 0);
+  const none = await fetch(`${NOGRANTS}/admin/metrics/history`, { headers: { Accept: 'application/json' } });
+  assert.equal(none.status, 500);
+});
+
+test('/admin/metrics: the chart page and its script, same origin only', async () => {
+  const res = await fetch(`${BASE}/admin/metrics`);
+  const html = await res.text();
+  assert.equal(res.status, 200);
+  assert.match(res.headers.get('content-type'), /^text\/html/);
+  assert.match(res.headers.get('content-security-policy'), /script-src 'self'/);
+  assert.match(res.headers.get('content-security-policy'), /connect-src 'self'/);
+  assert.match(html, /<svg id="queue-chart"/);
+  assert.match(html, /<svg id="blocked-chart"/);
+  assert.match(html, /<script src="\/admin\/metrics\.js"><\/script>/);
+  assert.doesNotMatch(html, /https?:\/\/(?!127\.0\.0\.1)[a-z]/i, 'nothing from another host');
+  const js = await fetch(`${BASE}/admin/metrics.js`);
+  assert.equal(js.status, 200);
+  assert.match(js.headers.get('content-type'), /^text\/javascript/);
+  const source = (await js.text()).replaceAll('http://www.w3.org/2000/svg', 'SVG-NAMESPACE');
+  assert.doesNotMatch(source, /https?:\/\//, 'the script loads nothing from elsewhere');
+  assert.deepEqual([...source.matchAll(/fetch\('([^']*)'/g)].map((m) => m[1]), ['/admin/metrics/history']);
+  const post = await fetch(`${BASE}/metrics`, { method: 'POST' });
+  assert.equal(post.status, 405);
+});
