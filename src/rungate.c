@@ -2,7 +2,8 @@
  * rungate.c
  *     Module entry and the plumbing every other file uses: the internal-write
  *     gate, kept SPI plans, small SPI result readers, and the shared-memory
- *     hooks (the authority generation, the queue floor) when preloaded.
+ *     hooks (the authority generation, the queue floor, the count of rows
+ *     applied by subscriptions) when preloaded.
  *
  * Owns no SQL-callable function. Must never hold the gate open across a
  * (sub)transaction abort: the callbacks below close it.
@@ -93,7 +94,8 @@ rg_shmem_request(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 #endif
-	RequestAddinShmemSpace(add_size(rg_authcache_shmem_size(), rg_queue_shmem_size()));
+	RequestAddinShmemSpace(add_size(add_size(rg_authcache_shmem_size(), rg_queue_shmem_size()),
+									rg_replication_shmem_size()));
 }
 
 static void
@@ -104,6 +106,7 @@ rg_shmem_startup(void)
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	rg_authcache_shmem_init();
 	rg_queue_shmem_init();
+	rg_replication_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -175,17 +178,30 @@ int
 rg_exec(RgPlan *p, Datum *values, const char *nulls, bool gated, long count)
 {
 	SPIPlanPtr	plan = rg_plan(p);
-	int			rc;
+	MemoryContext cxt = CurrentMemoryContext;
+	volatile int rc = 0;
 
 	/*
 	 * read_only = false: in READ COMMITTED each query takes a new snapshot,
 	 * so the decision sees every revocation committed before it ran.
 	 */
-	if (gated)
+	if (!gated)
+		rc = SPI_execute_plan(plan, values, nulls, false, count);
+	else
+	{
 		rg_gate_open();
-	rc = SPI_execute_plan(plan, values, nulls, false, count);
-	if (gated)
+		/* a write may meet an id that a subscriber's copied row holds */
+		PG_TRY();
+		{
+			rc = SPI_execute_plan(plan, values, nulls, false, count);
+		}
+		PG_CATCH();
+		{
+			rg_rethrow_write_error(cxt);
+		}
+		PG_END_TRY();
 		rg_gate_close();
+	}
 	if (rc < 0)
 		elog(ERROR, "rungate: SPI_execute_plan failed (%s) for: %s",
 			 SPI_result_code_string(rc), p->sql);
