@@ -388,6 +388,13 @@ rg_sync_sequences(PG_FUNCTION_ARGS)
 				 errdetail("Rows it applies from now on may hold ids that the sequences give again."),
 				 errhint("Disable or drop the subscription once its lag is zero, then run rungate.sync_sequences() again.")));
 
+	/*
+	 * The switchover: this commit also empties every backend's authority
+	 * cache here, whatever the subscription applied (a two-phase
+	 * subscription's COMMIT PREPARED passes no hook of ours).
+	 */
+	rg_authcache_note_change();
+
 	seqs = read_sequences(true);
 	foreach(lc, seqs)
 	{
