@@ -215,14 +215,14 @@ start_session('lazy', sub { "SELECT 'L|' || c.run_id FROM rungate.claim('lazy', 
 
 my $start = time();
 my $until = $start + $workload_seconds;
-my $purged = 0;
+my $purged;
 while (time() < $until)
 {
 	# halfway, retention removes what finished in the first seconds
-	if (!$purged && time() > $start + $workload_seconds / 2)
+	if (!defined $purged && time() > $start + $workload_seconds / 2)
 	{
-		$sessions[-2]{in} .= "SELECT 'P|' || rungate.purge(now() - interval '2 seconds');\n";
-		$purged = 1;
+		$purged = on($pub, "SELECT rungate.purge(now() - interval '2 seconds')");
+		diag("retention purged $purged runs halfway");
 	}
 	for my $s (@sessions)
 	{
