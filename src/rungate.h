@@ -84,7 +84,7 @@ extern void rg_replication_shmem_init(void);	/* under AddinShmemInitLock */
 
 /* In a PG_CATCH around a write: a key taken by copied rows becomes RG409
  * naming rungate.sync_sequences(); any other error is re-thrown as is. */
-extern void rg_rethrow_write_error(MemoryContext cxt) pg_attribute_noreturn();
+extern void rg_rethrow_write_error(MemoryContext cxt);	/* never returns */
 
 /* ---- kept SPI plans (rungate.c) ---- */
 typedef struct RgPlan
