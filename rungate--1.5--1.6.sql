@@ -179,5 +179,16 @@ COMMENT ON FUNCTION rungate.metrics_text() IS 'rungate.metrics() in the Promethe
 ------------------------------------------------------------------------------
 -- 5. Logical replication: rungate.sync_sequences()
 ------------------------------------------------------------------------------
+--
+-- The guards need no new object: rows and changes a subscription's apply or
+-- table-sync worker applies pass them as they are (the C module tells such a
+-- worker by what the backend is). sync_sequences() is for the switchover.
+
+CREATE FUNCTION rungate.sync_sequences()
+    RETURNS void
+    AS 'MODULE_PATHNAME', 'rg_sync_sequences' LANGUAGE C VOLATILE
+    SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION rungate.sync_sequences() FROM PUBLIC;
+COMMENT ON FUNCTION rungate.sync_sequences() IS 'administrator, at a switchover: every sequence of rungate''s tables continues after the largest id present (logical replication copies rows, not sequence values)';
 
 -- (end of logical replication)

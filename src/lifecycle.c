@@ -716,7 +716,8 @@ dispatch(EnqueueRequest *q, RgDecision *d, MemoryContext caller)
 		rg_exec(q->has_rerun_of ? &insert_rerun_plan : &insert_run_plan, v, n, true, 0);
 		if (SPI_processed == 1)
 			break;
-		/* lost a race on the idempotency key: look again */
+		/* a subscriber's lagging sequence (RG409), or lost a race on the key */
+		rg_check_sequences();
 	}
 	if (SPI_processed != 1)
 		ereport(ERROR,

@@ -151,6 +151,9 @@ rg_writer_open(RgWriter *w, RgTable *t, bool for_update)
 	PreventCommandIfReadOnly(psprintf("a write to rungate.%s", t->name));
 	PreventCommandIfParallelMode(psprintf("a write to rungate.%s", t->name));
 	rg_table_lookup(t);
+	/* a subscriber's sequences lag until rungate.sync_sequences() */
+	if (OidIsValid(t->idseq))
+		rg_require_synced_sequences();
 	memset(w, 0, sizeof(*w));
 	w->t = t;
 	w->rel = table_open(t->relid, RowExclusiveLock);
@@ -238,6 +241,30 @@ rg_writer_close(RgWriter *w)
 }
 
 /*
+ * The executor's insert of one row. On a subscriber whose sequences lag,
+ * the id may be one a copied row holds: replication.c says so (RG409).
+ */
+static void
+simple_insert(RgWriter *w, TupleTableSlot *slot)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+
+	PG_TRY();
+	{
+#if PG_VERSION_NUM >= 140000
+		ExecSimpleRelationInsert(w->rri, w->estate, slot);
+#else
+		ExecSimpleRelationInsert(w->estate, slot);
+#endif
+	}
+	PG_CATCH();
+	{
+		rg_rethrow_write_error(cxt);
+	}
+	PG_END_TRY();
+}
+
+/*
  * Insert a row whose columns t->cols[i] are values[i] (nulls[i]); the rest
  * are null, but an identity "id", which takes its sequence's next value.
  * Returns that id (0 without one).
@@ -264,11 +291,7 @@ rg_writer_insert(RgWriter *w, const Datum *values, const bool *nulls)
 		slot->tts_isnull[t->idatt - 1] = false;
 	}
 	ExecStoreVirtualTuple(slot);
-#if PG_VERSION_NUM >= 140000
-	ExecSimpleRelationInsert(w->rri, w->estate, slot);
-#else
-	ExecSimpleRelationInsert(w->estate, slot);
-#endif
+	simple_insert(w, slot);
 	/* the table AM sets where the row went; a BEFORE trigger may skip it */
 	if (!ItemPointerIsValid(&slot->tts_tid))
 		ereport(ERROR,

@@ -2,8 +2,9 @@
  * rungate.c
  *     Module entry and the plumbing every other file uses: the internal-write
  *     gate, kept SPI plans, small SPI result readers, and the shared-memory
- *     hooks (the authority generation, the queue floor, the metrics
- *     counters) when preloaded.
+ *     hooks (the authority generation, the queue floor, turns, wake-ups,
+ *     the metrics counters, the count of rows applied by subscriptions) when
+ *     preloaded.
  *
  * Owns no SQL-callable function. Must never hold the gate open across a
  * (sub)transaction abort: the callbacks below close it.
@@ -104,6 +105,7 @@ rg_shmem_request(void)
 	size = add_size(size, rg_flow_shmem_size());
 	size = add_size(size, rg_wakeup_shmem_size());
 	size = add_size(size, rg_metrics_shmem_size());
+	size = add_size(size, rg_replication_shmem_size());
 	RequestAddinShmemSpace(size);
 	rg_flow_shmem_request();
 }
@@ -119,6 +121,7 @@ rg_shmem_startup(void)
 	rg_flow_shmem_init();
 	rg_wakeup_shmem_init();
 	rg_metrics_shmem_init();
+	rg_replication_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -193,17 +196,30 @@ int
 rg_exec(RgPlan *p, Datum *values, const char *nulls, bool gated, long count)
 {
 	SPIPlanPtr	plan = rg_plan(p);
-	int			rc;
+	MemoryContext cxt = CurrentMemoryContext;
+	volatile int rc = 0;
 
 	/*
 	 * read_only = false: in READ COMMITTED each query takes a new snapshot,
 	 * so the decision sees every revocation committed before it ran.
 	 */
-	if (gated)
+	if (!gated)
+		rc = SPI_execute_plan(plan, values, nulls, false, count);
+	else
+	{
 		rg_gate_open();
-	rc = SPI_execute_plan(plan, values, nulls, false, count);
-	if (gated)
+		/* a write may meet an id that a subscriber's copied row holds */
+		PG_TRY();
+		{
+			rc = SPI_execute_plan(plan, values, nulls, false, count);
+		}
+		PG_CATCH();
+		{
+			rg_rethrow_write_error(cxt);
+		}
+		PG_END_TRY();
 		rg_gate_close();
+	}
 	if (rc < 0)
 		elog(ERROR, "rungate: SPI_execute_plan failed (%s) for: %s",
 			 SPI_result_code_string(rc), p->sql);

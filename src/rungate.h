@@ -44,6 +44,16 @@ extern void rg_materialize_srf_compat(FunctionCallInfo fcinfo);
 #define RG_MATERIALIZE_SRF(fcinfo) InitMaterializedSRF((fcinfo), 0)
 #endif
 
+/*
+ * A logical replication worker of core (apply, table-sync, and from 16 on
+ * parallel apply): a background worker whose MyLogicalRepWorker is set,
+ * which no session can become. IsLogicalWorker() exists from 12 to 18.
+ */
+#include "miscadmin.h"
+#include "replication/logicalworker.h"
+#define RG_IS_LOGICAL_REPLICATION_WORKER() \
+	(MyBackendType == B_BG_WORKER && IsLogicalWorker())
+
 /* ---- the internal-write gate (rungate.c) ----
  * Runs and audit rows may only be written while a rungate function holds the
  * gate. It is backend-local C state: SQL cannot set it. It is cleared when a
@@ -58,6 +68,24 @@ extern bool rg_gate_is_open(void);
  * load a dump. Nothing else is relaxed.
  */
 extern bool rg_restore_mode(void);
+
+/* ---- logical replication (replication.c) ----
+ * True only in a subscription's apply or table-sync worker: what it writes
+ * was made by rungate's functions on the publisher and is accepted as it
+ * is. A session, whatever its role or session_replication_role, is not. */
+extern bool rg_is_apply_worker(void);
+
+/* RG409 naming rungate.sync_sequences() while a sequence of rungate's
+ * tables lags behind copied rows: _require_ before writes that take ids
+ * (cheap once passed), _check_ now (enqueue's insert took no row) */
+extern void rg_require_synced_sequences(void);
+extern void rg_check_sequences(void);
+extern Size rg_replication_shmem_size(void);
+extern void rg_replication_shmem_init(void);	/* under AddinShmemInitLock */
+
+/* In a PG_CATCH around a write: a key taken by copied rows becomes RG409
+ * naming rungate.sync_sequences(); any other error is re-thrown as is. */
+extern void rg_rethrow_write_error(MemoryContext cxt);	/* never returns */
 
 /* ---- kept SPI plans (rungate.c) ---- */
 typedef struct RgPlan
