@@ -18,7 +18,7 @@
 SET client_min_messages = warning;
 
 BEGIN;
-SELECT plan(258);
+SELECT plan(262);
 
 -- ---------------------------------------------------------------------
 -- Extension and schema
@@ -321,7 +321,10 @@ INSERT INTO contract_functions VALUES
   'setof record'),
  (21, 'metrics_text', '{}',
   '',
-  'text');
+  'text'),
+ (22, 'sync_sequences', '{}',
+  '',
+  'void');
 
 SELECT has_function('rungate', name, args,
                     format('function rungate.%s(%s) exists', name, array_to_string(args, ', ')))
@@ -408,7 +411,7 @@ SELECT is_definer('rungate', name, args, format('rungate.%s is SECURITY DEFINER'
  WHERE name IN ('enqueue', 'enqueue_bulk', 'cancel',
                 'claim', 'heartbeat', 'recheck', 'complete', 'fail', 'reap_expired',
                 'operations', 'operation', 'release', 'rerun', 'hold', 'resume',
-                'metrics', 'metrics_text')
+                'metrics', 'metrics_text', 'sync_sequences')
  ORDER BY n;
 
 -- Every SECURITY DEFINER function of the schema pins its search_path.
