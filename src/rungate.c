@@ -2,7 +2,8 @@
  * rungate.c
  *     Module entry and the plumbing every other file uses: the internal-write
  *     gate, kept SPI plans, small SPI result readers, and the shared-memory
- *     hooks (the authority generation, the queue floor) when preloaded.
+ *     hooks (the authority generation, the queue floor, the scheduler's
+ *     registry) when preloaded.
  *
  * Owns no SQL-callable function. Must never hold the gate open across a
  * (sub)transaction abort: the callbacks below close it.
@@ -85,7 +86,10 @@ static shmem_request_hook_type prev_shmem_request_hook = NULL;
 #endif
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
-/* Shared memory, when preloaded: the authority generation, the queue floor. */
+/*
+ * Shared memory, when preloaded: the authority generation, the queue floor,
+ * the scheduler's registry of workers.
+ */
 static void
 rg_shmem_request(void)
 {
@@ -93,7 +97,8 @@ rg_shmem_request(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 #endif
-	RequestAddinShmemSpace(add_size(rg_authcache_shmem_size(), rg_queue_shmem_size()));
+	RequestAddinShmemSpace(add_size(add_size(rg_authcache_shmem_size(), rg_queue_shmem_size()),
+									rg_scheduler_shmem_size()));
 }
 
 static void
@@ -104,6 +109,7 @@ rg_shmem_startup(void)
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	rg_authcache_shmem_init();
 	rg_queue_shmem_init();
+	rg_scheduler_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -125,6 +131,7 @@ _PG_init(void)
 	RegisterSubXactCallback(rg_subxact_callback, NULL);
 	rg_authcache_init();
 	rg_queue_init();
+	rg_scheduler_init();
 	if (process_shared_preload_libraries_in_progress)
 	{
 #if PG_VERSION_NUM >= 150000
