@@ -961,6 +961,8 @@ worker_pass(TimestampTz *since)
 		return PASS_ABSENT;
 	if (ps.replaced)
 		return PASS_REPLACED;
+	/* it serves this database: if it ends now, start another soon */
+	worker_verdict(false, true, false);
 	if (ps.replica)
 	{
 		elog(DEBUG1, "rungate scheduler: database \"%s\" subscribes to rungate.runs: nothing to do",
@@ -1097,7 +1099,6 @@ rg_scheduler_worker_main(Datum arg)
 					break;
 				case PASS_OK:
 					failures = 0;
-					worker_verdict(false, true, false);
 					break;
 			}
 			now = GetCurrentTimestamp();
