@@ -256,7 +256,8 @@ rg_scheduler_init(void)
 							GUC_UNIT_S,
 							NULL, NULL, NULL);
 
-	if (!process_shared_preload_libraries_in_progress)
+	/* preloaded only; never while pg_upgrade restores a cluster */
+	if (!process_shared_preload_libraries_in_progress || IsBinaryUpgrade)
 		return;
 
 	prev_object_access_hook = object_access_hook;
