@@ -12,7 +12,9 @@ EXTENSION   = rungate
 EXTVERSION := $(shell sed -n "s/^default_version[[:space:]]*=[[:space:]]*'\([^']*\)'.*/\1/p" $(EXTENSION).control)
 
 MODULE_big  = rungate
-OBJS        = src/rungate.o src/authcache.o src/decision.o src/lifecycle.o src/triggers.o src/monitoring.o src/rowwrite.o src/queue.o src/flow.o src/wakeup.o src/metrics.o src/replication.o
+OBJS        = src/rungate.o src/authcache.o src/decision.o src/lifecycle.o src/triggers.o src/monitoring.o src/rowwrite.o \
+              src/queue.o src/flow.o src/wakeup.o src/metrics.o src/replication.o \
+              src/cron.o src/schedules.o src/scheduler.o
 
 DATA        = $(wildcard $(EXTENSION)--*.sql)
 PGFILEDESC  = "rungate - queued runs re-authorized when they start"

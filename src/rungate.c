@@ -3,8 +3,8 @@
  *     Module entry and the plumbing every other file uses: the internal-write
  *     gate, kept SPI plans, small SPI result readers, and the shared-memory
  *     hooks (the authority generation, the queue floor, turns, wake-ups,
- *     the metrics counters, the count of rows applied by subscriptions) when
- *     preloaded.
+ *     the metrics counters, the count of rows applied by subscriptions, the
+ *     scheduler's registry) when preloaded.
  *
  * Owns no SQL-callable function. Must never hold the gate open across a
  * (sub)transaction abort: the callbacks below close it.
@@ -89,7 +89,8 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 /*
  * Shared memory, when preloaded: the authority generation, the queue floor,
- * the metrics counters.
+ * turns, wake-ups, the metrics counters, the rows applied by
+ * subscriptions, the scheduler's registry of workers.
  */
 static void
 rg_shmem_request(void)
@@ -106,6 +107,7 @@ rg_shmem_request(void)
 	size = add_size(size, rg_wakeup_shmem_size());
 	size = add_size(size, rg_metrics_shmem_size());
 	size = add_size(size, rg_replication_shmem_size());
+	size = add_size(size, rg_scheduler_shmem_size());
 	RequestAddinShmemSpace(size);
 	rg_flow_shmem_request();
 }
@@ -122,6 +124,7 @@ rg_shmem_startup(void)
 	rg_wakeup_shmem_init();
 	rg_metrics_shmem_init();
 	rg_replication_shmem_init();
+	rg_scheduler_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -146,6 +149,7 @@ _PG_init(void)
 	rg_lifecycle_init();
 	rg_wakeup_init();
 	rg_metrics_init();
+	rg_scheduler_init();
 	if (process_shared_preload_libraries_in_progress)
 	{
 #if PG_VERSION_NUM >= 150000

@@ -303,4 +303,31 @@ extern void rg_audit(int64 run_id, int64 workspace_id, bool has_tenant,
 					 const char *reason_code, const char *reason_category,
 					 Datum checks, bool has_checks, const char *worker);
 
+/* ---- cron expressions (cron.c): pure, no SPI ---- */
+typedef struct RgCron
+{
+	uint64		minutes;		/* bit n: minute n, 0-59 */
+	uint32		hours;			/* bit n: hour n, 0-23 */
+	uint32		days;			/* bit n: day of month n, 1-31 */
+	uint32		months;			/* bit n: month n, 1-12 */
+	uint32		weekdays;		/* bit n: day of week n, 0-6, Sunday 0 */
+	bool		days_star;		/* the day-of-month field began with '*' */
+	bool		weekdays_star;	/* the day-of-week field began with '*' */
+} RgCron;
+
+/* Parse expr; false with a message in err when it is malformed or never fires. */
+extern bool rg_cron_parse(const char *expr, RgCron *cron, char *err, size_t errlen);
+
+/* The latest tick t with after < t <= upto (UTC), if there is one. */
+extern bool rg_cron_latest(const RgCron *cron, TimestampTz after, TimestampTz upto,
+						   TimestampTz *tick);
+
+/* t as YYYY-MM-DDTHH:MI:SSZ in UTC (the schedules' idempotency keys) */
+extern void rg_cron_format_utc(TimestampTz t, char *buf, size_t buflen);
+
+/* ---- the scheduler's background workers (scheduler.c) ---- */
+extern void rg_scheduler_init(void);	/* from _PG_init: settings, the launcher */
+extern Size rg_scheduler_shmem_size(void);
+extern void rg_scheduler_shmem_init(void);	/* under AddinShmemInitLock */
+
 #endif							/* RUNGATE_H */

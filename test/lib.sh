@@ -109,6 +109,9 @@ rg__init() {
     echo "max_prepared_transactions = 10"
     # the authority cache needs it (a later conf line may replace it)
     echo "shared_preload_libraries = 'rungate'"
+    # no scheduler in the suites' clusters: tests call reap_expired and
+    # run_schedules themselves (test/t/002_scheduler.pl runs it)
+    echo "rungate.scheduler = off"
     printf '%s\n' "$@"
   } >>"$dir/data/postgresql.conf"
 }

@@ -27,6 +27,11 @@ SELECT rungate.fail(id, lease_token, 'boom') FROM rungate.runs WHERE status = 'r
 SELECT rungate.enqueue('inventory.sync', 1, 10, 100, run_at => now() + interval '1 day');
 SELECT rungate.cancel((SELECT max(id) FROM rungate.runs), 100);
 SELECT rungate.enqueue('inventory.sync', 1, 10, 100);
+-- recurring runs: restored through their validation trigger, last_tick kept
+INSERT INTO rungate.schedules (name, cron, operation, workspace_id, tenant_id, last_tick)
+VALUES ('nightly', '0 2 * * *', 'inventory.sync', 1, 10, '2030-01-01 02:00+00');
+INSERT INTO rungate.schedules (name, cron, operation, workspace_id, initiator_id, enabled)
+VALUES ('hourly-report', '@hourly', 'reports.export', 1, 100, false);
 SQL
 
 fingerprint() {
@@ -37,7 +42,8 @@ fingerprint() {
       UNION ALL SELECT 't' || to_jsonb(t)::text FROM rungate.tenants t
       UNION ALL SELECT 'm' || to_jsonb(m)::text FROM rungate.tenant_members m
       UNION ALL SELECT 'o' || to_jsonb(o)::text FROM rungate.operation_types o
-      UNION ALL SELECT 'p' || to_jsonb(p)::text FROM rungate.tenant_prerequisites p) s"
+      UNION ALL SELECT 'p' || to_jsonb(p)::text FROM rungate.tenant_prerequisites p
+      UNION ALL SELECT 's' || to_jsonb(s)::text FROM rungate.schedules s) s"
 }
 
 pg_dump -Fc -d "$src" -f "$dump" 2>/dev/null

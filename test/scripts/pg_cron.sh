@@ -16,7 +16,10 @@
 #   - rungate.reap_expired(): a run claimed by a worker that died (1 s lease)
 #     goes back to the queue (audit lease_expired);
 #   - CALL rungate.purge_in_batches(now() - interval '30 days'), as the recipe
-#     has it (a procedure that commits, run by a pg_cron background worker).
+#     has it (a procedure that commits, run by a pg_cron background worker);
+#   - rungate.run_schedules(): a row of rungate.schedules (every minute,
+#     created an hour ago) gets one run, for its latest tick only, without
+#     rungate in shared_preload_libraries (so no scheduler of its own).
 # Every job must have run and succeeded, as the scheduler role.
 # pg_cron 1.5+ runs the jobs every second ('1 seconds'); Debian bookworm's 1.4
 # knows only minutes ('* * * * *'), so there the test waits for the next minute
@@ -63,6 +66,12 @@ grep -q 'CREATE EXTENSION IF NOT EXISTS pg_cron' "$RG_TMP/setup.sql" || rg_die "
 psql -X -q -v ON_ERROR_STOP=1 -f "$RG_TMP/setup.sql" >/dev/null
 echo "ok: the recipe's set-up applied (pg_cron $(q "SELECT extversion FROM pg_extension WHERE extname = 'pg_cron'"))"
 
+# ---- a recurring run: rungate's own scheduler is not running here (not preloaded)
+q "INSERT INTO rungate.schedules (name, cron, operation, workspace_id, tenant_id, created_at)
+   VALUES ('every-minute', '* * * * *', 'inventory.sync', 1, 10, now() - interval '1 hour')"
+check "rungate's own scheduler does not run without preload" \
+  "SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE 'rungate%'" "0"
+
 # ---- a run held by a worker that died: a 1 s lease nobody renews
 q "UPDATE rungate.operation_types SET lease = '1 second' WHERE name = 'inventory.sync';
    SELECT rungate.enqueue('inventory.sync', 1, 10, 100, idempotency_key => 'crashed')" >/dev/null
@@ -88,12 +97,13 @@ SELECT cron.schedule('scheduled-verify-acme-us', '$EVERY',
                             idempotency_key => 'scheduled-verify-acme-us')\$\$);
 SELECT cron.schedule('rungate-reap-expired', '$EVERY', \$\$SELECT rungate.reap_expired()\$\$);
 SELECT cron.schedule('rungate-purge', '$EVERY', \$\$CALL rungate.purge_in_batches(now() - interval '30 days')\$\$);
+SELECT cron.schedule('rungate-run-schedules', '$EVERY', \$\$SELECT count(*) FROM rungate.run_schedules()\$\$);
 RESET ROLE;
 SQL
 
 deadline=$((SECONDS + 75))
 until [ "$(q "SELECT count(DISTINCT d.jobid) FROM cron.job_run_details d JOIN cron.job j USING (jobid)
-                WHERE d.status IN ('succeeded', 'failed')")" = 4 ]; do
+                WHERE d.status IN ('succeeded', 'failed')")" = 5 ]; do
   [ $SECONDS -lt $deadline ] || { q "SELECT * FROM cron.job_run_details"; rg_die "the jobs did not all run within 75 s"; }
   sleep 0.5
 done
@@ -105,11 +115,12 @@ q "SET ROLE $SCHED; SELECT cron.unschedule(jobname) FROM cron.job; RESET ROLE" >
 check "the jobs are unscheduled" "SELECT count(*) FROM cron.job" "0"
 sleep 0.5   # a job started just before the unschedule finishes
 echo "ok: every scheduled job ran"
-check "the four jobs succeeded, as the scheduler role" \
+check "the five jobs succeeded, as the scheduler role" \
   "SELECT jobname, bool_and(status = 'succeeded'), string_agg(DISTINCT username, ',')
      FROM cron_runs GROUP BY jobname ORDER BY jobname" \
 "rungate-purge|t|$SCHED
 rungate-reap-expired|t|$SCHED
+rungate-run-schedules|t|$SCHED
 scheduled-verify-acme-new|t|$SCHED
 scheduled-verify-acme-us|t|$SCHED"
 
@@ -152,4 +163,12 @@ check "the scheduled reaper requeued the dead worker's run (lease_expired)" \
      FROM rungate.runs r JOIN rungate.audit_log a ON a.run_id = r.id
     WHERE r.idempotency_key = 'crashed' GROUP BY r.id" \
   "queued|1|t|dispatched:-,started:crashed-worker,lease_expired:crashed-worker"
+# ---- the recurring run
+check "the schedule's ticks were enqueued once each, the first one coalescing the past hour" \
+  "SELECT count(*) >= 1, count(*) = count(DISTINCT idempotency_key),
+          min(run_at) >= date_trunc('minute', (SELECT created_at FROM rungate.schedules)) + interval '59 minutes',
+          max(run_at) = (SELECT last_tick FROM rungate.schedules),
+          bool_and(initiator_id IS NULL AND status = 'queued')
+     FROM rungate.runs WHERE idempotency_key LIKE 'schedule:every-minute:%'" \
+  "t|t|t|t|t"
 echo "pg_cron: all checks passed"
