@@ -18,7 +18,7 @@
 SET client_min_messages = warning;
 
 BEGIN;
-SELECT plan(262);
+SELECT plan(278);
 
 -- ---------------------------------------------------------------------
 -- Extension and schema
@@ -35,7 +35,7 @@ SELECT has_table('rungate'::name, t::name, format('table rungate.%s exists', t))
   FROM unnest(ARRAY['workspaces', 'tenants', 'actors', 'role_capabilities',
                     'workspace_members', 'tenant_members', 'tenant_prerequisites',
                     'operation_types', 'runs', 'audit_log', 'notifications',
-                    'holds']) WITH ORDINALITY u(t, n);
+                    'holds', 'schedules']) WITH ORDINALITY u(t, n);
 
 -- Every contract column, with its type.
 SELECT col_type_is('rungate'::name, t::name, c::name, ty,
@@ -81,6 +81,18 @@ SELECT col_type_is('rungate'::name, t::name, c::name, ty,
     ('operation_types', 'rate_limit', 'integer'),
     ('operation_types', 'rate_period', 'interval'),
     -- §12 holds
+    -- §14 schedules
+    ('schedules', 'name', 'text'),
+    ('schedules', 'cron', 'text'),
+    ('schedules', 'operation', 'text'),
+    ('schedules', 'workspace_id', 'bigint'),
+    ('schedules', 'tenant_id', 'bigint'),
+    ('schedules', 'initiator_id', 'bigint'),
+    ('schedules', 'payload', 'jsonb'),
+    ('schedules', 'priority', 'integer'),
+    ('schedules', 'enabled', 'boolean'),
+    ('schedules', 'last_tick', 'timestamp with time zone'),
+    ('schedules', 'created_at', 'timestamp with time zone'),
     ('holds', 'id', 'bigint'),
     ('holds', 'workspace_id', 'bigint'),
     ('holds', 'tenant_id', 'bigint'),
@@ -324,7 +336,10 @@ INSERT INTO contract_functions VALUES
   'text'),
  (22, 'sync_sequences', '{}',
   '',
-  'void');
+  'void'),
+ (23, 'run_schedules', '{"timestamp with time zone"}',
+  'at timestamp with time zone DEFAULT now()',
+  'setof rungate.runs');
 
 SELECT has_function('rungate', name, args,
                     format('function rungate.%s(%s) exists', name, array_to_string(args, ', ')))
@@ -411,7 +426,7 @@ SELECT is_definer('rungate', name, args, format('rungate.%s is SECURITY DEFINER'
  WHERE name IN ('enqueue', 'enqueue_bulk', 'cancel',
                 'claim', 'heartbeat', 'recheck', 'complete', 'fail', 'reap_expired',
                 'operations', 'operation', 'release', 'rerun', 'hold', 'resume',
-                'metrics', 'metrics_text', 'sync_sequences')
+                'metrics', 'metrics_text', 'sync_sequences', 'run_schedules')
  ORDER BY n;
 
 -- Every SECURITY DEFINER function of the schema pins its search_path.
