@@ -9,15 +9,16 @@ T0=$SECONDS
 # buffers and WAL room for a few minutes of queue churn without a checkpoint
 # in the middle of a round; autovacuum as shipped (rungate's own table options
 # apply to both queues: the bare one copies them).
+BENCH_CONF=("fsync = on" "full_page_writes = on" "synchronous_commit = on"
+  "shared_buffers = 512MB" "effective_cache_size = 2GB" "work_mem = 16MB"
+  "maintenance_work_mem = 256MB" "wal_buffers = 16MB" "max_wal_size = 8GB"
+  "min_wal_size = 1GB" "checkpoint_timeout = 30min"
+  "checkpoint_completion_target = 0.9" "max_connections = 50"
+  "random_page_cost = 1.1" "max_worker_processes = 4"
+  "max_parallel_workers_per_gather = 0" "log_min_messages = warning"
+  "log_checkpoints = on" "shared_preload_libraries = 'rungate'")
 bench_prepare() {
-  rg_prepare "fsync = on" "full_page_writes = on" "synchronous_commit = on" \
-    "shared_buffers = 512MB" "effective_cache_size = 2GB" "work_mem = 16MB" \
-    "maintenance_work_mem = 256MB" "wal_buffers = 16MB" "max_wal_size = 8GB" \
-    "min_wal_size = 1GB" "checkpoint_timeout = 30min" \
-    "checkpoint_completion_target = 0.9" "max_connections = 50" \
-    "random_page_cost = 1.1" "max_worker_processes = 4" \
-    "max_parallel_workers_per_gather = 0" "log_min_messages = warning" \
-    "log_checkpoints = on" "shared_preload_libraries = 'rungate'"
+  rg_prepare "${BENCH_CONF[@]}"
 }
 
 q() { psql -X -q -tA -v ON_ERROR_STOP=1 "$@"; }      # q [-d DB] -c SQL
@@ -29,13 +30,16 @@ verdict() { awk -v m="$1" -v t="$2" 'BEGIN { print (m != "n/a" && m + 0 >= t + 0
 # slow one: the machine's busy time (/proc/stat, steal included) less ours
 # (our postmaster with its children, live and reaped, and this shell's
 # children: pgbench, psql), in percent of all cores over the wall time.
+# BENCH_EXTRA_PM: the pid of a second postmaster of the benchmark's own (the
+# heartbeat mode's baseline cluster), counted as ours too.
 cpu_snapshot() {   # SNAP = "wall busy ours" in clock ticks (a global: times
   local pm ours shell hz tf   # must see this shell's children, not a subshell's)
   hz=$(getconf CLK_TCK)
   pm=$(head -1 "${RG_TMP:-/nonexistent}/data/postmaster.pid" 2>/dev/null || echo 0)
   # cat, not awk, opens the files: a process may exit between glob and open
-  ours=$(cat /proc/[0-9]*/stat 2>/dev/null | awk -v pm="$pm" '
-           $1 == pm { t += $14 + $15 + $16 + $17 } $4 == pm { t += $14 + $15 }
+  ours=$(cat /proc/[0-9]*/stat 2>/dev/null | awk -v pm="$pm" -v pm2="${BENCH_EXTRA_PM:-0}" '
+           $1 == pm || ($1 == pm2 && pm2 > 0) { t += $14 + $15 + $16 + $17 }
+           $4 == pm || ($4 == pm2 && pm2 > 0) { t += $14 + $15 }
            END { printf "%d", t }') || true   # cat fails on a vanished file
   tf="$OUT/.times.$$"
   times >"$tf"

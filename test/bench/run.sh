@@ -24,9 +24,19 @@
 #   BENCH_KINDS, BENCH_SYNC  a subset, for development (default: all kinds,
 #                   "off on"); a documented run uses the defaults
 #   RG_KEEP=1       leave the throwaway cluster running afterwards
+#   BENCH_MODE      another mode instead: pileup, sustained, memory (modes.sh);
+#                   noisy, heldback, heartbeat, blocklimit (control.sh)
 # Output: results/bench/bench.md (or scale.md), pgbench logs next to it.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# BENCH_MODE=<mode> make bench: the other modes (README.md there)
+case ${BENCH_MODE:-} in
+  '') ;;
+  pileup | sustained | memory) exec bash "$here/modes.sh" ;;
+  noisy | heldback | heartbeat | blocklimit) exec bash "$here/control.sh" ;;
+  *) echo "error: unknown BENCH_MODE '$BENCH_MODE' (pileup, sustained, memory, noisy, heldback, heartbeat, blocklimit)" >&2
+     exit 1 ;;
+esac
 source "$here/../lib.sh"
 SCALE=${BENCH_SCALE:-0}
 # scale rounds are short (a fixed number of claims), so there are more of them

@@ -1,0 +1,1 @@
+SELECT 1 AS more WHERE bench.timed_claim('w') > 0 \gset

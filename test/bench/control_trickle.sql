@@ -1,0 +1,1 @@
+SELECT bench.enqueue_second('inventory.sync', 1);
