@@ -71,9 +71,10 @@ ALTER TABLE rungate.workspaces ENABLE ALWAYS TRIGGER validate_workspace;
 COMMENT ON TRIGGER validate_workspace ON rungate.workspaces IS
     'ENABLE ALWAYS: max_running is positive or null (RG400)';
 
--- Claim's fair order: each workspace's runs of a priority together, so a
--- workspace's backlog is passed over with one descent of the index.
-CREATE INDEX runs_fair_idx ON rungate.runs (priority DESC, workspace_id, id)
+-- Claim's fair order: each workspace's runs of a priority together, by
+-- operation, so a workspace's backlog, or a group flow control holds back as
+-- a whole, is passed over with one descent of the index.
+CREATE INDEX runs_fair_idx ON rungate.runs (priority DESC, workspace_id, operation, id)
     WHERE status = 'queued';
 
 -- The starts of rate-limited types inside their windows (internal: written

@@ -122,7 +122,7 @@ SELECT status FROM rungate.complete(:r5, :'t5');
 SELECT pg_temp.try(format('SELECT rungate.rerun(%s)', :r5)) AS succeeded;
 -- rerun_of is rungate's to write
 SELECT pg_temp.try(format('UPDATE rungate.runs SET rerun_of = NULL WHERE id = %s',
-                          (SELECT id FROM rungate.runs WHERE status = 'queued' LIMIT 1))) AS by_hand;
+                          (SELECT min(id) FROM rungate.runs WHERE status = 'queued'))) AS by_hand;
 
 ------------------------------------------------------------------------------
 -- 5. claim_block_limit

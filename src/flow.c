@@ -492,7 +492,10 @@ key_closed(const FlowKey *k)
 	return k->busy || k->count >= k->limit;
 }
 
-/* Is ws, as a whole, closed to this claim (held, or its limit reached)? */
+/*
+ * Is ws, as a whole, held for this claim? (Its limit does not close it as a
+ * whole: its bulk parents are never limited.)
+ */
 bool
 rg_flow_skip_workspace(int64 ws)
 {
@@ -502,10 +505,49 @@ rg_flow_skip_workspace(int64 ws)
 		if ((!holds[i].has_ws || holds[i].ws == ws) && !holds[i].has_tenant &&
 			holds[i].operation == NULL)
 			return true;
-	for (i = 0; i < cf.nkeys; i++)
-		if (cf.keys[i].kind == KEY_WORKSPACE && cf.keys[i].id == ws &&
-			key_closed(&cf.keys[i]))
+	return false;
+}
+
+static FlowKey *key_get(KeyKind kind, char scope, const char *operation, int64 id,
+						int32 limit, const Interval *period);
+static int64 scope_id(char scope, int64 ws, int64 tenant);
+
+/*
+ * Is every run of operation op in workspace ws closed to this claim? A hold
+ * on the workspace and the operation (or on either with the other open),
+ * the workspace's max_running reached, or a limit of the type whose key is
+ * the workspace or global reached. The limits are checked here, before any
+ * run of the group is locked or decided (taking the key, as admission
+ * would), so that a full key costs a claim one look, not one run; needs SPI.
+ * A limit per tenant cannot close a group: its runs are admitted one by one.
+ */
+bool
+rg_flow_skip_group(int64 ws, const char *op)
+{
+	RgOpType	t;
+	int32		ws_max;
+	int			i;
+
+	for (i = 0; i < nholds; i++)
+		if ((!holds[i].has_ws || holds[i].ws == ws) && !holds[i].has_tenant &&
+			(holds[i].operation == NULL || strcmp(holds[i].operation, op) == 0))
 			return true;
+	if (!rg_flow_limits(op, ws, &t, &ws_max) || t.item_operation != NULL)
+		return false;			/* bulk parents are never limited */
+	t.name = (char *) op;
+	if (ws_max > 0 &&
+		key_closed(key_get(KEY_WORKSPACE, RG_LIMIT_WORKSPACE, NULL, ws, ws_max, NULL)))
+		return true;
+	if (t.limit_scope == RG_LIMIT_TENANT)
+		return false;
+	if (t.max_running > 0 &&
+		key_closed(key_get(KEY_CONCURRENCY, t.limit_scope, op,
+						   scope_id(t.limit_scope, ws, 0), t.max_running, NULL)))
+		return true;
+	if (t.rate_limit > 0 &&
+		key_closed(key_get(KEY_RATE, t.limit_scope, op,
+						   scope_id(t.limit_scope, ws, 0), t.rate_limit, &t.rate_period)))
+		return true;
 	return false;
 }
 

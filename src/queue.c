@@ -309,26 +309,28 @@ queue_lookup(Relation rel)
 				 errhint("Recreate the extension's index.")));
 	q_watched = floor_watched(rel);
 
-	/* the fair order (1.6): priority DESC, workspace_id, id */
+	/* the fair order (1.6): priority DESC, workspace_id, operation, id */
 	q_fair = get_relname_relid("runs_fair_idx", RelationGetNamespace(rel));
 	if (OidIsValid(q_fair))
 	{
 		idx = index_open(q_fair, AccessShareLock);
 		ix = idx->rd_index;
-		ok = ix->indrelid == q_relid && ix->indnkeyatts == 3 &&
+		ok = ix->indrelid == q_relid && ix->indnkeyatts == 4 &&
 			ix->indkey.values[0] == queue_table.att[QT_PRIO] &&
 			ix->indkey.values[1] == queue_table.att[QT_WORKSPACE] &&
-			ix->indkey.values[2] == queue_table.att[QT_ID] &&
+			ix->indkey.values[2] == queue_table.att[QT_OPERATION] &&
+			ix->indkey.values[3] == queue_table.att[QT_ID] &&
 			(idx->rd_indoption[0] & INDOPTION_DESC) != 0 &&
 			(idx->rd_indoption[1] & INDOPTION_DESC) == 0 &&
 			(idx->rd_indoption[2] & INDOPTION_DESC) == 0 &&
+			(idx->rd_indoption[3] & INDOPTION_DESC) == 0 &&
 			idx->rd_rel->relam == BTREE_AM_OID && ix->indisvalid;
 		index_close(idx, AccessShareLock);
 		if (!ok)
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("index rungate.runs_fair_idx is not the fair claim order"),
-					 errdetail("rungate.claim needs a valid btree on rungate.runs (priority DESC, workspace_id, id)."),
+					 errdetail("rungate.claim needs a valid btree on rungate.runs (priority DESC, workspace_id, operation, id)."),
 					 errhint("Recreate the extension's index.")));
 	}
 	q_valid = true;
@@ -627,20 +629,24 @@ rg_queue_fetch(Relation rel, int max, ArrayType *ops_array,
  * Claim's fair order (docs/reference.md, "Fair turns"): at the highest
  * priority with a run that may start, the oldest such run of the workspace
  * whose last turn is the longest ago (no turn yet sorts first; ties go to
- * the oldest run). runs_fair_idx (priority DESC, workspace_id, id WHERE
- * status = 'queued') holds each workspace's runs of a priority together, so
- * the scan finds each workspace's oldest run with one descent and passes
- * over the rest of a workspace's backlog with another: a workspace with
- * 100,000 runs queued costs a neighbour one descent, not 100,000 entries.
- * A workspace flow control closes as a whole (a hold, its max_running
- * reached) is passed over the same way.
+ * the oldest run). runs_fair_idx (priority DESC, workspace_id, operation,
+ * id WHERE status = 'queued') keeps each workspace's runs of a priority
+ * together, by operation: the scan finds the oldest run of each (workspace,
+ * operation) group with one descent and passes over the rest of a group
+ * with another. So a workspace with 100,000 runs queued costs a neighbour
+ * one descent, and a group that flow control closes as a whole (a hold on
+ * the workspace or the operation, a limit of the workspace or of the type
+ * that is full) costs one descent too, not one step per held-back run.
+ * Runs held back one by one (a tenant's hold or limit, not yet due) are
+ * still passed one at a time.
  */
 
 typedef struct FairCand
 {
 	int64		ws;
-	uint64		turn;			/* last turn, as this fetch sees it */
-	int64		id;				/* its oldest run that may start */
+	char	   *operation;
+	uint64		turn;			/* its workspace's last turn, as this fetch sees it */
+	int64		id;				/* the group's oldest run that may start */
 	ItemPointerData tid;
 } FairCand;
 
@@ -649,35 +655,59 @@ typedef struct FairScan
 	Relation	rel;
 	Relation	idx;
 	IndexScanDesc scan;			/* the one in use, one of by[] */
-	IndexScanDesc by[4];		/* by number of keys (a scan's is fixed) */
+	IndexScanDesc by[5];		/* by number of keys (a scan's is fixed) */
+	Oid			opcoll;			/* the collation of the index's operation */
 	Snapshot	snap;
 	TupleTableSlot *heap;
 	TimestampTz now;
 	Datum	   *ops;
 	int			nops;
+	/* the entry the scan is on */
+	int64		e_ws;
+	int64		e_id;
+	text	   *e_op;
 } FairScan;
 
-/* Position the scan at (prio = p, then ws > after_ws or ws = ws and id > id). */
+/*
+ * Position the scan at priority p and, by nkeys: any workspace (1); a
+ * workspace after ws (2, !same_ws) or ws itself (2, same_ws); an operation
+ * of ws after op (3); the runs of (ws, op) after id (4).
+ */
 static void
-fair_seek(FairScan *fs, int32 p, bool has_ws, int64 ws, bool same_ws, int64 after_id)
+fair_seek(FairScan *fs, int nkeys, int32 p, int64 ws, bool same_ws,
+		  const char *op, int64 id)
 {
-	ScanKeyData keys[3];
-	int			nkeys = 1;
+	ScanKeyData keys[4];
 
 	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(p));
-	if (has_ws && same_ws)
-	{
-		ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(ws));
-		ScanKeyInit(&keys[2], 3, BTGreaterStrategyNumber, F_INT8GT, Int64GetDatum(after_id));
-		nkeys = 3;
-	}
-	else if (has_ws)
-	{
-		ScanKeyInit(&keys[1], 2, BTGreaterStrategyNumber, F_INT8GT, Int64GetDatum(ws));
-		nkeys = 2;
-	}
+	if (nkeys >= 2)
+		ScanKeyInit(&keys[1], 2,
+					same_ws || nkeys > 2 ? BTEqualStrategyNumber : BTGreaterStrategyNumber,
+					same_ws || nkeys > 2 ? F_INT8EQ : F_INT8GT, Int64GetDatum(ws));
+	if (nkeys >= 3)
+		ScanKeyEntryInitialize(&keys[2], 0, 3,
+							   nkeys > 3 ? BTEqualStrategyNumber : BTGreaterStrategyNumber,
+							   InvalidOid, fs->opcoll,
+							   nkeys > 3 ? F_TEXTEQ : F_TEXT_GT, CStringGetTextDatum(op));
+	if (nkeys == 4)
+		ScanKeyInit(&keys[3], 4, BTGreaterStrategyNumber, F_INT8GT, Int64GetDatum(id));
 	fs->scan = fs->by[nkeys];
 	index_rescan(fs->scan, keys, nkeys, NULL, 0);
+}
+
+/* The next entry, its keys in fs->e_*; false at the end. */
+static bool
+fair_next(FairScan *fs)
+{
+	bool		isnull;
+
+	CHECK_FOR_INTERRUPTS();
+	if (index_getnext_tid(fs->scan, ForwardScanDirection) == NULL)
+		return false;
+	fs->e_ws = DatumGetInt64(index_getattr(fs->scan->xs_itup, 2, fs->scan->xs_itupdesc, &isnull));
+	fs->e_op = DatumGetTextPP(index_getattr(fs->scan->xs_itup, 3, fs->scan->xs_itupdesc, &isnull));
+	fs->e_id = DatumGetInt64(index_getattr(fs->scan->xs_itup, 4, fs->scan->xs_itupdesc, &isnull));
+	return true;
 }
 
 /*
@@ -691,7 +721,7 @@ fair_eligible(FairScan *fs)
 	TupleTableSlot *h = fs->heap;
 	bool		isnull;
 	Datum		d;
-	bool		has_tenant;
+	bool		no_tenant;
 	int64		tenant;
 
 	if (!index_fetch_heap(fs->scan, h))
@@ -705,41 +735,54 @@ fair_eligible(FairScan *fs)
 	d = slot_getattr(h, queue_table.att[QT_OPERATION], &isnull);
 	if (fs->ops != NULL && !op_matches(d, fs->ops, fs->nops))
 		return false;
-	tenant = DatumGetInt64(slot_getattr(h, queue_table.att[QT_TENANT], &has_tenant));
-	has_tenant = !has_tenant;
+	tenant = DatumGetInt64(slot_getattr(h, queue_table.att[QT_TENANT], &no_tenant));
 	(void) slot_getattr(h, queue_table.att[QT_ITEM_TENANTS], &isnull);
-	return rg_flow_may_take(DatumGetInt64(slot_getattr(h, queue_table.att[QT_WORKSPACE], &isnull)),
-							has_tenant, tenant,
-							TextDatumGetCString(d), !isnull);
+	return rg_flow_may_take(fs->e_ws, !no_tenant, tenant, TextDatumGetCString(d), !isnull);
 }
 
-/*
- * The next run of workspace c->ws at priority p after c->id that may start:
- * true and c updated, or false.
- */
+/* Walk (ws, op) from where the scan is to its first run that may start. */
 static bool
-fair_next_in(FairScan *fs, int32 p, FairCand *c)
+fair_walk_group(FairScan *fs, int64 ws, const char *op, FairCand *c)
 {
-	fair_seek(fs, p, true, c->ws, true, c->id);
-	while (index_getnext_tid(fs->scan, ForwardScanDirection) != NULL)
+	size_t		oplen = strlen(op);
+
+	do
 	{
-		CHECK_FOR_INTERRUPTS();
+		if (fs->e_ws != ws || !text_is(fs->e_op, op, oplen))
+			return false;		/* the group ended */
 		if (fair_eligible(fs))
 		{
-			bool		isnull;
-
-			c->id = DatumGetInt64(index_getattr(fs->scan->xs_itup, 3,
-												fs->scan->xs_itupdesc, &isnull));
+			c->id = fs->e_id;
 			c->tid = fs->heap->tts_tid;
 			return true;
 		}
-	}
+	} while (fair_next(fs));
 	return false;
 }
 
+/* The next run of c's group at priority p after c->id that may start. */
+static bool
+fair_next_in(FairScan *fs, int32 p, FairCand *c)
+{
+	fair_seek(fs, 4, p, c->ws, true, c->operation, c->id);
+	return fair_next(fs) && fair_walk_group(fs, c->ws, c->operation, c);
+}
+
+static FairCand *
+fair_add(FairCand **cands, int *n, int *size)
+{
+	if (*n == *size)
+	{
+		*size *= 2;
+		*cands = repalloc(*cands, sizeof(FairCand) * *size);
+	}
+	return &(*cands)[(*n)++];
+}
+
 /*
- * Every workspace with a run that may start at priority p, with its oldest
- * such run. Returns how many (in *cands, grown as needed).
+ * Every (workspace, operation) group with a run that may start at priority
+ * p, with its oldest such run. Returns how many (in *cands, grown as
+ * needed).
  */
 static int
 fair_level(FairScan *fs, int32 p, FairCand **cands, int *size)
@@ -750,55 +793,41 @@ fair_level(FairScan *fs, int32 p, FairCand **cands, int *size)
 
 	for (;;)
 	{
-		bool		found = false;
-		bool		restart = false;
-		int64		group = 0;
-		bool		in_group = false;
+		char	   *op = NULL;
+		int64		w;
+		uint64		turn;
 
-		fair_seek(fs, p, has_ws, ws, false, 0);
-		while (index_getnext_tid(fs->scan, ForwardScanDirection) != NULL)
+		fair_seek(fs, has_ws ? 2 : 1, p, ws, false, NULL, 0);
+		if (!fair_next(fs))
+			return n;			/* the level is exhausted */
+		w = fs->e_ws;
+		has_ws = true;
+		ws = w;
+		if (rg_flow_skip_workspace(w))
+			continue;			/* held as a whole: one descent */
+		turn = rg_turn_of(q_relid, w);
+
+		/* its operations, each group passed with one descent when closed */
+		for (;;)
 		{
-			bool		isnull;
-			int64		w = DatumGetInt64(index_getattr(fs->scan->xs_itup, 2,
-														fs->scan->xs_itupdesc, &isnull));
+			FairCand	c;
 
-			CHECK_FOR_INTERRUPTS();
-			if (!in_group || w != group)
-			{
-				/* a new workspace: closed as a whole, pass it with one descent */
-				in_group = true;
-				group = w;
-				if (rg_flow_skip_workspace(w))
-				{
-					has_ws = true;
-					ws = w;
-					restart = true;
-					break;
-				}
-			}
-			if (fair_eligible(fs))
-			{
-				FairCand   *c;
-
-				if (n == *size)
-				{
-					*size *= 2;
-					*cands = repalloc(*cands, sizeof(FairCand) * *size);
-				}
-				c = &(*cands)[n++];
-				c->ws = w;
-				c->turn = rg_turn_of(q_relid, w);
-				c->id = DatumGetInt64(index_getattr(fs->scan->xs_itup, 3,
-													fs->scan->xs_itupdesc, &isnull));
-				c->tid = fs->heap->tts_tid;
-				found = true;
-				has_ws = true;
-				ws = w;
+			fair_seek(fs, op ? 3 : 2, p, w, true, op, 0);
+			if (!fair_next(fs))
 				break;
+			op = text_to_cstring(fs->e_op);
+			if (rg_flow_skip_group(w, op))
+				continue;
+			if (fair_walk_group(fs, w, op, &c))
+			{
+				FairCand   *nc = fair_add(cands, &n, size);
+
+				*nc = c;
+				nc->ws = w;
+				nc->operation = op;
+				nc->turn = turn;
 			}
 		}
-		if (!found && !restart)
-			return n;			/* the level is exhausted */
 	}
 }
 
@@ -855,13 +884,14 @@ rg_queue_fetch_fair(Relation rel, int max, ArrayType *ops_array,
 		deconstruct_array(ops_array, TEXTOID, -1, false, TYPALIGN_INT,
 						  &fs.ops, NULL, &fs.nops);
 	fs.idx = index_open(q_fair, AccessShareLock);
+	fs.opcoll = fs.idx->rd_indcollation[2];
 	fs.heap = table_slot_create(rel, NULL);
 	locked = table_slot_create(rel, NULL);
 	fs.now = GetCurrentTransactionStartTimestamp();
 	CommandCounterIncrement();
 	fs.snap = RegisterSnapshot(GetTransactionSnapshot());
 	cid = GetCurrentCommandId(true);
-	for (i = 1; i <= 3; i++)
+	for (i = 1; i <= 4; i++)
 	{
 		fs.by[i] = index_beginscan(rel, fs.idx, fs.snap, i, 0);
 		fs.by[i]->xs_want_itup = true;	/* the keys of every entry */
@@ -888,18 +918,24 @@ rg_queue_fetch_fair(Relation rel, int max, ArrayType *ops_array,
 								 LockTupleNoKeyExclusive, LockWaitSkip, 0,
 								 &tmfd) == TM_Ok)
 			{
+				int64		ws = c->ws;
+
 				slot_getallattrs(locked);
 				take(locked, arg);
 				n++;
-				c->turn = ++local_turn;	/* it just had its turn */
+				/* its workspace just had its turn, in every group of it */
+				local_turn++;
+				for (i = 0; i < ncands; i++)
+					if (cands[i].ws == ws)
+						cands[i].turn = local_turn;
 			}
-			/* held by another, or changed since: its next run, if any */
+			/* held by another, or changed since: the group's next run, if any */
 			if (n < max && !fair_next_in(&fs, p, c))
 				cands[best] = cands[--ncands];
 		}
 	}
 
-	for (i = 1; i <= 3; i++)
+	for (i = 1; i <= 4; i++)
 		index_endscan(fs.by[i]);
 	UnregisterSnapshot(fs.snap);
 	ExecDropSingleTupleTableSlot(fs.heap);

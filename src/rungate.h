@@ -185,6 +185,7 @@ extern void rg_turn_use(Oid runs, int64 workspace_id);
 extern void rg_flow_claim_begin(void);	/* with SPI connected */
 extern void rg_flow_claim_end(void);
 extern bool rg_flow_skip_workspace(int64 workspace_id);
+extern bool rg_flow_skip_group(int64 workspace_id, const char *operation);
 extern bool rg_flow_may_take(int64 workspace_id, bool has_tenant, int64 tenant_id,
 							 const char *operation, bool bulk_parent);
 extern const char *rg_flow_admit(int64 workspace_id, bool has_tenant,

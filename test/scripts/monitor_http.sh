@@ -153,7 +153,8 @@ if command -v curl >/dev/null; then
     | grep -q 'capability_missing' || { echo "FAIL: curl: no blocked reason in the list"; exit 1; }
   # and /metrics, as Prometheus would scrape it
   curl -fsS "$MONITOR_URL/metrics" | grep -qx 'rungate_blocked_total{reason_code="capability_missing"} 1' \
-    || { echo "FAIL: curl: /metrics does not count the blocked run"; exit 1; }
+    || { echo "FAIL: curl: /metrics does not count the blocked run"
+         curl -fsS "$MONITOR_URL/metrics" | grep -E 'rungate_blocked_total|^# ' | head -20; exit 1; }
 fi
 
 mkdir -p results/screenshots
