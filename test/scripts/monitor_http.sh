@@ -149,12 +149,15 @@ log "monitor at $MONITOR_URL (role $VIEWER); $MONITOR_NOGRANTS_URL (role $NOGRAN
 
 # a plain curl, as a person would: the blocked run's reason is on the page
 if command -v curl >/dev/null; then
-  curl -fsS -H 'X-Viewer-Id: 100' -H 'X-Workspace-Id: 1' "$MONITOR_URL/admin/operations" \
-    | grep -q 'capability_missing' || { echo "FAIL: curl: no blocked reason in the list"; exit 1; }
+  # (read whole, then searched: under pipefail, grep -q leaving early would
+  # fail curl's write and the pipeline with it)
+  page=$(curl -fsS -H 'X-Viewer-Id: 100' -H 'X-Workspace-Id: 1' "$MONITOR_URL/admin/operations")
+  grep -q 'capability_missing' <<<"$page" || { echo "FAIL: curl: no blocked reason in the list"; exit 1; }
   # and /metrics, as Prometheus would scrape it
-  curl -fsS "$MONITOR_URL/metrics" | grep -qx 'rungate_blocked_total{reason_code="capability_missing"} 1' \
+  scrape=$(curl -fsS "$MONITOR_URL/metrics")
+  grep -qx 'rungate_blocked_total{reason_code="capability_missing"} 1' <<<"$scrape" \
     || { echo "FAIL: curl: /metrics does not count the blocked run"
-         curl -fsS "$MONITOR_URL/metrics" | grep -E 'rungate_blocked_total|^# ' | head -20; exit 1; }
+         grep -E 'rungate_blocked_total' <<<"$scrape"; exit 1; }
 fi
 
 mkdir -p results/screenshots
