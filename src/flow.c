@@ -865,26 +865,6 @@ rg_flow_waiting(int64 ws, bool has_tenant, int64 tenant, const char *operation,
  * rungate.hold, rungate.resume
  * ------------------------------------------------------------------------ */
 
-static RgPlan tenant_ws_plan = {
-	"SELECT t.workspace_id FROM rungate.tenants t WHERE t.id" EQ "$1",
-	1, {INT8OID}, NULL
-};
-
-static RgPlan ws_exists_plan = {
-	"SELECT 1 FROM rungate.workspaces w WHERE w.id" EQ "$1",
-	1, {INT8OID}, NULL
-};
-
-static RgPlan op_exists_plan = {
-	"SELECT 1 FROM rungate.operation_types ot WHERE ot.name" EQ "$1",
-	1, {TEXTOID}, NULL
-};
-
-static RgPlan actor_known_plan = {
-	"SELECT 1 FROM rungate.actors a WHERE a.id" EQ "$1",
-	1, {INT8OID}, NULL
-};
-
 static RgPlan insert_hold_plan = {
 	"INSERT INTO rungate.holds AS h (workspace_id, tenant_id, operation, reason, held_by)"
 	" VALUES ($1, $2, $3, $4, $5) RETURNING h",
@@ -903,11 +883,11 @@ static RgPlan resume_hold_plan = {
 	2, {INT8OID, INT8OID}, NULL
 };
 
+/* RG400 naming the argument, when the row it names is not there */
 static void
-require_known(RgPlan *plan, Datum key, const char *what, const char *shown)
+require_known(bool known, const char *what, const char *shown)
 {
-	rg_exec(plan, &key, NULL, false, 1);
-	if (SPI_processed != 1)
+	if (!known)
 		ereport(ERROR,
 				(errcode(ERRCODE_RG_BAD_REQUEST),
 				 errmsg("unknown %s %s", what, shown)));
@@ -946,13 +926,8 @@ rg_hold(PG_FUNCTION_ARGS)
 	{
 		int64		tenant_ws;
 
-		v[0] = Int64GetDatum(tenant);
-		rg_exec(&tenant_ws_plan, v, NULL, false, 1);
-		if (SPI_processed != 1)
-			ereport(ERROR,
-					(errcode(ERRCODE_RG_BAD_REQUEST),
-					 errmsg("unknown tenant_id " INT64_FORMAT, tenant)));
-		tenant_ws = rg_get_int64(0, 1, NULL);
+		require_known(rg_tenant_workspace(tenant, &tenant_ws), "tenant_id",
+					  psprintf(INT64_FORMAT, tenant));
 		if (has_ws && tenant_ws != ws)
 			ereport(ERROR,
 					(errcode(ERRCODE_RG_BAD_REQUEST),
@@ -962,13 +937,12 @@ rg_hold(PG_FUNCTION_ARGS)
 		ws = tenant_ws;
 	}
 	else if (has_ws)
-		require_known(&ws_exists_plan, Int64GetDatum(ws), "workspace_id",
-					  psprintf(INT64_FORMAT, ws));
+		require_known(rg_workspace_exists(ws), "workspace_id", psprintf(INT64_FORMAT, ws));
 	if (operation != NULL)
-		require_known(&op_exists_plan, CStringGetTextDatum(operation), "operation",
+		require_known(rg_operation_exists(operation), "operation",
 					  quote_literal_cstr(operation));
 	if (!PG_ARGISNULL(4))
-		require_known(&actor_known_plan, PG_GETARG_DATUM(4), "actor_id",
+		require_known(rg_actor_exists(PG_GETARG_INT64(4)), "actor_id",
 					  psprintf(INT64_FORMAT, PG_GETARG_INT64(4)));
 
 	v[0] = Int64GetDatum(ws);
@@ -1007,7 +981,7 @@ rg_resume(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	if (!PG_ARGISNULL(1))
-		require_known(&actor_known_plan, PG_GETARG_DATUM(1), "actor_id",
+		require_known(rg_actor_exists(PG_GETARG_INT64(1)), "actor_id",
 					  psprintf(INT64_FORMAT, PG_GETARG_INT64(1)));
 	v[0] = Int64GetDatum(hold_id);
 	rg_exec(&lock_hold_plan, v, NULL, false, 1);

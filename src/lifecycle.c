@@ -1743,11 +1743,6 @@ rg_reap_expired(PG_FUNCTION_ARGS)
 	PG_RETURN_INT32(reaped);
 }
 
-static RgPlan actor_exists_plan = {
-	"SELECT 1 FROM rungate.actors a WHERE a.id" EQ "$1",
-	1, {INT8OID}, NULL
-};
-
 static RgPlan read_run_plan = {
 	"SELECT " RUN_COLS " FROM rungate.runs r WHERE r.id" EQ "$1",
 	1, {INT8OID}, NULL
@@ -1815,9 +1810,7 @@ rg_cancel(PG_FUNCTION_ARGS)
 	SPI_connect();
 	if (has_actor)
 	{
-		v[0] = Int64GetDatum(actor_id);
-		rg_exec(&actor_exists_plan, v, NULL, false, 1);
-		if (SPI_processed != 1)
+		if (!rg_actor_exists(actor_id))
 			ereport(ERROR,
 					(errcode(ERRCODE_RG_BAD_REQUEST),
 					 errmsg("unknown actor " INT64_FORMAT, actor_id)));

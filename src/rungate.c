@@ -12,6 +12,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -283,6 +284,71 @@ rg_get_text(int row, int col)
 	Datum		d = rg_get_datum(row, col, &n);
 
 	return n ? NULL : TextDatumGetCString(d);
+}
+
+/*
+ * Does the authority row with this key exist (SPI connected)? For the
+ * validation of requests that name workspaces, tenants, actors and
+ * operation types outside a decision (hold, cancel, schedules).
+ */
+static RgPlan workspace_known_plan = {
+	"SELECT 1 FROM rungate.workspaces w WHERE w.id" EQ "$1",
+	1, {INT8OID}, NULL
+};
+
+static RgPlan actor_known_plan = {
+	"SELECT 1 FROM rungate.actors a WHERE a.id" EQ "$1",
+	1, {INT8OID}, NULL
+};
+
+static RgPlan operation_known_plan = {
+	"SELECT 1 FROM rungate.operation_types ot WHERE ot.name" EQ "$1",
+	1, {TEXTOID}, NULL
+};
+
+static RgPlan tenant_workspace_plan = {
+	"SELECT t.workspace_id FROM rungate.tenants t WHERE t.id" EQ "$1",
+	1, {INT8OID}, NULL
+};
+
+bool
+rg_workspace_exists(int64 id)
+{
+	Datum		v = Int64GetDatum(id);
+
+	rg_exec(&workspace_known_plan, &v, NULL, false, 1);
+	return SPI_processed == 1;
+}
+
+bool
+rg_actor_exists(int64 id)
+{
+	Datum		v = Int64GetDatum(id);
+
+	rg_exec(&actor_known_plan, &v, NULL, false, 1);
+	return SPI_processed == 1;
+}
+
+bool
+rg_operation_exists(const char *name)
+{
+	Datum		v = CStringGetTextDatum(name);
+
+	rg_exec(&operation_known_plan, &v, NULL, false, 1);
+	return SPI_processed == 1;
+}
+
+/* The workspace of a tenant; false when there is no such tenant. */
+bool
+rg_tenant_workspace(int64 tenant_id, int64 *workspace_id)
+{
+	Datum		v = Int64GetDatum(tenant_id);
+
+	rg_exec(&tenant_workspace_plan, &v, NULL, false, 1);
+	if (SPI_processed != 1)
+		return false;
+	*workspace_id = rg_get_int64(0, 1, NULL);
+	return true;
 }
 
 bool

@@ -111,6 +111,12 @@ extern Datum rg_get_datum(int row, int col, bool *isnull);
 
 extern bool rg_status_is_terminal(const char *status);
 
+/* authority rows by key, outside a decision (rungate.c; SPI connected) */
+extern bool rg_workspace_exists(int64 id);
+extern bool rg_actor_exists(int64 id);
+extern bool rg_operation_exists(const char *name);
+extern bool rg_tenant_workspace(int64 tenant_id, int64 *workspace_id);
+
 /* ---- the decision (decision.c) ---- */
 typedef struct RgOpType
 {

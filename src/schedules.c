@@ -50,21 +50,6 @@ static RgPlan sched_optype_plan = {
 	1, {TEXTOID}, NULL
 };
 
-static RgPlan sched_workspace_plan = {
-	"SELECT 1 FROM rungate.workspaces w WHERE w.id" EQ "$1",
-	1, {INT8OID}, NULL
-};
-
-static RgPlan sched_tenant_plan = {
-	"SELECT t.workspace_id FROM rungate.tenants t WHERE t.id" EQ "$1",
-	1, {INT8OID}, NULL
-};
-
-static RgPlan sched_actor_plan = {
-	"SELECT 1 FROM rungate.actors a WHERE a.id" EQ "$1",
-	1, {INT8OID}, NULL
-};
-
 /* the columns the trigger reads, by name */
 enum
 {
@@ -176,9 +161,7 @@ sched_check_target(const char *name, SchedRow *r)
 						name, operation),
 				 errdetail("A schedule enqueues one run per tick with rungate.enqueue(), which takes no bulk type.")));
 
-	arg = Int64GetDatum(workspace_id);
-	rg_exec(&sched_workspace_plan, &arg, NULL, false, 1);
-	if (SPI_processed != 1)
+	if (!rg_workspace_exists(workspace_id))
 		ereport(ERROR,
 				(errcode(ERRCODE_RG_BAD_REQUEST),
 				 errmsg("workspace_id of schedule \"%s\" names an unknown workspace " INT64_FORMAT,
@@ -199,14 +182,11 @@ sched_check_target(const char *name, SchedRow *r)
 		int64		tenant_id = DatumGetInt64(r->v[S_TENANT]);
 		int64		tenant_ws;
 
-		arg = Int64GetDatum(tenant_id);
-		rg_exec(&sched_tenant_plan, &arg, NULL, false, 1);
-		if (SPI_processed != 1)
+		if (!rg_tenant_workspace(tenant_id, &tenant_ws))
 			ereport(ERROR,
 					(errcode(ERRCODE_RG_BAD_REQUEST),
 					 errmsg("tenant_id of schedule \"%s\" names an unknown tenant " INT64_FORMAT,
 							name, tenant_id)));
-		tenant_ws = rg_get_int64(0, 1, NULL);
 		if (tenant_ws != workspace_id)
 			ereport(ERROR,
 					(errcode(ERRCODE_RG_BAD_REQUEST),
@@ -219,9 +199,7 @@ sched_check_target(const char *name, SchedRow *r)
 	{
 		int64		actor_id = DatumGetInt64(r->v[S_INITIATOR]);
 
-		arg = Int64GetDatum(actor_id);
-		rg_exec(&sched_actor_plan, &arg, NULL, false, 1);
-		if (SPI_processed != 1)
+		if (!rg_actor_exists(actor_id))
 			ereport(ERROR,
 					(errcode(ERRCODE_RG_BAD_REQUEST),
 					 errmsg("initiator_id of schedule \"%s\" names an unknown actor " INT64_FORMAT,
