@@ -14,6 +14,7 @@
 #   so_front NAME         psql on the front's database NAME (args follow)
 #   so_shard I NAME       psql on shard I's database NAME (args follow)
 #   so_dsn I NAME         the libpq connection string of shard I's NAME
+#   so_pin NODE CPUS      re-pin a running server (front or shard index)
 #
 # Clusters: unix sockets only, each in a directory of its own, ports
 # SO_PORT (front) and SO_PORT + 1 + i (shard i).
@@ -91,10 +92,12 @@ so_start() {
   done
 }
 
-# so_pin I CPU: move shard I's server (postmaster and every process it has
-# now; backends forked later inherit the postmaster's) to CPU.
+# so_pin NODE CPU: move a server (NODE: front, or a shard's index) to CPU, a
+# taskset list: its postmaster and every process it has now (backends forked
+# later inherit the postmaster's affinity).
 so_pin() {
   local dir=$SO_TMP/s$1 pm pid
+  [ "$1" != front ] || dir=$SO_TMP/front
   pm=$(head -n1 "$dir/data/postmaster.pid")
   for pid in "$pm" $(ps -o pid= --ppid "$pm"); do
     taskset -a -p -c "$2" "$pid" >/dev/null 2>&1 || true

@@ -11,7 +11,9 @@
 # through the front, with two workspaces per shard:
 #   layout     check_shards: partition i is shard i of N, its runs, holds,
 #              audit and notification ids count by N from i + 1, the global
-#              authority is the same on every shard
+#              authority is the same on every shard; with two partitions
+#              swapped in the server's options, check_shards says so (RG409)
+#              and claim_on(0) is refused by the shard it reaches (RG400)
 #   authority  global rows (actors, role capabilities, operation types) on
 #              every shard; workspaces, tenants, memberships, prerequisites
 #              only on the workspace's shard; a tenant membership naming
@@ -164,6 +166,14 @@ SQL
     "SELECT string_agg(shard || '/' || nshards || ':' || sequences_ok || ':' || detail, ' ' ORDER BY shard)
        FROM rungate_proxy.check_shards()" \
     "$(for ((i = 0; i < N; i++)); do printf '%s/%s:true:ok' "$i" "$N"; [ $i -eq $((N - 1)) ] || printf ' '; done)"
+  if [ "$N" -gt 1 ]; then
+    # partitions listed out of order: found, and no claim reaches the wrong shard
+    fq "ALTER SERVER rungate_shards OPTIONS (SET p0 '$(so_dsn 1 "$DB")', SET p1 '$(so_dsn 0 "$DB")')" >/dev/null
+    check "partitions out of order: check_shards RG409, claim_on RG400" \
+      "SELECT t.state('SELECT rungate_proxy.check_shards()') || ' '
+              || t.state('SELECT * FROM rungate_proxy.claim_on(0, ''w'')')" "RG409 RG400"
+    fq "ALTER SERVER rungate_shards OPTIONS (SET p0 '$(so_dsn 0 "$DB")', SET p1 '$(so_dsn 1 "$DB")')" >/dev/null
+  fi
   check "two workspaces on every shard" "SELECT count(DISTINCT s) || ' ' || count(*) FROM t.ws" "$N $((2 * N))"
   check_each "global authority on every shard" \
     "SELECT (SELECT count(*) FROM rungate.actors) || ' ' || (SELECT count(*) FROM rungate.role_capabilities)

@@ -191,6 +191,25 @@ REVOKE ALL ON FUNCTION rungate_shard.current_shard() FROM PUBLIC;
 COMMENT ON FUNCTION rungate_shard.current_shard() IS
     'this shard''s index; RG409 when the database is not configured as a shard';
 
+-- the worker's name for a claim the front sent to shard `shard`: RG400
+-- unless that is this shard (PL/Proxy maps any number to some partition)
+CREATE FUNCTION rungate_shard.claimant(shard integer, worker text)
+    RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    l rungate_shard.layout;
+BEGIN
+    SELECT * INTO l FROM rungate_shard.layout;
+    IF l.shard IS DISTINCT FROM $1 THEN
+        RAISE EXCEPTION 'shard % is not a shard of this layout (this database is shard % of %)',
+              $1, coalesce(l.shard::text, '-'), coalesce(l.nshards::text, '-')
+              USING ERRCODE = 'RG400';
+    END IF;
+    RETURN $2;
+END $$;
+
 ------------------------------------------------------------------------------
 -- Global authority: the front sends these to every shard (RUN ON ALL).
 -- Each writes the row as given and returns the shard's index; a write that
@@ -531,6 +550,7 @@ BEGIN
     END LOOP;
 END $$;
 
+COMMENT ON FUNCTION rungate_shard.claimant(integer, text) IS 'the worker of a claim sent to shard `shard`; RG400 unless this is that shard';
 COMMENT ON FUNCTION rungate_shard.put_actor(bigint, text, text) IS 'front''s write of a global actor row (upsert)';
 COMMENT ON FUNCTION rungate_shard.put_role_capability(text, text) IS 'front''s write: a role grants a capability';
 COMMENT ON FUNCTION rungate_shard.drop_role_capability(text, text) IS 'front''s write: a role no longer grants a capability';
