@@ -21,7 +21,6 @@
 
 SO_PORT=${SO_PORT:-54360}
 SO_TMP=
-SO_SHARDS=0
 [ -n "${SO_CONF+x}" ] || SO_CONF=()
 
 so_prepare() {
@@ -73,7 +72,6 @@ so__start() {
 so_start() {
   local n=$1 i cpu; shift
   local cpus=("$@")
-  SO_SHARDS=$n
   SO_TMP=$(mktemp -d /tmp/rungate-scaleout.XXXXXX)
   chmod 755 "$SO_TMP"
   [ "$(id -u)" -ne 0 ] || chown postgres: "$SO_TMP"

@@ -20,9 +20,11 @@
 #
 # Rounds alternate the sides (and the sizes) so that the machine's noise
 # falls on all of them; the table gives medians of the per-round ratios.
-# Before each measurement every shard is topped up with queued runs (twice
-# what the best round so far would take). Environment:
-#   BENCH_ROUNDS (3), BENCH_SECONDS (5), BENCH_CLIENTS (4), BENCH_SHARDS ("1 2 4"),
+# Before each measurement the shards are topped up with queued runs (twice
+# what the best round so far took, split over the shards), vacuumed and
+# checkpointed. Environment:
+#   BENCH_ROUNDS (5), BENCH_SECONDS (5), BENCH_CLIENTS (8: two per shard at 4 shards; a
+#   shard with one client idles between its round trips), BENCH_SHARDS ("1 2 4"),
 #   BENCH_CORES (all: 0-<nproc - 1>), BENCH_SYNC (synchronous_commit, off),
 #   BENCH_KINDS ("routing scaling cores"), BENCH_BUILD (1; 0: use the
 #   installed rungate), RG_KEEP=1 (keep the clusters)
@@ -33,7 +35,7 @@ source "$here/../lib.sh"
 source "$here/../scale-out-lib.bash"
 cd "$RG_ROOT"
 
-ROUNDS=${BENCH_ROUNDS:-3} SECS=${BENCH_SECONDS:-5} CLIENTS=${BENCH_CLIENTS:-4}
+ROUNDS=${BENCH_ROUNDS:-5} SECS=${BENCH_SECONDS:-5} CLIENTS=${BENCH_CLIENTS:-8}
 SIZES=${BENCH_SHARDS:-1 2 4}
 NCPU=$(nproc)
 CORES=${BENCH_CORES:-0-$((NCPU - 1))}
@@ -43,6 +45,7 @@ REPORT=$OUT/scaleout.md
 LOGS=$OUT/scaleout
 mkdir -p "$OUT" "$LOGS"
 T0=$SECONDS
+# shellcheck disable=SC2034 # read by so_start (test/scale-out-lib.bash)
 SO_CONF=("fsync = on" "full_page_writes = on" "synchronous_commit = ${BENCH_SYNC:-off}"
          "shared_buffers = 128MB" "max_wal_size = 4GB" "min_wal_size = 512MB"
          "checkpoint_timeout = 30min" "random_page_cost = 1.1"
@@ -93,7 +96,10 @@ topup() {
     so_shard "$i" "$db" -tA -c "SELECT bench_so.fill($k)" >/dev/null
     have=$((have + k))
   done
-  so_shard "$i" "$db" -c "VACUUM ANALYZE rungate.runs" >/dev/null
+  # what the top-up left behind is not the round's to pay for: vacuum (the
+  # audit log too: autovacuum would take it up mid-round) and write it out
+  so_shard "$i" "$db" -c "VACUUM ANALYZE rungate.runs" -c "VACUUM ANALYZE rungate.audit_log" \
+    -c "CHECKPOINT" >/dev/null
 }
 
 # pgb LOG HOST PORT DB SCRIPT CLIENTS [PIN]: one pgbench run; prints its tps
@@ -110,9 +116,16 @@ pgb() {
   fi
 }
 
-NEED_MIN=20000
+NEED_MIN=16000
 BEST=4000   # cycles/s, the best total seen so far (sizes the top-ups)
-need_for() { local n=$1; local k=$(( 2 * BEST * SECS / n + 1000 )); [ "$k" -ge "$NEED_MIN" ] || k=$NEED_MIN; echo "$k"; }
+# queued runs per shard for a round of N shards: twice what the best round
+# took, split over the shards (the same total whatever N: a size is not
+# measured right after a larger top-up than another's)
+need_for() {
+  local n=$1 k=$(( 2 * BEST * SECS ))
+  [ "$k" -ge "$NEED_MIN" ] || k=$NEED_MIN
+  echo $(( k / n + 1000 ))
+}
 best() { awk -v a="$1" -v b="$BEST" 'BEGIN { printf "%d", (a + 0 > b ? a : b) }'; }
 
 {
@@ -125,6 +138,30 @@ best() { awk -v a="$1" -v b="$BEST" 'BEGIN { printf "%d", (a + 0 > b ? a : b) }'
   echo
 } >"$REPORT"
 
+# CPU that other processes took while we measured, in percent of all cores:
+# the machine's busy time (/proc/stat) less ours (our servers with their
+# children, live and reaped, and this shell's reaped children: pgbench).
+cpu_snapshot() {
+  local pms hz tf ours shell
+  hz=$(getconf CLK_TCK)
+  pms=$(for f in "$SO_TMP"/front/data/postmaster.pid "$SO_TMP"/s*/data/postmaster.pid; do head -n1 "$f"; done | tr '\n' ' ')
+  ours=$(cat /proc/[0-9]*/stat 2>/dev/null | awk -v pms="$pms" '
+           BEGIN { n = split(pms, p, " "); for (i = 1; i <= n; i++) pm[p[i]] = 1 }
+           ($1 in pm) { t += $14 + $15 + $16 + $17 } ($4 in pm) { t += $14 + $15 }
+           END { printf "%d", t }') || true
+  tf=$LOGS/.times.$$
+  times >"$tf"
+  shell=$(awk -v hz="$hz" 'NR == 2 { for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); t += (a[1] * 60 + a[2]) * hz } }
+                           END { printf "%d", t }' "$tf")
+  rm -f "$tf"
+  SNAP="$(awk -v hz="$hz" '{ printf "%d", $1 * hz }' /proc/uptime) $(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat) $((ours + shell))"
+}
+other_cpu() {
+  awk -v b="$1" -v a="$2" -v n="$NCPU" 'BEGIN { split(b, x, " "); split(a, y, " ")
+    w = (y[1] - x[1]) * n; o = (y[2] - x[2]) - (y[3] - x[3])
+    printf "%d", (w > 0 && o > 0 ? 100 * o / w : 0) }'
+}
+
 # ---- routing overhead
 if [[ " $KINDS " == *" routing "* ]]; then
   rg_log "routing: front vs shard 0 directly, $ROUNDS rounds"
@@ -132,9 +169,11 @@ if [[ " $KINDS " == *" routing "* ]]; then
   for ((r = 1; r <= ROUNDS; r++)); do
     declare -A got=()
     sides=(direct front); [ $((r % 2)) = 1 ] || sides=(front direct)
+    # one top-up for the round's four measurements, which then run back to back
+    topup so_b1 0 $(( 3 * $(need_for 1) ))
+    cpu_snapshot; before=$SNAP
     for c in "$CLIENTS" 1; do
       for side in "${sides[@]}"; do
-        topup so_b1 0 "$(need_for 1)"
         if [ "$side" = direct ]; then
           got[$side$c]=$(pgb "$LOGS/routing-$r-$side-$c.log" "$SO_TMP/s0" $((SO_PORT + 1)) so_b1 test/bench/scaleout_direct.sql "$c")
         else
@@ -143,7 +182,8 @@ if [[ " $KINDS " == *" routing "* ]]; then
         [ "${got[$side$c]}" = VOID ] || BEST=$(best "${got[$side$c]}")
       done
     done
-    printf '%s\t%s\t%s\t%s\t%s\n' "$r" "${got[direct$CLIENTS]}" "${got[front$CLIENTS]}" "${got[direct1]}" "${got[front1]}" \
+    cpu_snapshot; others=$(other_cpu "$before" "$SNAP")
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "${got[direct$CLIENTS]}" "${got[front$CLIENTS]}" "${got[direct1]}" "${got[front1]}" "$others" \
       | tee -a "$LOGS/routing.tsv"
     unset got
   done
@@ -159,23 +199,31 @@ if [[ " $KINDS " == *" routing "* ]]; then
     echo "| $CLIENTS | $d4 | $f4 | $cost | <= 2.5 | $(verdict "$cost" 2.5 le) |"
     echo "| 1 | $d1 | $f1 | $lat (latency) | <= 2.5 | $(verdict "$lat" 2.5 le) |"
     echo
-    echo "per round (round, direct $CLIENTS, front $CLIENTS, direct 1, front 1): $(tr '\t\n' ' ;' <"$LOGS/routing.tsv")"
+    echo "others' CPU during the rounds: up to $(cut -f6 "$LOGS/routing.tsv" | sort -n | tail -1) % of the machine"
+    echo
+    echo "per round (round, direct $CLIENTS, front $CLIENTS, direct 1, front 1, others' CPU %): $(tr '\t\n' ' ;' <"$LOGS/routing.tsv")"
     echo
   } | tee -a "$REPORT"
 fi
 
-# measure_sizes TAG PINNED: total cycles/s per size, rounds alternating sizes
-# (PINNED=1: pgbench on CORES too; 0: pgbench unpinned)
+# measure_sizes TAG PINNED SIZES: total cycles/s per size. Each round tops up
+# every size's shards first, then measures the sizes back to back (the order
+# turned round every other round), so that the sizes of a round see the same
+# machine. PINNED=1: pgbench on CORES too; 0: unpinned.
 measure_sizes() {
-  local tag=$1 pinned=$2 sizes=$3 r n i c tot rc pids logs
+  local tag=$1 pinned=$2 sizes=$3 r n i c tot pids before others
   : >"$LOGS/$tag.tsv"
   for ((r = 1; r <= ROUNDS; r++)); do
-    local order=($sizes)
-    [ $((r % 2)) = 1 ] || order=($(printf '%s\n' $sizes | sort -rn))
+    local order
+    # shellcheck disable=SC2206,SC2207 # sizes are numbers, split on purpose
+    if [ $((r % 2)) = 1 ]; then order=($sizes); else order=($(printf '%s\n' $sizes | sort -rn)); fi
     for n in "${order[@]}"; do
       for ((i = 0; i < n; i++)); do topup "so_b$n" "$i" "$(need_for "$n")" & done
       wait
+    done
+    for n in "${order[@]}"; do
       pids=()
+      cpu_snapshot; before=$SNAP
       for ((i = 0; i < n; i++)); do
         c=$(( CLIENTS / n + (i < CLIENTS % n ? 1 : 0) )); [ "$c" -ge 1 ] || c=1
         ( pin=$CORES; [ "$pinned" = 1 ] || pin=0-$((NCPU - 1))
@@ -184,6 +232,7 @@ measure_sizes() {
         pids+=($!)
       done
       for i in "${pids[@]}"; do wait "$i"; done
+      cpu_snapshot; others=$(other_cpu "$before" "$SNAP")
       tot=0
       for ((i = 0; i < n; i++)); do
         t=$(cat "$LOGS/$tag-$r-n$n-s$i.tps")
@@ -191,14 +240,14 @@ measure_sizes() {
         tot=$(awk -v a="$tot" -v b="$t" 'BEGIN { printf "%.1f", a + b }')
       done
       [ "$tot" = VOID ] || BEST=$(best "$tot")
-      printf '%s\t%s\t%s\n' "$r" "$n" "$tot" | tee -a "$LOGS/$tag.tsv"
+      printf '%s\t%s\t%s\t%s\n' "$r" "$n" "$tot" "$others" | tee -a "$LOGS/$tag.tsv"
     done
   done
 }
 
 # report_sizes TAG TITLE TARGET-TEXT TARGET
 report_sizes() {
-  local tag=$1 title=$2 ttext=$3 target=$4 n med ratio base
+  local tag=$1 title=$2 ttext=$3 target=$4 n med ratio
   {
     echo "## $title"
     echo
@@ -216,7 +265,9 @@ report_sizes() {
       fi
     done
     echo
-    echo "per round (round, shards, total): $(tr '\t\n' ' ;' <"$LOGS/$tag.tsv")"
+    echo "others' CPU during the measurements: up to $(cut -f4 "$LOGS/$tag.tsv" | sort -n | tail -1) % of the machine"
+    echo
+    echo "per round (round, shards, total, others' CPU %): $(tr '\t\n' ' ;' <"$LOGS/$tag.tsv")"
     echo
   } | tee -a "$REPORT"
 }
