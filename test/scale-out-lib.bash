@@ -10,7 +10,8 @@
 #   so_layout NAME N      database NAME on the front and on shards 0 .. N-1:
 #                         rungate and rungate_shard on the shards, plproxy and
 #                         rungate_proxy on the front with the cluster
-#                         rungate_shards over those N databases, configured
+#                         rungate_shards over those N databases (modular_mapping
+#                         when N is not a power of two), configured
 #   so_front NAME         psql on the front's database NAME (args follow)
 #   so_shard I NAME       psql on shard I's database NAME (args follow)
 #   so_dsn I NAME         the libpq connection string of shard I's NAME
@@ -133,6 +134,8 @@ so_layout() {
     so_shard "$i" "$db" -c 'CREATE EXTENSION rungate' -c 'CREATE EXTENSION rungate_shard' >/dev/null
     opts+=("p$i '$(so_dsn "$i" "$db")'")
   done
+  # PL/Proxy maps by hash & (N - 1), for a power of two; other counts by abs(hash % N)
+  (( (n & (n - 1)) == 0 )) || opts+=("modular_mapping '1'")
   so_front postgres -c "CREATE DATABASE $db" >/dev/null
   local IFS=,
   so_front "$db" >/dev/null <<SQL

@@ -48,7 +48,8 @@
 #   privileges a front role with EXECUTE on the viewer functions only, mapped
 #              to a shard role with rungate's viewer grants: operations works,
 #              enqueue is refused (42501)
-# Exits non-zero at the first mismatch. SCALEOUT_SHARDS="2" for one size.
+# Exits non-zero at the first mismatch. SCALEOUT_SHARDS="2" for one size; a
+# count that is not a power of two (3) runs with PL/Proxy's modular_mapping.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/scale-out-lib.bash"
