@@ -89,3 +89,10 @@ lint:
 		-I$(includedir_server) -D__GNUC__ -D__x86_64__ --max-configs=1 $(LINT_SOURCES)
 	clang-tidy --quiet --checks='$(TIDY_CHECKS)' --warnings-as-errors='*' \
 		$(LINT_SOURCES) -- $(CPPFLAGS)
+
+# rungate scaled out behind PL/Proxy: a front and 1, 2, 4 shard clusters,
+# the acceptance checks through the front (~1 min; docs/scale-out.md).
+# make test runs the 2-shard size (test/scripts/scale_out.sh).
+.PHONY: test-scaleout
+test-scaleout:
+	@bash test/scale-out.sh
