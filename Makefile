@@ -36,7 +36,7 @@ PG_CONFIG ?= $(firstword $(wildcard /usr/lib/postgresql/15/bin/pg_config) pg_con
 PGXS      := $(wildcard $(shell $(PG_CONFIG) --pgxs 2>/dev/null))
 ifneq ($(PGXS),)
 include $(PGXS)
-else ifeq ($(filter test demo bench stress,$(MAKECMDGOALS)),)
+else ifeq ($(filter test demo bench stress test-scaleout,$(MAKECMDGOALS)),)
 # 'make test', 'make demo' (and bench, stress) install the build dependencies themselves
 $(error PGXS not found via $(PG_CONFIG): install postgresql-server-dev-15, or run 'make test')
 endif
