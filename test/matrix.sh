@@ -7,8 +7,10 @@
 #
 # and a last line summing them, "N passed, M failed". The exit status is
 # non-zero when any major failed. RG_MATRIX="17 18" runs only those; RG_ONLY
-# (regress, isolation, pgtap, scripts) is passed on. A full run takes about
-# four times `make test`.
+# (regress, isolation, pgtap, scripts) is passed on. 15 runs with PG_CONFIG
+# when that names a 15 server (a private copy: `make install` goes there),
+# else with bookworm's packages (PG=15). A full run takes about four times
+# `make test` (15 about 4 min, 17 3.5, 18 2.5, 19 2.5 on an idle machine).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 MAJORS=(${RG_MATRIX:-15 17 18 19})
@@ -20,9 +22,13 @@ for major in "${MAJORS[@]}"; do
   log=$OUT/$major.log
   echo "==> make test PG=$major (log: ${log#"$ROOT"/})"
   rc=0
-  # each run rewrites results/: keep the matrix logs out of its way
-  env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL -u PG_CONFIG \
-    make -C "$ROOT" --no-print-directory test PG="$major" </dev/null >"$log.tmp" 2>&1 || rc=$?
+  pick=(PG="$major")
+  if [ "$major" = 15 ] && [ -n "${PG_CONFIG:-}" ] \
+     && "$PG_CONFIG" --version 2>/dev/null | grep -q '^PostgreSQL 15\.'; then
+    pick=(PG_CONFIG="$PG_CONFIG")
+  fi
+  env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL -u PG_CONFIG -u RG_PG \
+    make -C "$ROOT" --no-print-directory test "${pick[@]}" </dev/null >"$log.tmp" 2>&1 || rc=$?
   mkdir -p "$OUT"
   mv "$log.tmp" "$log"
   tail -n 1 "$log" | sed 's/^/    /'
