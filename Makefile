@@ -52,7 +52,7 @@ include $(PGXS)
 else ifeq ($(filter test test-matrix demo bench stress,$(MAKECMDGOALS)),)
 # 'make test', 'make demo' (and bench, stress) install the build dependencies themselves
 ifneq ($(RG_PG),)
-$(error PGXS not found via $(PG_CONFIG): run 'bash test/pg-build.sh $(RG_PG)', or 'make test PG=$(RG_PG)')
+$(error PGXS not found via $(PG_CONFIG): run 'bash test/pg-build.sh $(RG_PG)' (it knows 17, 18, 19), or 'make test PG=$(RG_PG)')
 else
 $(error PGXS not found via $(PG_CONFIG): install postgresql-server-dev-15, or run 'make test')
 endif

@@ -13,7 +13,7 @@
 # `make test` (15 about 4 min, 17 3.5, 18 2.5, 19 2.5 on an idle machine).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-MAJORS=(${RG_MATRIX:-15 17 18 19})
+read -r -a MAJORS <<<"${RG_MATRIX:-15 17 18 19}"
 OUT=$ROOT/results/matrix
 mkdir -p "$OUT"
 
@@ -31,7 +31,7 @@ for major in "${MAJORS[@]}"; do
     make -C "$ROOT" --no-print-directory test "${pick[@]}" </dev/null >"$log.tmp" 2>&1 || rc=$?
   mkdir -p "$OUT"
   mv "$log.tmp" "$log"
-  tail -n 1 "$log" | sed 's/^/    /'
+  grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1 | sed 's/^/    /' || true
   last=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1 || true)
   p=0 f=1
   if [ -n "$last" ]; then

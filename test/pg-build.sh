@@ -128,7 +128,7 @@ madison() {
 
 # newest VERSION... (dpkg's order)
 newest() {
-  local best= v
+  local best='' v
   for v in "$@"; do
     if [ -z "$best" ] || dpkg --compare-versions "$v" gt "$best"; then best=$v; fi
   done
@@ -245,7 +245,7 @@ build_source() {
   need_pkgs "${BUILD_DEPS[@]}"
   (cd "$work" && tar xf ./*.orig.tar.*) || die "unpacking the upstream tarball failed"
   src=$(find "$work" -mindepth 1 -maxdepth 1 -type d -name 'postgresql-*' | head -n1)
-  [ -n "$src" ] && [ -x "$src/configure" ] || die "no configure in the unpacked source ($work)"
+  if [ -z "$src" ] || [ ! -x "$src/configure" ]; then die "no configure in the unpacked source ($work)"; fi
   log "PostgreSQL $major: configure (prefix $dest)"
   # shellcheck disable=SC2086 # extra options, split on purpose
   (cd "$src" && ./configure --prefix="$dest" --enable-tap-tests --with-icu --with-readline \
@@ -305,7 +305,7 @@ deb_missing() {
 
 build_deb() {
   local major=$1 ver=$2 work=$3 dest="$RG_PG_CACHE/$1" suite root ld lp pgdir so p got
-  local round f s tried=" "
+  local f s tried=" "
   suite=$(suite_of "$major")
   need_pkgs patchelf gcc make perl libipc-run-perl
   root="$dest/root"
@@ -323,7 +323,7 @@ build_deb() {
   lp="$root/usr/lib/x86_64-linux-gnu:$root/lib/x86_64-linux-gnu"
   [ -x "$ld" ] || die "no dynamic loader in the suite's libc6 ($ld)"
   # the suite's libraries wherever bookworm's are missing or too old
-  for round in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15; do
+  for _ in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15; do   # rounds: new libraries need others
     got=0
     for so in $(deb_missing "$root" "$ld" "$lp" "$pgdir/bin" "$pgdir/lib" "$root/usr/lib/x86_64-linux-gnu"); do
       for p in $(soname_pkgs "$so"); do
@@ -354,6 +354,7 @@ build_deb() {
   # PGXS with bookworm's gcc: no LLVM bitcode, no flag gcc 12 lacks
   local mk="$pgdir/lib/pgxs/src/Makefile.global" flag bad=()
   sed -i 's/^with_llvm[[:space:]]*=.*/with_llvm = no/' "$mk"
+  # shellcheck disable=SC2013 # the words of one line
   for flag in $(sed -n 's/^CFLAGS[[:space:]]*=//p' "$mk"); do
     case $flag in -W*|-f*|-m*) ;; *) continue ;; esac
     gcc -Wall -Werror "$flag" -x c -c -o /dev/null /dev/null 2>/dev/null || bad+=("$flag")
