@@ -363,6 +363,17 @@ build_deb() {
     sed -i "/^CFLAGS[[:space:]]*=/s/[[:space:]]$flag\\b//" "$mk"
     log "  PGXS: dropped $flag (gcc $(gcc -dumpversion) lacks it)"
   done
+  # pg_config.h says what the suite's C library declares; where bookworm's
+  # lacks it (strlcpy, strlcat: glibc 2.38), port.h must declare it (the
+  # server's C library, the suite's, has it)
+  local h fn
+  h="$root/usr/include/postgresql/$major/server/pg_config.h"
+  for fn in strlcpy strlcat; do
+    printf '#define _GNU_SOURCE\n#include <string.h>\nvoid *rg_fn(void);\nvoid *rg_fn(void) { return (void *) %s; }\n' "$fn" \
+      | gcc -Werror -x c -c -o /dev/null - 2>/dev/null && continue
+    sed -i "s/^#define HAVE_DECL_${fn^^} 1$/#define HAVE_DECL_${fn^^} 0/" "$h"
+    log "  pg_config.h: HAVE_DECL_${fn^^} 0 (bookworm's C library lacks $fn)"
+  done
   ln -sfn "root/usr/lib/postgresql/$major/bin" "$dest/bin"
   pgtap_into "$major" "$root/usr/share/postgresql/$major" "$work"
 }
