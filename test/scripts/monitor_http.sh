@@ -148,11 +148,12 @@ start_server nogrants "$NOGRANTS"; MONITOR_NOGRANTS_URL=$URL
 log "monitor at $MONITOR_URL (role $VIEWER); $MONITOR_NOGRANTS_URL (role $NOGRANTS)"
 
 # a plain curl, as a person would: the blocked run's reason is on the page
+# (grep reads all: grep -q would leave curl writing to a closed pipe, exit 23)
 if command -v curl >/dev/null; then
   curl -fsS -H 'X-Viewer-Id: 100' -H 'X-Workspace-Id: 1' "$MONITOR_URL/admin/operations" \
-    | grep -q 'capability_missing' || { echo "FAIL: curl: no blocked reason in the list"; exit 1; }
+    | grep 'capability_missing' >/dev/null || { echo "FAIL: curl: no blocked reason in the list"; exit 1; }
   # and /metrics, as Prometheus would scrape it
-  curl -fsS "$MONITOR_URL/metrics" | grep -qx 'rungate_blocked_total{reason_code="capability_missing"} 1' \
+  curl -fsS "$MONITOR_URL/metrics" | grep -x 'rungate_blocked_total{reason_code="capability_missing"} 1' >/dev/null \
     || { echo "FAIL: curl: /metrics does not count the blocked run"; exit 1; }
 fi
 
