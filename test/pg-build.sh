@@ -406,7 +406,8 @@ build() {
     ver=$(version_in "postgresql-$major" "$suite" Sources)
     [ -n "$ver" ] || die "postgresql-$major: no source package in $suite"
   fi
-  rm -rf "$dest"
+  # a failed attempt leaves its work directory (logs) until the next one
+  rm -rf "$dest" "$RG_PG_CACHE/.work-$major."*
   work=$(mktemp -d "$RG_PG_CACHE/.work-$major.XXXXXX")
   if [ "$method" != deb ]; then
     if fetch_source "$major" "$ver" "$work"; then
