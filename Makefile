@@ -2,6 +2,8 @@
 #
 #   make && make install      build and install into the PostgreSQL 15 tree
 #   make test                 deps, build, throwaway cluster, every suite (test/run-tests.sh)
+#   make test PG=18           the same against PostgreSQL 18 (15, 17, 18, 19; see below)
+#   make test-matrix          make test on every tested major, one line each (test/matrix.sh)
 #   make demo                 play test/demo.sql against a throwaway cluster
 #   make stress               the long suites: chaos and sqlsmith (test/stress/README.md)
 #   make installcheck         pg_regress + isolation against a running server (PG* env)
@@ -30,29 +32,58 @@ REGRESS_OPTS = --inputdir=. --outputdir=results/regress
 ISOLATION      = $(sort $(basename $(notdir $(wildcard test/specs/*.spec))))
 ISOLATION_OPTS = --inputdir=test --outputdir=results/isolation
 
-EXTRA_CLEAN = results/
+EXTRA_CLEAN = results/ src/.built-for
 
+# PG=<major> picks the server: 15 is bookworm's packages, the others the
+# trees that test/pg-build.sh sets up in $(RG_PG_CACHE)/<major> (make test
+# sets one up when missing). Without PG: PG_CONFIG, else 15's.
+RG_PG_CACHE ?= /work/.cache/pg
+ifneq ($(PG),)
+ifeq ($(PG),15)
+PG_CONFIG := /usr/lib/postgresql/15/bin/pg_config
+else
+PG_CONFIG := $(RG_PG_CACHE)/$(PG)/bin/pg_config
+endif
+export RG_PG := $(PG)
+export PG_CONFIG RG_PG_CACHE
+endif
 PG_CONFIG ?= $(firstword $(wildcard /usr/lib/postgresql/15/bin/pg_config) pg_config)
 PGXS      := $(wildcard $(shell $(PG_CONFIG) --pgxs 2>/dev/null))
 ifneq ($(PGXS),)
 include $(PGXS)
-else ifeq ($(filter test demo bench stress test-scaleout,$(MAKECMDGOALS)),)
+else ifeq ($(filter test test-matrix test-scaleout demo bench stress,$(MAKECMDGOALS)),)
 # 'make test', 'make demo' (and bench, stress) install the build dependencies themselves
+ifneq ($(RG_PG),)
+$(error PGXS not found via $(PG_CONFIG): run 'bash test/pg-build.sh $(RG_PG)' (it knows 17, 18, 19), or 'make test PG=$(RG_PG)')
+else
 $(error PGXS not found via $(PG_CONFIG): install postgresql-server-dev-15, or run 'make test')
 endif
+endif
 
-# every object depends on the shared header (after the include: a rule
+# every object depends on the shared headers (after the include: a rule
 # before it would become the default goal)
-$(OBJS): src/rungate.h
+$(OBJS): src/rungate.h src/pg_compat.h
+
+# Objects built for another PostgreSQL are rebuilt: src/.built-for names the
+# pg_config and version they were compiled with, and changes only with them.
+PG_BUILT_FOR := $(PG_CONFIG) $(shell $(PG_CONFIG) --version 2>/dev/null)
+$(OBJS) $(OBJS:.o=.bc): src/.built-for
+src/.built-for: FORCE
+	@echo '$(PG_BUILT_FOR)' | cmp -s - $@ || echo '$(PG_BUILT_FOR)' >$@
+FORCE:
 
 ifeq ($(wildcard $(EXTENSION)--$(EXTVERSION).sql $(EXTENSION)--*--$(EXTVERSION).sql),)
 $(error neither $(EXTENSION)--$(EXTVERSION).sql nor an update script to $(EXTVERSION) (default_version in $(EXTENSION).control is '$(EXTVERSION)'))
 endif
 
-.PHONY: test demo bench stress lint installcheck-regress installcheck-isolation
+.PHONY: test test-matrix demo bench stress lint installcheck-regress installcheck-isolation FORCE
 
 test:
 	@bash test/run-tests.sh
+
+# make test on 15, 17, 18 and 19 (RG_MATRIX="17 18" for some), one line each
+test-matrix:
+	@bash test/matrix.sh
 
 demo:
 	@bash test/demo.sh

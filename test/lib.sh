@@ -3,15 +3,27 @@
 # Source it from a bash script running with `set -euo pipefail`. It defines
 # functions (rg_*), a composable EXIT trap (rg_on_exit) and a few variables:
 #   RG_ROOT    the repository root
-#   PG_CONFIG  the PostgreSQL 15 pg_config (override from the environment)
+#   PG_CONFIG  the server's pg_config: RG_PG=<major> (make test PG=<major>)
+#              picks 15's packages or test/pg-build.sh's tree of that major;
+#              else PG_CONFIG from the environment, else PostgreSQL 15's
 # Clusters are reached by unix socket only, in a directory of their own, so
 # they never collide with another server. Commands that touch a data
 # directory run as the `postgres` OS user when we are root (initdb refuses root).
 
 RG_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
-RG_DEPS=(postgresql-15 postgresql-server-dev-15 postgresql-15-pgtap
-         libtap-parser-sourcehandler-pgtap-perl make gcc)
+RG_PG_CACHE=${RG_PG_CACHE:-/work/.cache/pg}
+case ${RG_PG:-} in
+  '') PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config} ;;
+  15) PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config ;;
+  *) PG_CONFIG=$RG_PG_CACHE/$RG_PG/bin/pg_config ;;
+esac
+if [ -n "${RG_PG:-}" ] && [ "$RG_PG" != 15 ]; then
+  # the server, pgTAP and the TAP modules come from test/pg-build.sh
+  RG_DEPS=(libtap-parser-sourcehandler-pgtap-perl libipc-run-perl make gcc)
+else
+  RG_DEPS=(postgresql-15 postgresql-server-dev-15 postgresql-15-pgtap
+           libtap-parser-sourcehandler-pgtap-perl make gcc)
+fi
 RG_PORT=54329                 # throwaway clusters (socket in their own dir)
 RG_DEV_DIR=/tmp/rungate-dev   # the persistent development cluster
 RG_DEV_PORT=54400
@@ -47,9 +59,14 @@ rg_as_pg() {
   fi
 }
 
-# rg_install_deps [extra-package...]: apt-get install whatever is missing.
+# rg_install_deps [extra-package...]: apt-get install whatever is missing;
+# with RG_PG set (not 15), that major's tree too (test/pg-build.sh).
 rg_install_deps() {
   local pkg missing=()
+  if [ -n "${RG_PG:-}" ] && [ "$RG_PG" != 15 ]; then
+    bash "$RG_ROOT/test/pg-build.sh" "$RG_PG" >/dev/null \
+      || rg_die "PostgreSQL $RG_PG could not be set up (test/pg-build.sh $RG_PG)"
+  fi
   for pkg in "${RG_DEPS[@]}" "$@"; do
     [ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null)" = 'install ok installed' ] \
       || missing+=("$pkg")
@@ -68,9 +85,9 @@ rg_install_deps() {
     || rg_die "apt-get install ${missing[*]} failed"
 }
 
-# Locate the PostgreSQL 15 install; put its bindir first on PATH.
+# Locate the PostgreSQL install; put its bindir first on PATH.
 rg_pg_paths() {
-  [ -x "$PG_CONFIG" ] || rg_die "$PG_CONFIG not found (install postgresql-server-dev-15)"
+  [ -x "$PG_CONFIG" ] || rg_die "$PG_CONFIG not found (install postgresql-server-dev-15, or run test/pg-build.sh <major>)"
   RG_BINDIR=$("$PG_CONFIG" --bindir)
   RG_PKGLIBDIR=$("$PG_CONFIG" --pkglibdir)
   export PG_CONFIG RG_BINDIR RG_PKGLIBDIR RG_ROOT
@@ -85,6 +102,7 @@ rg_make() {
 
 rg_build_install() {
   rg_pg_paths
+  rg_log "server: $("$PG_CONFIG" --version) ($PG_CONFIG)"
   rg_log "building rungate"
   rg_make -s -j2 || rg_die "build failed"
   rg_log "installing rungate"

@@ -4,7 +4,8 @@
 #   regress    pg_regress, sql/*.sql vs expected/*.out     1 count per test
 #   isolation  test/specs/*.spec vs test/expected/*.out    1 count per spec
 #   pgtap      test/pgtap/*.sql, each in a fresh database  1 count per assertion
-#   scripts    test/scripts/*.sh, cluster env exported     1 count per script (exit code)
+#   scripts    test/scripts/*.sh, cluster env exported     1 count per script (exit code;
+#              77: skipped, a requirement missing on this server, counted apart)
 # The last line is always "N passed, M failed"; the exit status is non-zero
 # on any failure, set-up failure, or when no test was found.
 # Environment: RG_ONLY=regress|isolation|pgtap|scripts runs one suite;
@@ -13,7 +14,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 shopt -s nullglob
 
-PASSED=0 FAILED=0 FINISHED=0
+PASSED=0 FAILED=0 FINISHED=0 SKIPPED=()
 OUT="$RG_ROOT/results"
 
 summary() {
@@ -24,6 +25,7 @@ summary() {
     echo "no tests found (sql/, test/specs/, test/pgtap/, test/scripts/)"
     FAILED=1
   fi
+  [ ${#SKIPPED[@]} -eq 0 ] || echo "skipped: ${SKIPPED[*]}"
   echo "$PASSED passed, $FAILED failed"
   [ "$FAILED" -eq 0 ] || [ "$RG_EXIT_STATUS" -ne 0 ] || RG_EXIT_STATUS=1
 }
@@ -47,7 +49,8 @@ run_pg_regress() {
   rg_make -s "$target" \
     EXTRA_REGRESS_OPTS="--host=$PGHOST --port=$PGPORT --user=$PGUSER" \
     2>&1 </dev/null | tee "$OUT/$suite.log" || rc=$?
-  ok=$(grep -cE '\.\.\. ok( |$)' "$OUT/$suite.log" || true)
+  # "test x ... ok" up to 15; from 16 TAP lines: "ok 3 - x" ("not ok" fails)
+  ok=$(grep -cE '\.\.\. ok( |$)|^ok [0-9]+ +- ' "$OUT/$suite.log" || true)
   local failed=$((total - ok))
   [ "$rc" -eq 0 ] || [ "$failed" -gt 0 ] || failed=1
   if [ "$failed" -gt 0 ] && [ -s "$dir/regression.diffs" ]; then
@@ -114,6 +117,9 @@ suite_scripts() {
     if [ "$rc" -eq 0 ]; then
       echo "ok: ${f#"$RG_ROOT"/}"
       count "scripts ${f##*/}" 1 0
+    elif [ "$rc" -eq 77 ]; then
+      echo "skip: ${f#"$RG_ROOT"/}: $(grep -m1 '^skip:' "$log" | sed 's/^skip: *//')"
+      SKIPPED+=("${f##*/}")
     else
       echo "not ok: ${f#"$RG_ROOT"/} (exit $rc)"
       cat "$log"

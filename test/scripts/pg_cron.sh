@@ -25,14 +25,25 @@
 # knows only minutes ('* * * * *'), so there the test waits for the next minute
 # boundary: at most about 65 s, 10 s with 1.5+.
 # Run by test/run-tests.sh (its PG* environment is not used: the cluster is
-# this script's own). Installs postgresql-15-cron when missing.
+# this script's own). Installs postgresql-15-cron when missing; on another
+# major, pg_cron comes with test/pg-build.sh's tree (17's does; 18's source
+# build and 19 have none): without it the test is skipped (exit 77).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 cd "$RG_ROOT"
 SCHED=rungate_scheduler           # the recipe's role (a private cluster: no clash)
 
-rg_install_deps postgresql-15-cron
 rg_pg_paths
+major=$("$PG_CONFIG" --version | sed -n 's/^PostgreSQL \([0-9][0-9]*\).*/\1/p')
+if [ "$RG_PKGLIBDIR" = /usr/lib/postgresql/15/lib ]; then
+  rg_install_deps postgresql-15-cron
+else
+  rg_install_deps   # another major: pg_cron comes with its tree, if at all
+fi
+if [ ! -f "$RG_PKGLIBDIR/pg_cron.so" ]; then
+  echo "skip: no pg_cron for PostgreSQL $major in $RG_PKGLIBDIR (test/pg-build.sh)"
+  exit 77
+fi
 [ -f "$RG_PKGLIBDIR/rungate.so" ] || rg_die "rungate is not installed (make install)"
 rg_cluster_start "shared_preload_libraries = 'pg_cron'" \
                  "cron.database_name = 'postgres'" \

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # test/scripts/tap_tests.sh: run the TAP tests in test/t/*.pl with prove and
-# PostgreSQL::Test::Cluster (from postgresql-server-dev-15), the way PGXS's
+# PostgreSQL::Test::Cluster (PGXS's copy of the server PG_CONFIG names, or
+# RG_PG's as in test/lib.sh), the way PGXS's
 # prove_installcheck would: each test inits and starts its own node with the
 # installed PostgreSQL and the installed rungate, so `make install` (make test
 # does it) must have run first. Exits non-zero when a test fails.
@@ -11,7 +12,10 @@
 # RG_TAP_TIMEOUT seconds (default 240). Keep the logs with RG_TAP_KEEP=1.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
+case ${RG_PG:-} in
+  ''|15) PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config} ;;
+  *) PG_CONFIG=${PG_CONFIG:-${RG_PG_CACHE:-/work/.cache/pg}/$RG_PG/bin/pg_config} ;;
+esac
 BINDIR=$("$PG_CONFIG" --bindir)
 PGXS_DIR=$(dirname "$("$PG_CONFIG" --pgxs)")/..   # .../lib/pgxs/src
 PERL_LIB=$PGXS_DIR/test/perl
@@ -37,7 +41,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 command -v prove >/dev/null || { echo "prove not found (perl)"; exit 1; }
 [ -f "$PERL_LIB/PostgreSQL/Test/Cluster.pm" ] \
-  || { echo "PostgreSQL::Test::Cluster not found in $PERL_LIB (postgresql-server-dev-15)"; exit 1; }
+  || { echo "PostgreSQL::Test::Cluster not found in $PERL_LIB (postgresql-server-dev-15, or test/pg-build.sh)"; exit 1; }
 [ -x "$PG_REGRESS" ] || { echo "pg_regress not found at $PG_REGRESS"; exit 1; }
 
 # ---- a private working copy, owned by whoever runs the servers
