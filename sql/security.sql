@@ -112,6 +112,12 @@ SELECT (pg_identify_object(d.classid, d.objid, 0)).schema AS schema, count(*) AS
  WHERE d.refclassid = 'pg_extension'::regclass
    AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'rungate')
    AND d.deptype = 'e'
+   -- not the row and array types that come with a table or type (members
+   -- on 17 and later, not on 15)
+   AND NOT EXISTS (SELECT FROM pg_type t
+                    WHERE d.classid = 'pg_type'::regclass AND t.oid = d.objid
+                      AND (t.typcategory = 'A'
+                           OR t.typrelid IN (SELECT oid FROM pg_class WHERE relkind <> 'c')))
  GROUP BY 1 ORDER BY 1;
 
 ------------------------------------------------------------------------------

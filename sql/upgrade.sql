@@ -99,7 +99,8 @@ UNION ALL
 SELECT 'function ' || p.oid::regprocedure::text, p.proacl::text
   FROM pg_proc p WHERE p.pronamespace = 'rungate'::regnamespace
 UNION ALL
-SELECT 'relation ' || c.oid::regclass::text, c.relacl::text
+-- (an owner's ALL on a table includes MAINTAIN, m, from 17 on)
+SELECT 'relation ' || c.oid::regclass::text, replace(c.relacl::text, 'arwdDxtm/', 'arwdDxt/')
   FROM pg_class c WHERE c.relnamespace = 'rungate'::regnamespace
 UNION ALL
 SELECT 'column ' || a.attrelid::regclass::text || '.' || a.attname, a.attacl::text
@@ -191,6 +192,7 @@ SELECT tgrelid::regclass AS on_table, tgname, obj_description(oid, 'pg_trigger')
 SELECT conrelid::regclass AS on_table, conname, contype
   FROM pg_constraint
  WHERE conrelid IN ('rungate.audit_log'::regclass, 'rungate.notifications'::regclass)
+   AND contype <> 'n'    -- NOT NULL constraints: listed from 18 on
  ORDER BY 1, 2;
 SET rungate.restore_mode = on;
 SELECT pg_temp.try($$INSERT INTO rungate.audit_log (at, run_id, workspace_id, attempt, event, authority, txid)

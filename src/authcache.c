@@ -94,19 +94,11 @@ static int64 misses = 0;
 static ProcessUtility_hook_type prev_process_utility = NULL;
 
 /* Around COMMIT PREPARED: in flight, then done (see the header). */
-#if PG_VERSION_NUM >= 140000
 static void
 authcache_process_utility(PlannedStmt *pstmt, const char *queryString,
 						  bool readOnlyTree, ProcessUtilityContext context,
 						  ParamListInfo params, QueryEnvironment *queryEnv,
 						  DestReceiver *dest, QueryCompletion *qc)
-#else
-static void
-authcache_process_utility(PlannedStmt *pstmt, const char *queryString,
-						  ProcessUtilityContext context,
-						  ParamListInfo params, QueryEnvironment *queryEnv,
-						  DestReceiver *dest, QueryCompletion *qc)
-#endif
 {
 	volatile bool mark = shared != NULL && IsA(pstmt->utilityStmt, TransactionStmt) &&
 		((TransactionStmt *) pstmt->utilityStmt)->kind == TRANS_STMT_COMMIT_PREPARED;
@@ -115,21 +107,12 @@ authcache_process_utility(PlannedStmt *pstmt, const char *queryString,
 		pg_atomic_fetch_add_u64(&shared->state, GENERATION_STEP + 1);
 	PG_TRY();
 	{
-#if PG_VERSION_NUM >= 140000
 		if (prev_process_utility)
 			prev_process_utility(pstmt, queryString, readOnlyTree, context,
 								 params, queryEnv, dest, qc);
 		else
 			standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
 									params, queryEnv, dest, qc);
-#else
-		if (prev_process_utility)
-			prev_process_utility(pstmt, queryString, context,
-								 params, queryEnv, dest, qc);
-		else
-			standard_ProcessUtility(pstmt, queryString, context,
-									params, queryEnv, dest, qc);
-#endif
 	}
 	PG_FINALLY();
 	{

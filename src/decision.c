@@ -183,7 +183,7 @@ probes_init(void)
 			elog(ERROR, "rungate: table rungate.%s is missing", p->name);
 		rel = table_open(p->relid, AccessShareLock);
 		desc = RelationGetDescr(rel);
-		p->pkey = RelationGetPrimaryKeyIndex(rel);
+		p->pkey = rg_primary_key_index(rel);
 		if (!watched(rel, nsp))
 			probes_watched = false;
 		if (!OidIsValid(p->pkey))

@@ -28,6 +28,7 @@
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/timestamp.h"
+#include "utils/tuplestore.h"
 #include "utils/uuid.h"
 
 #include "rungate.h"
@@ -2089,9 +2090,7 @@ rg_purge_in_batches(PG_FUNCTION_ARGS)
 			break;
 		removed += n;
 		SPI_commit();
-#if PG_VERSION_NUM < 150000
-		SPI_start_transaction();
-#endif
+		rg_spi_start_transaction();
 	}
 	SPI_finish();
 

@@ -397,7 +397,7 @@ scan_pass(Relation rel, Relation idx, Snapshot snap, ScanKey keys, int nkeys,
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
 	CommandId	cid = GetCurrentCommandId(true);
 
-	scan = index_beginscan(rel, idx, snap, nkeys, 0);
+	scan = rg_index_beginscan(rel, idx, snap, nkeys, 0);
 	scan->xs_want_itup = true;	/* the key of every entry, live or not */
 	index_rescan(scan, keys, nkeys, NULL, 0);
 	while (n < max && index_getnext_tid(scan, ForwardScanDirection) != NULL)
@@ -893,7 +893,7 @@ rg_queue_fetch_fair(Relation rel, int max, ArrayType *ops_array,
 	cid = GetCurrentCommandId(true);
 	for (i = 1; i <= 4; i++)
 	{
-		fs.by[i] = index_beginscan(rel, fs.idx, fs.snap, i, 0);
+		fs.by[i] = rg_index_beginscan(rel, fs.idx, fs.snap, i, 0);
 		fs.by[i]->xs_want_itup = true;	/* the keys of every entry */
 	}
 	cands = palloc(sizeof(FairCand) * size);

@@ -30,9 +30,6 @@
 #include "miscadmin.h"
 #include "optimizer/optimizer.h"
 #include "tcop/utility.h"
-#if PG_VERSION_NUM >= 160000
-#include "parser/parse_relation.h"
-#endif
 #include "utils/fmgroids.h"
 #include "utils/inval.h"
 #include "utils/memutils.h"
@@ -96,11 +93,7 @@ rg_table_lookup(RgTable *t)
 	if (id != InvalidAttrNumber &&
 		TupleDescAttr(RelationGetDescr(rel), id - 1)->attidentity != '\0')
 	{
-#if PG_VERSION_NUM >= 170000
-		t->idseq = getIdentitySequence(rel, id, false);
-#else
-		t->idseq = getIdentitySequence(t->relid, id, false);
-#endif
+		t->idseq = rg_identity_sequence(rel, id);
 		t->idatt = id;
 	}
 
@@ -122,12 +115,14 @@ rg_table_lookup(RgTable *t)
 		t->nchecks = constr->num_check;
 		t->checks = palloc0(sizeof(Expr *) * t->nchecks);
 		/*
-		 * Every constraint, NOT VALID ones too: NOT VALID spares only the
-		 * rows that existed when it was added, and the executor checks new
-		 * row versions against it as against any other.
+		 * Every enforced constraint, NOT VALID ones too: NOT VALID spares
+		 * only the rows that existed when it was added, and the executor
+		 * checks new row versions against it as against any other; it skips
+		 * those declared NOT ENFORCED (18).
 		 */
 		for (i = 0; i < t->nchecks; i++)
-			t->checks[i] = expression_planner((Expr *) stringToNode(constr->check[i].ccbin));
+			if (rg_check_enforced(&constr->check[i]))
+				t->checks[i] = expression_planner((Expr *) stringToNode(constr->check[i].ccbin));
 		MemoryContextSwitchTo(old);
 	}
 	table_close(rel, AccessShareLock);
@@ -172,29 +167,13 @@ rg_writer_open(RgWriter *w, RgTable *t, bool for_update)
 	for (i = t->nkeys; for_update && i < t->ncols; i++)
 		updated = bms_add_member(updated,
 								 t->att[i] - FirstLowInvalidHeapAttributeNumber);
-#if PG_VERSION_NUM >= 160000
-	{
-		List	   *perminfos = NIL;
-
-		addRTEPermissionInfo(&perminfos, rte)->updatedCols = updated;
-		ExecInitRangeTable(w->estate, list_make1(rte), perminfos);
-	}
-#else
-	rte->updatedCols = updated;
-	ExecInitRangeTable(w->estate, list_make1(rte));
-#endif
+	rg_init_range_table(w->estate, rte, updated);
 
 	w->rri = makeNode(ResultRelInfo);
 	InitResultRelInfo(w->rri, w->rel, 1, NULL, 0);
-#if PG_VERSION_NUM >= 140000
 	/* where ExecGetTriggerResultRel looks for it */
 	w->estate->es_opened_result_relations =
 		lappend(w->estate->es_opened_result_relations, w->rri);
-#else
-	w->estate->es_result_relations = w->rri;
-	w->estate->es_num_result_relations = 1;
-	w->estate->es_result_relation_info = w->rri;
-#endif
 	w->estate->es_output_cid = GetCurrentCommandId(true);
 	w->estate->es_snapshot = GetActiveSnapshot();
 	ExecOpenIndices(w->rri, false);
@@ -204,17 +183,13 @@ rg_writer_open(RgWriter *w, RgTable *t, bool for_update)
 	{
 		MemoryContext old = MemoryContextSwitchTo(w->estate->es_query_cxt);
 
-		w->rri->ri_ConstraintExprs = palloc0(sizeof(ExprState *) * t->nchecks);
+		RG_RRI_CHECK_EXPRS(w->rri) = palloc0(sizeof(ExprState *) * t->nchecks);
 		for (i = 0; i < t->nchecks; i++)
 			if (t->checks[i] != NULL)
-				w->rri->ri_ConstraintExprs[i] = ExecInitExpr(t->checks[i], NULL);
+				RG_RRI_CHECK_EXPRS(w->rri)[i] = ExecInitExpr(t->checks[i], NULL);
 		MemoryContextSwitchTo(old);
 	}
-#if PG_VERSION_NUM >= 160000
-	EvalPlanQualInit(&w->epq, w->estate, NULL, NIL, -1, NIL);
-#else
-	EvalPlanQualInit(&w->epq, w->estate, NULL, NIL, -1);
-#endif
+	rg_epq_init(&w->epq, w->estate);
 	w->slot = ExecInitExtraTupleSlot(w->estate, desc, &TTSOpsVirtual);
 	if (for_update)
 		w->old = ExecInitExtraTupleSlot(w->estate, desc, table_slot_callbacks(w->rel));
@@ -228,12 +203,7 @@ rg_writer_close(RgWriter *w)
 	AfterTriggerEndQuery(w->estate);
 	EvalPlanQualEnd(&w->epq);
 	ExecResetTupleTable(w->estate->es_tupleTable, false);
-#if PG_VERSION_NUM >= 140000
 	ExecCloseResultRelations(w->estate);
-#else
-	ExecCloseIndices(w->rri);
-	ExecCleanUpTriggerState(w->estate);
-#endif
 	FreeExecutorState(w->estate);
 	table_close(w->rel, NoLock);
 	/* what follows sees these rows, as after a statement */
@@ -251,11 +221,7 @@ simple_insert(RgWriter *w, TupleTableSlot *slot)
 
 	PG_TRY();
 	{
-#if PG_VERSION_NUM >= 140000
 		ExecSimpleRelationInsert(w->rri, w->estate, slot);
-#else
-		ExecSimpleRelationInsert(w->estate, slot);
-#endif
 	}
 	PG_CATCH();
 	{
@@ -349,11 +315,7 @@ rg_writer_update(RgWriter *w, const bool *change, const Datum *values,
 			slot->tts_isnull[t->att[i] - 1] = nulls[i];
 		}
 	ExecStoreVirtualTuple(slot);
-#if PG_VERSION_NUM >= 140000
 	ExecSimpleRelationUpdate(w->rri, w->estate, &w->epq, w->old, slot);
-#else
-	ExecSimpleRelationUpdate(w->estate, &w->epq, w->old, slot);
-#endif
 	if (!ItemPointerIsValid(&slot->tts_tid))
 		ereport(ERROR,
 				(errcode(ERRCODE_TRIGGERED_ACTION_EXCEPTION),
@@ -372,7 +334,7 @@ rg_writer_update(RgWriter *w, const bool *change, const Datum *values,
 bool
 rg_writer_lock(RgWriter *w, int64 key)
 {
-	Oid			pk = RelationGetPrimaryKeyIndex(w->rel);
+	Oid			pk = rg_primary_key_index(w->rel);
 	ScanKeyData sk;
 	SysScanDesc scan;
 	HeapTuple	tup;

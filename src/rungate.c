@@ -83,9 +83,7 @@ rg_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 		gate_depth = 0;
 }
 
-#if PG_VERSION_NUM >= 150000
-static shmem_request_hook_type prev_shmem_request_hook = NULL;
-#endif
+static rg_shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 /*
@@ -98,10 +96,8 @@ rg_shmem_request(void)
 {
 	Size		size;
 
-#if PG_VERSION_NUM >= 150000
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
-#endif
 	size = rg_authcache_shmem_size();
 	size = add_size(size, rg_queue_shmem_size());
 	size = add_size(size, rg_flow_shmem_size());
@@ -153,20 +149,11 @@ _PG_init(void)
 	rg_scheduler_init();
 	if (process_shared_preload_libraries_in_progress)
 	{
-#if PG_VERSION_NUM >= 150000
-		prev_shmem_request_hook = shmem_request_hook;
-		shmem_request_hook = rg_shmem_request;
-#else
-		rg_shmem_request();
-#endif
+		rg_request_shmem(rg_shmem_request, &prev_shmem_request_hook);
 		prev_shmem_startup_hook = shmem_startup_hook;
 		shmem_startup_hook = rg_shmem_startup;
 	}
-#if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("rungate");
-#else
-	EmitWarningsOnPlaceholders("rungate");
-#endif
 }
 
 /*
@@ -356,29 +343,3 @@ rg_status_is_terminal(const char *status)
 {
 	return strcmp(status, "queued") != 0 && strcmp(status, "running") != 0;
 }
-
-#if PG_VERSION_NUM < 150000
-/* InitMaterializedSRF arrived in 15; this is the same contract for 13/14. */
-void
-rg_materialize_srf_compat(FunctionCallInfo fcinfo)
-{
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	MemoryContext per_query,
-				old;
-	TupleDesc	tupdesc;
-
-	if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo) ||
-		(rsinfo->allowedModes & SFRM_Materialize) == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("set-valued function called in context that cannot accept a set")));
-	per_query = rsinfo->econtext->ecxt_per_query_memory;
-	old = MemoryContextSwitchTo(per_query);
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-	rsinfo->returnMode = SFRM_Materialize;
-	rsinfo->setResult = tuplestore_begin_heap(true, false, work_mem);
-	rsinfo->setDesc = CreateTupleDescCopy(tupdesc);
-	MemoryContextSwitchTo(old);
-}
-#endif

@@ -4,8 +4,8 @@
  *     gate that the run and audit guards honour, the kept-plan helper, the
  *     decision and the status-transition helpers.
  *
- * Version differences between PostgreSQL 13 and 17 are bridged here and only
- * here.
+ * Version differences between PostgreSQL majors are bridged in pg_compat.h,
+ * and only there.
  */
 #ifndef RUNGATE_H
 #define RUNGATE_H
@@ -35,14 +35,8 @@
 #define GT " OPERATOR(pg_catalog.>) "
 #define PLUS " OPERATOR(pg_catalog.+) "
 
-/* ---- version shims ---- */
-#if PG_VERSION_NUM < 150000
-#define RG_MATERIALIZE_SRF(fcinfo) rg_materialize_srf_compat(fcinfo)
-extern void rg_materialize_srf_compat(FunctionCallInfo fcinfo);
-#else
-#include "funcapi.h"
-#define RG_MATERIALIZE_SRF(fcinfo) InitMaterializedSRF((fcinfo), 0)
-#endif
+/* ---- version shims: RG_MATERIALIZE_SRF, rg_* (pg_compat.h) ---- */
+#include "pg_compat.h"
 
 /*
  * A logical replication worker of core (apply, table-sync, and from 16 on
