@@ -7,4 +7,10 @@
 # installs postgresql-15-plproxy when missing.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+# PL/Proxy comes from Debian's postgresql-15-plproxy: other majors skip (77)
+major=$("${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}" --version | sed -n 's/^PostgreSQL \([0-9][0-9]*\).*/\1/p')
+if [ "$major" != 15 ]; then
+  echo "skip: PL/Proxy is packaged here for PostgreSQL 15 only, not $major"
+  exit 77
+fi
 SCALEOUT_SHARDS=${SCALEOUT_SHARDS:-2} SCALEOUT_BUILD=0 exec bash test/scale-out.sh
