@@ -435,13 +435,12 @@ typedef struct FlowKey
 
 typedef struct ClaimFlow
 {
-	bool		active;
 	FlowKey    *keys;
 	int			nkeys;
 	int			size;
 } ClaimFlow;
 
-static ClaimFlow cf = {false, NULL, 0, 0};
+static ClaimFlow cf = {NULL, 0, 0};
 
 /*
  * A claim begins: its holds are loaded and its keys start empty (both in
@@ -450,7 +449,6 @@ static ClaimFlow cf = {false, NULL, 0, 0};
 void
 rg_flow_claim_begin(void)
 {
-	cf.active = true;
 	cf.keys = NULL;
 	cf.nkeys = 0;
 	cf.size = 0;
@@ -460,7 +458,6 @@ rg_flow_claim_begin(void)
 void
 rg_flow_claim_end(void)
 {
-	cf.active = false;
 	cf.keys = NULL;
 	cf.nkeys = 0;
 	holds = NULL;

@@ -652,7 +652,6 @@ typedef struct FairCand
 
 typedef struct FairScan
 {
-	Relation	rel;
 	Relation	idx;
 	IndexScanDesc scan;			/* the one in use, one of by[] */
 	IndexScanDesc by[5];		/* by number of keys (a scan's is fixed) */
@@ -879,7 +878,6 @@ rg_queue_fetch_fair(Relation rel, int max, ArrayType *ops_array,
 		return rg_queue_fetch(rel, max, ops_array, take, arg);
 
 	memset(&fs, 0, sizeof(fs));
-	fs.rel = rel;
 	if (ops_array != NULL)
 		deconstruct_array(ops_array, TEXTOID, -1, false, TYPALIGN_INT,
 						  &fs.ops, NULL, &fs.nops);
