@@ -16,7 +16,7 @@ EXTVERSION := $(shell sed -n "s/^default_version[[:space:]]*=[[:space:]]*'\([^']
 MODULE_big  = rungate
 OBJS        = src/rungate.o src/authcache.o src/decision.o src/lifecycle.o src/triggers.o src/monitoring.o src/rowwrite.o \
               src/queue.o src/flow.o src/wakeup.o src/metrics.o src/replication.o \
-              src/cron.o src/schedules.o src/scheduler.o
+              src/cron.o src/schedules.o src/scheduler.o src/runstatus.o
 
 DATA        = $(wildcard $(EXTENSION)--*.sql)
 PGFILEDESC  = "rungate - queued runs re-authorized when they start"
@@ -62,7 +62,7 @@ endif
 
 # every object depends on the shared headers (after the include: a rule
 # before it would become the default goal)
-$(OBJS): src/rungate.h src/pg_compat.h
+$(OBJS): src/rungate.h src/pg_compat.h src/runstatus.h
 
 # Objects built for another PostgreSQL are rebuilt: src/.built-for names the
 # pg_config and version they were compiled with, and changes only with them.

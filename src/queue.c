@@ -1,9 +1,11 @@
 /*
  * queue.c
- *     The queue scan of rungate.claim, and the queue floor that lets it
- *     start past the runs already claimed.
+ *     The queue scans of rungate.claim, and the floors in shared memory that
+ *     let them start past the runs already claimed: since 1.6 the fair scan
+ *     of runs_fair_idx with a floor per group (below, "the fair scan");
+ *     before, the scan of runs_queue_idx with one floor per database.
  *
- * claim takes due queued runs in the order of rungate.runs_queue_idx
+ * Before 1.6, claim takes due queued runs in the order of rungate.runs_queue_idx
  * (priority DESC, id WHERE status = 'queued'), skipping runs another
  * transaction holds. Claimed runs leave their entries in that index until
  * VACUUM removes them (a scan only marks them dead), so a scan from the
@@ -49,6 +51,7 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/index.h"
+#include "common/hashfn.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_am.h"
 #include "catalog/pg_index.h"
@@ -95,6 +98,7 @@ typedef struct QFloor
 	Oid			dbid;			/* InvalidOid: a free slot */
 	Oid			relid;			/* rungate.runs of that database */
 	uint64		gen;			/* bumped by lowering and by writes while scanned */
+	uint64		qgen;			/* bumped by every queued write (note_queued) */
 	int			scanners;		/* claims between reading and raising */
 	bool		valid;			/* else: scan from the start */
 	QPos		floor;
@@ -103,10 +107,38 @@ typedef struct QFloor
 	TimestampTz hold_due;		/* the earliest run_at among them */
 } QFloor;
 
+/*
+ * The floor of one group of the fair order: the runs of one (priority,
+ * workspace, operation) in runs_fair_idx. Its entries with an id below
+ * floor are dead to every transaction; GF_EMPTY: every entry is.
+ */
+#define GF_SLOTS 4096			/* groups with a floor at once, all databases */
+#define GF_PROBE 8				/* slots a group may take, from its hash on */
+#define GF_OPLEN 64				/* longer operation names get no floor */
+#define GF_EMPTY PG_INT64_MAX
+
+typedef struct GFloor
+{
+	Oid			dbid;			/* InvalidOid: a free slot */
+	Oid			relid;
+	int32		prio;
+	int64		ws;
+	char		op[GF_OPLEN];	/* NUL-terminated */
+	uint32		incarnation;	/* bumped when the slot is given to a group */
+	uint32		epoch;			/* bumped by forget: raises begun before are void */
+	int			scanners;		/* walks between reading and raising */
+	bool		valid;			/* else: walk the group from its start */
+	int64		floor;
+	int64		wmin;			/* least id queued while scanners > 0 */
+	uint64		used;			/* clock of the last walk, for eviction */
+} GFloor;
+
 typedef struct QShared
 {
 	slock_t		mutex;
 	QFloor		slot[QF_SLOTS];
+	uint64		gf_clock;
+	GFloor		group[GF_SLOTS];
 } QShared;
 
 static QShared *qshared = NULL;
@@ -221,6 +253,223 @@ forget(Oid relid)
 	SpinLockRelease(&qshared->mutex);
 }
 
+/* ---- group floors (the fair scan's) ---- */
+
+/*
+ * This backend's list of the fair index's groups, level by level, as found
+ * when the database's qgen was gl_qgen: no queued write since means no new
+ * group (a group only appears by a queued write, and note_queued bumps qgen
+ * after the entry exists), so a claim may walk the listed groups without
+ * finding them again. Groups emptied since are still listed, and cost their
+ * floor's look-up.
+ */
+typedef struct GlGroup
+{
+	int64		ws;
+	char	   *op;
+} GlGroup;
+
+typedef struct GlLevel
+{
+	int32		prio;
+	int			ngroups;
+	GlGroup    *groups;
+} GlLevel;
+
+#define GL_MAX_GROUPS 100000	/* beyond: found again by every claim */
+
+static bool gl_valid = false;
+static uint64 gl_qgen;
+static Oid	gl_relid = InvalidOid;
+static int	gl_nlevels;
+static int	gl_size;
+static GlLevel *gl_levels;
+static bool gl_levels_end;		/* every level is listed */
+static int	gl_ngroups;
+static MemoryContext gl_cxt = NULL;
+
+/* The walk between gf_begin and gf_end, if one is open (at most one). */
+static struct
+{
+	bool		open;
+	int			slot;
+	uint32		incarnation;
+	uint32		epoch;
+}			gf_walk;
+
+static uint32
+gf_hash(Oid relid, int32 prio, int64 ws, const char *op, size_t oplen)
+{
+	uint32		h = hash_bytes_uint32(MyDatabaseId);
+
+	h = hash_combine(h, hash_bytes_uint32(relid));
+	h = hash_combine(h, hash_bytes_uint32((uint32) prio));
+	h = hash_combine(h, hash_bytes_uint32((uint32) ws));
+	h = hash_combine(h, hash_bytes_uint32((uint32) (ws >> 32)));
+	return hash_combine(h, hash_bytes((const unsigned char *) op, (int) oplen));
+}
+
+/*
+ * The slot of group (prio, ws, op) of relid in this database, under the
+ * mutex, or -1. With create, a group without one takes a free slot of its
+ * probe window, or the least recently walked one that no walk holds.
+ */
+static int
+gf_slot(Oid relid, int32 prio, int64 ws, const char *op, size_t oplen,
+		bool create)
+{
+	uint32		h = gf_hash(relid, prio, ws, op, oplen);
+	int			take = -1;
+	int			i;
+	GFloor	   *g;
+
+	for (i = 0; i < GF_PROBE; i++)
+	{
+		int			k = (int) ((h + (uint32) i) % GF_SLOTS);
+
+		g = &qshared->group[k];
+		if (g->dbid == MyDatabaseId && g->relid == relid && g->prio == prio &&
+			g->ws == ws && strncmp(g->op, op, oplen) == 0 && g->op[oplen] == '\0')
+			return k;
+		if (!create || (g->dbid != InvalidOid && g->scanners > 0))
+			continue;
+		if (take < 0 || (qshared->group[take].dbid != InvalidOid &&
+						 (g->dbid == InvalidOid || g->used < qshared->group[take].used)))
+			take = k;
+	}
+	if (take < 0)
+		return -1;
+	g = &qshared->group[take];
+	g->dbid = MyDatabaseId;
+	g->relid = relid;
+	g->prio = prio;
+	g->ws = ws;
+	memcpy(g->op, op, oplen);
+	g->op[oplen] = '\0';
+	g->incarnation++;
+	g->scanners = 0;
+	g->valid = false;
+	g->wmin = GF_EMPTY;
+	return take;
+}
+
+/*
+ * A walk of group (prio, ws, op) begins: its floor in *floor (false: none
+ * known, walk from the group's start). Every gf_begin is followed by gf_end
+ * or, on error, gf_abort.
+ */
+static bool
+gf_begin(Oid relid, int32 prio, int64 ws, const char *op, int64 *floor)
+{
+	size_t		oplen = strlen(op);
+	bool		known = false;
+	int			k;
+
+	Assert(!gf_walk.open);
+	if (qshared == NULL || !q_watched || !floor_enabled || oplen >= GF_OPLEN)
+		return false;
+	SpinLockAcquire(&qshared->mutex);
+	k = gf_slot(relid, prio, ws, op, oplen, true);
+	if (k >= 0)
+	{
+		GFloor	   *g = &qshared->group[k];
+
+		g->scanners++;
+		g->used = ++qshared->gf_clock;
+		known = g->valid;
+		*floor = g->floor;
+		gf_walk.open = true;
+		gf_walk.slot = k;
+		gf_walk.incarnation = g->incarnation;
+		gf_walk.epoch = g->epoch;
+	}
+	SpinLockRelease(&qshared->mutex);
+	return known;
+}
+
+/*
+ * The walk ends; to: the id of the first entry it found live (not dead to
+ * every transaction), or GF_EMPTY when it reached the group's end without
+ * one. The floor rises to it, but never past a run queued meanwhile.
+ */
+static void
+gf_end(bool raise, int64 to)
+{
+	GFloor	   *g;
+
+	if (!gf_walk.open)
+		return;
+	gf_walk.open = false;
+	SpinLockAcquire(&qshared->mutex);
+	g = &qshared->group[gf_walk.slot];
+	if (g->incarnation == gf_walk.incarnation)
+	{
+		if (raise && g->epoch == gf_walk.epoch)
+		{
+			if (g->wmin < to)
+				to = g->wmin;
+			if (!g->valid || to > g->floor)
+				g->floor = to;
+			g->valid = true;
+		}
+		if (g->scanners > 0 && --g->scanners == 0)
+			g->wmin = GF_EMPTY;
+	}
+	SpinLockRelease(&qshared->mutex);
+}
+
+static void
+gf_abort(void)
+{
+	gf_end(false, 0);
+}
+
+/* A run of group (prio, ws, op) is queued at id, before its writer commits. */
+static void
+gf_note(Oid relid, int32 prio, int64 ws, text *op, int64 id)
+{
+	size_t		oplen = VARSIZE_ANY_EXHDR(op);
+	char		buf[GF_OPLEN];
+	int			k;
+
+	if (oplen >= GF_OPLEN)
+		return;
+	memcpy(buf, VARDATA_ANY(op), oplen);
+	buf[oplen] = '\0';
+	SpinLockAcquire(&qshared->mutex);
+	k = gf_slot(relid, prio, ws, buf, oplen, false);
+	if (k >= 0)
+	{
+		GFloor	   *g = &qshared->group[k];
+
+		if (g->valid && id < g->floor)
+			g->floor = id;
+		if (g->scanners > 0 && id < g->wmin)
+			g->wmin = id;
+	}
+	SpinLockRelease(&qshared->mutex);
+}
+
+/* Forget every group floor of relid, voiding the raises of open walks. */
+static void
+gf_forget(Oid relid)
+{
+	int			i;
+
+	SpinLockAcquire(&qshared->mutex);
+	for (i = 0; i < GF_SLOTS; i++)
+	{
+		GFloor	   *g = &qshared->group[i];
+
+		if (g->dbid == MyDatabaseId && g->relid == relid)
+		{
+			g->valid = false;
+			g->epoch++;
+		}
+	}
+	SpinLockRelease(&qshared->mutex);
+}
+
 static void
 queue_inval(Datum arg, Oid relid)
 {
@@ -228,7 +477,11 @@ queue_inval(Datum arg, Oid relid)
 		relid == q_fair)
 	{
 		if (qshared != NULL && OidIsValid(q_relid))
+		{
 			forget(q_relid);
+			gf_forget(q_relid);
+		}
+		gl_valid = false;
 		q_valid = false;
 	}
 }
@@ -639,6 +892,23 @@ rg_queue_fetch(Relation rel, int max, ArrayType *ops_array,
  * that is full) costs one descent too, not one step per held-back run.
  * Runs held back one by one (a tenant's hold or limit, not yet due) are
  * still passed one at a time.
+ *
+ * Claimed runs leave dead entries at the start of their group, so each
+ * group has a floor like the database's floor above: an id before which
+ * every entry of the group is dead to every transaction (GF_EMPTY: all
+ * are), in a table of GF_SLOTS groups in shared memory (least recently
+ * walked out first; a group without one is walked from its start).
+ *   - A walk of a group starts at its floor and raises it to the first
+ *     entry it finds that is not all_dead, or to GF_EMPTY when it reaches
+ *     the group's end without one.
+ *   - note_queued lowers the floor of a run's group to the run, and while
+ *     walks of the group are open it keeps the least id queued (wmin): a
+ *     walk never raises the floor past a run queued while it walked.
+ *   - An invalidation of rungate.runs or its indexes forgets every floor
+ *     (the epoch voids the raises of walks open then).
+ * The groups themselves are found with scans that return dead entries too
+ * (ignore_killed_tuples off), so finding a group costs one descent however
+ * many dead entries it starts with.
  */
 
 typedef struct FairCand
@@ -653,8 +923,10 @@ typedef struct FairCand
 typedef struct FairScan
 {
 	Relation	idx;
-	IndexScanDesc scan;			/* the one in use, one of by[] */
-	IndexScanDesc by[5];		/* by number of keys (a scan's is fixed) */
+	IndexScanDesc scan;			/* the one in use */
+	IndexScanDesc find[4];		/* by number of keys: finding groups */
+	IndexScanDesc walk3;		/* walking a group from its start */
+	IndexScanDesc walk4;		/* walking a group from an id on */
 	Oid			opcoll;			/* the collation of the index's operation */
 	Snapshot	snap;
 	TupleTableSlot *heap;
@@ -668,13 +940,14 @@ typedef struct FairScan
 } FairScan;
 
 /*
- * Position the scan at priority p and, by nkeys: any workspace (1); a
- * workspace after ws (2, !same_ws) or ws itself (2, same_ws); an operation
- * of ws after op (3); the runs of (ws, op) after id (4).
+ * Position scan at priority p and, by nkeys: any workspace (1); a workspace
+ * after ws (2, !same_ws) or ws itself (2, same_ws); an operation of ws
+ * after op (3, !same_op) or op itself (3, same_op); the runs of (ws, op)
+ * from id on (4, from) or after it (4, !from).
  */
 static void
-fair_seek(FairScan *fs, int nkeys, int32 p, int64 ws, bool same_ws,
-		  const char *op, int64 id)
+fair_seek(FairScan *fs, IndexScanDesc scan, int nkeys, int32 p, int64 ws,
+		  bool same_ws, const char *op, bool same_op, int64 id, bool from)
 {
 	ScanKeyData keys[4];
 
@@ -685,13 +958,16 @@ fair_seek(FairScan *fs, int nkeys, int32 p, int64 ws, bool same_ws,
 					same_ws || nkeys > 2 ? F_INT8EQ : F_INT8GT, Int64GetDatum(ws));
 	if (nkeys >= 3)
 		ScanKeyEntryInitialize(&keys[2], 0, 3,
-							   nkeys > 3 ? BTEqualStrategyNumber : BTGreaterStrategyNumber,
+							   same_op || nkeys > 3 ? BTEqualStrategyNumber : BTGreaterStrategyNumber,
 							   InvalidOid, fs->opcoll,
-							   nkeys > 3 ? F_TEXTEQ : F_TEXT_GT, CStringGetTextDatum(op));
+							   same_op || nkeys > 3 ? F_TEXTEQ : F_TEXT_GT,
+							   CStringGetTextDatum(op));
 	if (nkeys == 4)
-		ScanKeyInit(&keys[3], 4, BTGreaterStrategyNumber, F_INT8GT, Int64GetDatum(id));
-	fs->scan = fs->by[nkeys];
-	index_rescan(fs->scan, keys, nkeys, NULL, 0);
+		ScanKeyInit(&keys[3], 4,
+					from ? BTGreaterEqualStrategyNumber : BTGreaterStrategyNumber,
+					from ? F_INT8GE : F_INT8GT, Int64GetDatum(id));
+	fs->scan = scan;
+	index_rescan(scan, keys, nkeys, NULL, 0);
 }
 
 /* The next entry, its keys in fs->e_*; false at the end. */
@@ -712,10 +988,10 @@ fair_next(FairScan *fs)
 /*
  * The entry the scan is on may start now, as far as the scan can tell: its
  * row is visible and queued, due, of a wanted operation, and not held back
- * by flow control.
+ * by flow control. *dead: its row is dead to every transaction.
  */
 static bool
-fair_eligible(FairScan *fs)
+fair_eligible(FairScan *fs, bool *dead)
 {
 	TupleTableSlot *h = fs->heap;
 	bool		isnull;
@@ -723,8 +999,12 @@ fair_eligible(FairScan *fs)
 	bool		no_tenant;
 	int64		tenant;
 
+	*dead = false;
 	if (!index_fetch_heap(fs->scan, h))
+	{
+		*dead = fs->scan->kill_prior_tuple;
 		return false;
+	}
 	d = slot_getattr(h, queue_table.att[QT_STATUS], &isnull);
 	if (isnull || !text_is(DatumGetTextPP(d), "queued", strlen("queued")))
 		return false;
@@ -739,22 +1019,34 @@ fair_eligible(FairScan *fs)
 	return rg_flow_may_take(fs->e_ws, !no_tenant, tenant, TextDatumGetCString(d), !isnull);
 }
 
-/* Walk (ws, op) from where the scan is to its first run that may start. */
+/*
+ * Walk (ws, op) from where the scan is to its first run that may start.
+ * *live: the id of the first entry that is not dead to every transaction
+ * (GF_EMPTY if none came).
+ */
 static bool
-fair_walk_group(FairScan *fs, int64 ws, const char *op, FairCand *c)
+fair_walk_group(FairScan *fs, int64 ws, const char *op, FairCand *c,
+				int64 *live)
 {
 	size_t		oplen = strlen(op);
 
+	*live = GF_EMPTY;
 	do
 	{
+		bool		dead;
+
 		if (fs->e_ws != ws || !text_is(fs->e_op, op, oplen))
 			return false;		/* the group ended */
-		if (fair_eligible(fs))
+		if (fair_eligible(fs, &dead))
 		{
 			c->id = fs->e_id;
 			c->tid = fs->heap->tts_tid;
+			if (*live == GF_EMPTY)
+				*live = fs->e_id;
 			return true;
 		}
+		if (!dead && *live == GF_EMPTY)
+			*live = fs->e_id;
 	} while (fair_next(fs));
 	return false;
 }
@@ -763,8 +1055,39 @@ fair_walk_group(FairScan *fs, int64 ws, const char *op, FairCand *c)
 static bool
 fair_next_in(FairScan *fs, int32 p, FairCand *c)
 {
-	fair_seek(fs, 4, p, c->ws, true, c->operation, c->id);
-	return fair_next(fs) && fair_walk_group(fs, c->ws, c->operation, c);
+	int64		live;
+
+	fair_seek(fs, fs->walk4, 4, p, c->ws, true, c->operation, true, c->id, false);
+	return fair_next(fs) && fair_walk_group(fs, c->ws, c->operation, c, &live);
+}
+
+/*
+ * The oldest run of group (p, ws, op) that may start, walking from the
+ * group's floor (the entries before it are dead), and raising the floor to
+ * the first entry found live.
+ */
+static bool
+fair_first_in(FairScan *fs, int32 p, int64 ws, const char *op, FairCand *c)
+{
+	int64		floor = 0;
+	int64		live = GF_EMPTY;
+	bool		found = false;
+
+	if (gf_begin(q_relid, p, ws, op, &floor))
+	{
+		if (floor == GF_EMPTY)
+		{
+			gf_end(false, 0);	/* no run of it is live */
+			return false;
+		}
+		fair_seek(fs, fs->walk4, 4, p, ws, true, op, true, floor, true);
+	}
+	else
+		fair_seek(fs, fs->walk3, 3, p, ws, true, op, true, 0, false);
+	if (fair_next(fs))
+		found = fair_walk_group(fs, ws, op, c, &live);
+	gf_end(true, live);
+	return found;
 }
 
 static FairCand *
@@ -778,56 +1101,100 @@ fair_add(FairCand **cands, int *n, int *size)
 	return &(*cands)[(*n)++];
 }
 
-/*
- * Every (workspace, operation) group with a run that may start at priority
- * p, with its oldest such run. Returns how many (in *cands, grown as
- * needed).
- */
-static int
-fair_level(FairScan *fs, int32 p, FairCand **cands, int *size)
+/* Append group (ws, op) to level lv (in gl_cxt). */
+static void
+gl_add(GlLevel *lv, int *size, int64 ws, text *op)
 {
-	int			n = 0;
+	MemoryContext old = MemoryContextSwitchTo(gl_cxt);
+
+	if (lv->ngroups == *size)
+	{
+		*size *= 2;
+		lv->groups = repalloc(lv->groups, sizeof(GlGroup) * *size);
+	}
+	lv->groups[lv->ngroups].ws = ws;
+	lv->groups[lv->ngroups].op = text_to_cstring(op);
+	lv->ngroups++;
+	gl_ngroups++;
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * List the (workspace, operation) groups of priority p in lv, in index
+ * order: one descent per group, with the scans that return dead entries
+ * too (a group's dead head costs nothing).
+ */
+static void
+fair_list_level(FairScan *fs, int32 p, GlLevel *lv)
+{
+	int			size = 16;
 	bool		has_ws = false;
 	int64		ws = 0;
 
+	lv->prio = p;
+	lv->ngroups = 0;
+	lv->groups = MemoryContextAlloc(gl_cxt, sizeof(GlGroup) * size);
 	for (;;)
 	{
-		char	   *op = NULL;
-		int64		w;
-		uint64		turn;
-
-		fair_seek(fs, has_ws ? 2 : 1, p, ws, false, NULL, 0);
+		fair_seek(fs, fs->find[has_ws ? 2 : 1], has_ws ? 2 : 1, p, ws, false,
+				  NULL, false, 0, false);
 		if (!fair_next(fs))
-			return n;			/* the level is exhausted */
-		w = fs->e_ws;
+			return;				/* the level is exhausted */
+		ws = fs->e_ws;
 		has_ws = true;
-		ws = w;
-		if (rg_flow_skip_workspace(w))
-			continue;			/* held as a whole: one descent */
-		turn = rg_turn_of(q_relid, w);
-
-		/* its operations, each group passed with one descent when closed */
+		/* the entry found is the first group's; then the others of ws */
 		for (;;)
 		{
-			FairCand	c;
-
-			fair_seek(fs, op ? 3 : 2, p, w, true, op, 0);
+			gl_add(lv, &size, ws, fs->e_op);
+			fair_seek(fs, fs->find[3], 3, p, ws, true,
+					  lv->groups[lv->ngroups - 1].op, false, 0, false);
 			if (!fair_next(fs))
 				break;
-			op = text_to_cstring(fs->e_op);
-			if (rg_flow_skip_group(w, op))
-				continue;
-			if (fair_walk_group(fs, w, op, &c))
-			{
-				FairCand   *nc = fair_add(cands, &n, size);
-
-				*nc = c;
-				nc->ws = w;
-				nc->operation = op;
-				nc->turn = turn;
-			}
 		}
 	}
+}
+
+/*
+ * Every group of level lv with a run that may start, with its oldest such
+ * run. Returns how many (in *cands, grown as needed). A workspace held as a
+ * whole, and a group flow control closes as a whole, cost no descent.
+ */
+static int
+fair_level(FairScan *fs, GlLevel *lv, FairCand **cands, int *size)
+{
+	int			n = 0;
+	int			i;
+	bool		has_ws = false;
+	int64		ws = 0;
+	bool		held = false;
+	uint64		turn = 0;
+
+	for (i = 0; i < lv->ngroups; i++)
+	{
+		GlGroup    *g = &lv->groups[i];
+		FairCand	c;
+
+		if (!has_ws || g->ws != ws)
+		{
+			has_ws = true;
+			ws = g->ws;
+			held = rg_flow_skip_workspace(ws);
+			if (!held)
+				turn = rg_turn_of(q_relid, ws);
+		}
+		if (held || rg_flow_skip_group(ws, g->op))
+			continue;
+		if (fair_first_in(fs, lv->prio, ws, g->op, &c))
+		{
+			FairCand   *nc = fair_add(cands, &n, size);
+
+			*nc = c;
+			nc->ws = ws;
+			nc->operation = g->op;
+			nc->turn = turn;
+		}
+	}
+	return n;
 }
 
 /* The highest priority below `below` (any, if !has_below) with an entry. */
@@ -842,12 +1209,141 @@ fair_next_priority(FairScan *fs, bool has_below, int32 below, int32 *p)
 	else
 		ScanKeyInit(&key, 1, BTLessEqualStrategyNumber, F_INT4LE,
 					Int32GetDatum(PG_INT32_MAX));
-	fs->scan = fs->by[1];
+	fs->scan = fs->find[1];
 	index_rescan(fs->scan, &key, 1, NULL, 0);
 	if (index_getnext_tid(fs->scan, ForwardScanDirection) == NULL)
 		return false;
 	*p = DatumGetInt32(index_getattr(fs->scan->xs_itup, 1, fs->scan->xs_itupdesc, &isnull));
 	return true;
+}
+
+static IndexScanDesc
+fair_beginscan(Relation rel, FairScan *fs, int nkeys, bool skip_dead)
+{
+	IndexScanDesc scan = rg_index_beginscan(rel, fs->idx, fs->snap, nkeys, 0);
+
+	scan->xs_want_itup = true;	/* the keys of every entry */
+	scan->ignore_killed_tuples = skip_dead;
+	return scan;
+}
+
+/* The i-th priority level with entries, listed if it was not yet. */
+static GlLevel *
+gl_level(FairScan *fs, int i)
+{
+	int32		p;
+
+	if (i < gl_nlevels)
+		return &gl_levels[i];
+	if (gl_levels_end ||
+		!fair_next_priority(fs, i > 0, i > 0 ? gl_levels[i - 1].prio : 0, &p))
+	{
+		gl_levels_end = true;
+		return NULL;
+	}
+	if (gl_nlevels == gl_size)
+	{
+		gl_size *= 2;
+		gl_levels = repalloc(gl_levels, sizeof(GlLevel) * gl_size);
+	}
+	fair_list_level(fs, p, &gl_levels[gl_nlevels]);
+	return &gl_levels[gl_nlevels++];
+}
+
+/*
+ * Start this fetch's group list: the kept one if no queued write came since
+ * it was made, else an empty one (kept for later fetches only when rungate
+ * is preloaded and note_queued watches the table).
+ */
+static void
+gl_begin(void)
+{
+	bool		keep = qshared != NULL && q_watched && floor_enabled;
+	uint64		qgen = 0;
+
+	if (keep)
+	{
+		QFloor	   *s;
+
+		SpinLockAcquire(&qshared->mutex);
+		s = slot_of(q_relid, true);
+		if (s != NULL)
+			qgen = s->qgen;
+		else
+			keep = false;
+		SpinLockRelease(&qshared->mutex);
+	}
+	if (keep && gl_valid && gl_relid == q_relid && gl_qgen == qgen)
+		return;
+	if (gl_cxt == NULL)
+		gl_cxt = AllocSetContextCreate(TopMemoryContext, "rungate fair groups",
+									   ALLOCSET_DEFAULT_SIZES);
+	MemoryContextReset(gl_cxt);
+	gl_size = 4;
+	gl_levels = MemoryContextAlloc(gl_cxt, sizeof(GlLevel) * gl_size);
+	gl_nlevels = 0;
+	gl_ngroups = 0;
+	gl_levels_end = false;
+	gl_relid = q_relid;
+	gl_qgen = qgen;
+	gl_valid = keep;
+}
+
+/* Take up to max runs in fair order (rg_queue_fetch_fair's loop). */
+static int
+fair_fetch(Relation rel, FairScan *fs, int max, RgQueueTake take, void *arg)
+{
+	TupleTableSlot *locked = table_slot_create(rel, NULL);
+	CommandId	cid = GetCurrentCommandId(true);
+	int			size = 16;
+	FairCand   *cands = palloc(sizeof(FairCand) * size);
+	int			n = 0;
+	int			level;
+	GlLevel    *lv;
+	uint64		local_turn = PG_UINT64_MAX / 2;
+	int			i;
+
+	gl_begin();
+	for (level = 0; n < max && (lv = gl_level(fs, level)) != NULL; level++)
+	{
+		int32		p = lv->prio;
+		int			ncands = fair_level(fs, lv, &cands, &size);
+
+		while (n < max && ncands > 0)
+		{
+			int			best = 0;
+			FairCand   *c;
+			TM_FailureData tmfd;
+
+			for (i = 1; i < ncands; i++)
+				if (cands[i].turn < cands[best].turn ||
+					(cands[i].turn == cands[best].turn && cands[i].id < cands[best].id))
+					best = i;
+			c = &cands[best];
+			if (table_tuple_lock(rel, &c->tid, fs->snap, locked, cid,
+								 LockTupleNoKeyExclusive, LockWaitSkip, 0,
+								 &tmfd) == TM_Ok)
+			{
+				int64		ws = c->ws;
+
+				slot_getallattrs(locked);
+				take(locked, arg);
+				n++;
+				/* its workspace just had its turn, in every group of it */
+				local_turn++;
+				for (i = 0; i < ncands; i++)
+					if (cands[i].ws == ws)
+						cands[i].turn = local_turn;
+			}
+			/* held by another, or changed since: the group's next run, if any */
+			if (n < max && !fair_next_in(fs, p, c))
+				cands[best] = cands[--ncands];
+		}
+	}
+	ExecDropSingleTupleTableSlot(locked);
+	if (gl_ngroups > GL_MAX_GROUPS)
+		gl_valid = false;
+	return n;
 }
 
 /*
@@ -860,14 +1356,7 @@ rg_queue_fetch_fair(Relation rel, int max, ArrayType *ops_array,
 					RgQueueTake take, void *arg)
 {
 	FairScan	fs;
-	TupleTableSlot *locked;
-	CommandId	cid;
-	FairCand   *cands;
-	int			size = 16;
-	int			n = 0;
-	bool		has_below = false;
-	int32		p = 0;
-	uint64		local_turn = PG_UINT64_MAX / 2;
+	int			n;
 	int			i;
 
 	PreventCommandIfReadOnly("rungate.claim()");
@@ -884,60 +1373,32 @@ rg_queue_fetch_fair(Relation rel, int max, ArrayType *ops_array,
 	fs.idx = index_open(q_fair, AccessShareLock);
 	fs.opcoll = fs.idx->rd_indcollation[2];
 	fs.heap = table_slot_create(rel, NULL);
-	locked = table_slot_create(rel, NULL);
 	fs.now = GetCurrentTransactionStartTimestamp();
 	CommandCounterIncrement();
 	fs.snap = RegisterSnapshot(GetTransactionSnapshot());
-	cid = GetCurrentCommandId(true);
-	for (i = 1; i <= 4; i++)
+	for (i = 1; i <= 3; i++)
+		fs.find[i] = fair_beginscan(rel, &fs, i, false);
+	fs.walk3 = fair_beginscan(rel, &fs, 3, true);
+	fs.walk4 = fair_beginscan(rel, &fs, 4, true);
+
+	PG_TRY();
 	{
-		fs.by[i] = rg_index_beginscan(rel, fs.idx, fs.snap, i, 0);
-		fs.by[i]->xs_want_itup = true;	/* the keys of every entry */
+		n = fair_fetch(rel, &fs, max, take, arg);
 	}
-	cands = palloc(sizeof(FairCand) * size);
-
-	while (n < max && fair_next_priority(&fs, has_below, p, &p))
+	PG_CATCH();
 	{
-		int			ncands = fair_level(&fs, p, &cands, &size);
-
-		has_below = true;
-		while (n < max && ncands > 0)
-		{
-			int			best = 0;
-			FairCand   *c;
-			TM_FailureData tmfd;
-
-			for (i = 1; i < ncands; i++)
-				if (cands[i].turn < cands[best].turn ||
-					(cands[i].turn == cands[best].turn && cands[i].id < cands[best].id))
-					best = i;
-			c = &cands[best];
-			if (table_tuple_lock(rel, &c->tid, fs.snap, locked, cid,
-								 LockTupleNoKeyExclusive, LockWaitSkip, 0,
-								 &tmfd) == TM_Ok)
-			{
-				int64		ws = c->ws;
-
-				slot_getallattrs(locked);
-				take(locked, arg);
-				n++;
-				/* its workspace just had its turn, in every group of it */
-				local_turn++;
-				for (i = 0; i < ncands; i++)
-					if (cands[i].ws == ws)
-						cands[i].turn = local_turn;
-			}
-			/* held by another, or changed since: the group's next run, if any */
-			if (n < max && !fair_next_in(&fs, p, c))
-				cands[best] = cands[--ncands];
-		}
+		gf_abort();
+		gl_valid = false;		/* a level may be half listed */
+		PG_RE_THROW();
 	}
+	PG_END_TRY();
 
-	for (i = 1; i <= 4; i++)
-		index_endscan(fs.by[i]);
+	for (i = 1; i <= 3; i++)
+		index_endscan(fs.find[i]);
+	index_endscan(fs.walk3);
+	index_endscan(fs.walk4);
 	UnregisterSnapshot(fs.snap);
 	ExecDropSingleTupleTableSlot(fs.heap);
-	ExecDropSingleTupleTableSlot(locked);
 	index_close(fs.idx, AccessShareLock);
 	return n;
 }
@@ -946,9 +1407,10 @@ rg_queue_fetch_fair(Relation rel, int max, ArrayType *ops_array,
 
 /*
  * rungate.note_queued(): AFTER INSERT OR UPDATE ON rungate.runs FOR EACH ROW
- * WHEN (NEW.status = 'queued'). The row's index entry exists now and no
- * other transaction can see it before we commit: lower the floor to it if
- * it is before the floor, and void the raise of every claim scanning now.
+ * WHEN (NEW.status = 'queued'). The row's index entries exist now and no
+ * other transaction can see it before we commit: lower the floors (the
+ * database's and its group's) to it if it is before them, and keep every
+ * claim scanning now from raising them past it.
  */
 Datum
 rg_note_queued(PG_FUNCTION_ARGS)
@@ -958,6 +1420,9 @@ rg_note_queued(PG_FUNCTION_ARGS)
 	TupleDesc	desc;
 	QPos		p;
 	bool		isnull;
+	bool		op_null;
+	Datum		ws;
+	Datum		op;
 	QFloor	   *s;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(td->tg_event) ||
@@ -978,12 +1443,18 @@ rg_note_queued(PG_FUNCTION_ARGS)
 	if (isnull)
 		return PointerGetDatum(tup);
 	p.id = DatumGetInt64(heap_getattr(tup, queue_table.att[QT_ID], desc, &isnull));
+	ws = heap_getattr(tup, queue_table.att[QT_WORKSPACE], desc, &isnull);
+	op = heap_getattr(tup, queue_table.att[QT_OPERATION], desc, &op_null);
+	if (!isnull && !op_null)
+		gf_note(queue_table.relid, p.prio, DatumGetInt64(ws), DatumGetTextPP(op), p.id);
 
 	SpinLockAcquire(&qshared->mutex);
 	s = slot_of(queue_table.relid, false);
 	if (s != NULL)
 	{
 		bool		lower = s->valid && before(p, s->floor);
+
+		s->qgen++;
 
 		if (lower)
 			s->floor = p;

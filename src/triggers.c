@@ -54,6 +54,7 @@
 #include "nodes/bitmapset.h"
 
 #include "rungate.h"
+#include "runstatus.h"
 
 PG_FUNCTION_INFO_V1(rg_guard_runs);
 PG_FUNCTION_INFO_V1(rg_guard_audit);
@@ -155,38 +156,13 @@ RgRelationName(Oid relid)
  * ----------------------------------------------------------------
  */
 
-/* The status transitions of the contract, and no others. */
-static const struct
-{
-	const char *from;
-	const char *to;
-}			RunTransitions[] =
-{
-	{"queued", "running"},
-	{"queued", "blocked"},
-	{"queued", "cancelled"},
-	{"running", "succeeded"},
-	{"running", "failed"},
-	{"running", "partially_succeeded"},
-	{"running", "blocked"},
-	{"running", "queued"},
-	{"running", "cancelled"},
-};
-
+/* A status change that runstatus.h lists (no null, no unknown name). */
 static bool
 RunTransitionAllowed(const char *from, const char *to)
 {
-	int			i;
-
 	if (from == NULL || to == NULL)
 		return false;
-	for (i = 0; i < (int) lengthof(RunTransitions); i++)
-	{
-		if (strcmp(RunTransitions[i].from, from) == 0 &&
-			strcmp(RunTransitions[i].to, to) == 0)
-			return true;
-	}
-	return false;
+	return rg_transition_legal(rg_status_of(from), rg_status_of(to));
 }
 
 /*
@@ -274,7 +250,8 @@ rg_guard_runs(PG_FUNCTION_ARGS)
 					 errmsg("%s cannot be inserted by hand",
 							RunLabel(newtup, tupdesc, id_att)),
 					 errdetail("Runs are created only by rungate.enqueue and rungate.enqueue_bulk (whose items are created when the bulk run starts).")));
-		if (!RgTextEqual(status, "queued") && !RgTextEqual(status, "blocked"))
+		if (status == NULL ||
+			(rg_status_of(status) != RG_QUEUED && rg_status_of(status) != RG_BLOCKED))
 			ereport(ERROR,
 					(errcode(ERRCODE_RG_CONFLICT),
 					 errmsg("%s cannot be created with status %s",
@@ -300,7 +277,7 @@ rg_guard_runs(PG_FUNCTION_ARGS)
 		if (old_null || old_status == NULL)
 			elog(ERROR, "rungate: a stored run has a null id or status");
 
-		if (rg_status_is_terminal(old_status))
+		if (rg_status_terminal(rg_status_of(old_status)))
 			ereport(ERROR,
 					(errcode(ERRCODE_RG_CONFLICT),
 					 errmsg("run " INT64_FORMAT " is %s, a terminal status, and cannot change",
@@ -353,7 +330,7 @@ rg_guard_runs(PG_FUNCTION_ARGS)
 					 errmsg("%s cannot be deleted by hand",
 							RunLabel(oldtup, tupdesc, id_att)),
 					 errhint("Use rungate.purge() to remove finished runs with their audit rows.")));
-		if (status == NULL || !rg_status_is_terminal(status))
+		if (status == NULL || !rg_status_terminal(rg_status_of(status)))
 			ereport(ERROR,
 					(errcode(ERRCODE_RG_CONFLICT),
 					 errmsg("%s is %s and cannot be deleted",
@@ -372,11 +349,6 @@ rg_guard_runs(PG_FUNCTION_ARGS)
  * ----------------------------------------------------------------
  */
 
-static const char *const audit_events[] = {
-	"dispatched", "dispatch_blocked", "started", "execution_blocked",
-	"recheck_blocked", "succeeded", "partially_succeeded", "failed",
-	"retry_scheduled", "lease_expired", "cancelled", "released", NULL
-};
 static const char *const audit_authorities[] = {"actor", "system", NULL};
 static const char *const audit_decisions[] = {"allow", "deny", NULL};
 
@@ -404,9 +376,16 @@ check_audit_value(Relation rel, HeapTuple tuple, const char *column,
 	if (isnull)
 		return;
 	value = TextDatumGetCString(d);
-	for (i = 0; allowed[i]; i++)
-		if (strcmp(value, allowed[i]) == 0)
+	if (allowed == NULL)
+	{
+		/* the event: runstatus.h's list */
+		if (rg_event_of(value) != RG_NO_EVENT)
 			return;
+	}
+	else
+		for (i = 0; allowed[i]; i++)
+			if (strcmp(value, allowed[i]) == 0)
+				return;
 	ereport(ERROR,
 			(errcode(ERRCODE_CHECK_VIOLATION),
 			 errmsg("%s is not a valid %s of an audit row",
@@ -416,7 +395,7 @@ check_audit_value(Relation rel, HeapTuple tuple, const char *column,
 static void
 check_audit_row(Relation rel, HeapTuple tuple)
 {
-	check_audit_value(rel, tuple, "event", audit_events);
+	check_audit_value(rel, tuple, "event", NULL);
 	check_audit_value(rel, tuple, "authority", audit_authorities);
 	check_audit_value(rel, tuple, "decision", audit_decisions);
 }
@@ -847,7 +826,7 @@ FenceCheck(int64 run_id, Relation rel, const char *column, const char *what)
 
 	rg_exec(&fence_plan, &arg, NULL, false, 1);
 	status = SPI_processed > 0 ? rg_get_text(0, 1) : NULL;
-	if (status != NULL && strcmp(status, "running") == 0)
+	if (status != NULL && rg_status_of(status) == RG_RUNNING)
 		return;
 
 	relname = RgRelationName(RelationGetRelid(rel));
@@ -862,7 +841,7 @@ FenceCheck(int64 run_id, Relation rel, const char *column, const char *what)
 			(errcode(ERRCODE_RG_CONFLICT),
 			 errmsg("run " INT64_FORMAT " is %s: %s %s is fenced%s",
 					run_id, status, what, relname,
-					strcmp(status, "queued") == 0 ? " until it runs" : ""),
+					rg_status_of(status) == RG_QUEUED ? " until it runs" : ""),
 			 errdetail("Rows of %s whose column %s names a run can be written only while that run is running.",
 					   relname, quote_identifier(column))));
 }
