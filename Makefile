@@ -14,9 +14,9 @@ EXTENSION   = rungate
 EXTVERSION := $(shell sed -n "s/^default_version[[:space:]]*=[[:space:]]*'\([^']*\)'.*/\1/p" $(EXTENSION).control)
 
 MODULE_big  = rungate
-OBJS        = src/rungate.o src/authcache.o src/decision.o src/lifecycle.o src/triggers.o src/monitoring.o src/rowwrite.o \
+OBJS        = src/rungate.o src/authcache.o src/decision.o src/transition.o src/dispatch.o src/worker.o src/control.o src/maintenance.o src/triggers.o src/monitoring.o src/rowwrite.o \
               src/queue.o src/flow.o src/wakeup.o src/metrics.o src/replication.o \
-              src/cron.o src/schedules.o src/scheduler.o src/runstatus.o
+              src/cron.o src/schedules.o src/scheduler.o src/runstatus.o src/catalog.o src/optypes.o src/facts.o
 
 DATA        = $(wildcard $(EXTENSION)--*.sql)
 PGFILEDESC  = "rungate - queued runs re-authorized when they start"
@@ -62,7 +62,7 @@ endif
 
 # every object depends on the shared headers (after the include: a rule
 # before it would become the default goal)
-$(OBJS): src/rungate.h src/pg_compat.h src/runstatus.h
+$(OBJS): src/rungate.h src/pg_compat.h src/runstatus.h src/run.h src/triggers.h src/facts.h
 
 # Objects built for another PostgreSQL are rebuilt: src/.built-for names the
 # pg_config and version they were compiled with, and changes only with them.

@@ -15,7 +15,7 @@
  *     and never change or go away until the server stops), and every bump
  *     is an atomic add. A key that finds the table full (or a label longer
  *     than its slot) is counted in one overflow counter instead.
- *   - the backend's pending counts. The lifecycle (lifecycle.c) reports
+ *   - the backend's pending counts. The transition module (transition.c) reports
  *     each audit row it writes, each block and each claim's duration as it
  *     happens; they are kept here, per subtransaction level, and reach
  *     shared memory at XACT_EVENT_COMMIT only. A rolled-back transaction,

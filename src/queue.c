@@ -508,24 +508,11 @@ rg_queue_init(void)
 static bool
 floor_watched(Relation rel)
 {
-	TriggerDesc *td = rel->trigdesc;
-	Oid			nsp = RelationGetNamespace(rel);
-	int			i;
+	const int16 after_rows = TRIGGER_TYPE_ROW | TRIGGER_TYPE_INSERT | TRIGGER_TYPE_UPDATE;
 
-	for (i = 0; td != NULL && i < td->numtriggers; i++)
-	{
-		Trigger    *t = &td->triggers[i];
-		char	   *fn;
-
-		if (t->tgenabled == TRIGGER_FIRES_ALWAYS &&
-			TRIGGER_FOR_ROW(t->tgtype) && TRIGGER_FOR_AFTER(t->tgtype) &&
-			TRIGGER_FOR_INSERT(t->tgtype) && TRIGGER_FOR_UPDATE(t->tgtype) &&
-			get_func_namespace(t->tgfoid) == nsp &&
-			(fn = get_func_name(t->tgfoid)) != NULL &&
-			strcmp(fn, "note_queued") == 0)
-			return true;
-	}
-	return false;
+	return rg_fires_always(rel, "note_queued",
+						   after_rows | TRIGGER_TYPE_BEFORE | TRIGGER_TYPE_INSTEAD,
+						   after_rows);
 }
 
 /* rel is rungate.runs, locked: find its queue index, and the trigger. */
@@ -539,7 +526,7 @@ queue_lookup(Relation rel)
 	if (q_valid && q_relid == RelationGetRelid(rel))
 		return;
 	q_relid = RelationGetRelid(rel);
-	q_index = get_relname_relid("runs_queue_idx", RelationGetNamespace(rel));
+	q_index = rg_relid("runs_queue_idx", true);
 	if (!OidIsValid(q_index))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -563,7 +550,7 @@ queue_lookup(Relation rel)
 	q_watched = floor_watched(rel);
 
 	/* the fair order (1.6): priority DESC, workspace_id, operation, id */
-	q_fair = get_relname_relid("runs_fair_idx", RelationGetNamespace(rel));
+	q_fair = rg_relid("runs_fair_idx", true);
 	if (OidIsValid(q_fair))
 	{
 		idx = index_open(q_fair, AccessShareLock);
@@ -1277,7 +1264,7 @@ gl_begin(void)
 		return;
 	if (gl_cxt == NULL)
 		gl_cxt = AllocSetContextCreate(TopMemoryContext, "rungate fair groups",
-									   ALLOCSET_DEFAULT_SIZES);
+									   (Size) 0, (Size) 8192, (Size) 65536);
 	MemoryContextReset(gl_cxt);
 	gl_size = 4;
 	gl_levels = MemoryContextAlloc(gl_cxt, sizeof(GlLevel) * gl_size);

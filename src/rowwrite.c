@@ -56,7 +56,6 @@ void
 rg_table_lookup(RgTable *t)
 {
 	static bool callback_registered = false;
-	Oid			nsp;
 	AttrNumber	id;
 	Relation	rel;
 	TupleConstr *constr;
@@ -75,20 +74,12 @@ rg_table_lookup(RgTable *t)
 		tables = t;
 		t->registered = true;
 	}
-	nsp = get_namespace_oid("rungate", false);
-	t->relid = get_relname_relid(t->name, nsp);
-	if (!OidIsValid(t->relid))
-		elog(ERROR, "rungate: table rungate.%s is missing", t->name);
+	t->relid = rg_relid(t->name, false);
 	for (i = 0; t->cols[i] != NULL; i++)
-	{
-		t->att[i] = get_attnum(t->relid, t->cols[i]);
-		if (t->att[i] == InvalidAttrNumber)
-			elog(ERROR, "rungate: column %s of rungate.%s is missing",
-				 t->cols[i], t->name);
-	}
+		t->att[i] = rg_attnum(t->relid, t->cols[i], false);
 	t->ncols = i;
 	t->idseq = InvalidOid;
-	id = get_attnum(t->relid, "id");
+	id = rg_attnum(t->relid, "id", true);
 	rel = table_open(t->relid, AccessShareLock);
 	if (id != InvalidAttrNumber &&
 		TupleDescAttr(RelationGetDescr(rel), id - 1)->attidentity != '\0')

@@ -143,7 +143,7 @@ _PG_init(void)
 	RegisterSubXactCallback(rg_subxact_callback, NULL);
 	rg_authcache_init();
 	rg_queue_init();
-	rg_lifecycle_init();
+	rg_worker_init();
 	rg_wakeup_init();
 	rg_metrics_init();
 	rg_scheduler_init();
@@ -338,8 +338,3 @@ rg_tenant_workspace(int64 tenant_id, int64 *workspace_id)
 	return true;
 }
 
-bool
-rg_status_is_terminal(const char *status)
-{
-	return strcmp(status, "queued") != 0 && strcmp(status, "running") != 0;
-}
