@@ -74,6 +74,7 @@
 #include "utils/snapmgr.h"
 
 #include "rungate.h"
+#include "runstatus.h"
 
 PG_FUNCTION_INFO_V1(rg_note_queued);
 PG_FUNCTION_INFO_V1(rg_queue_floor);
@@ -585,6 +586,15 @@ text_is(text *t, const char *s, size_t len)
 	return VARSIZE_ANY_EXHDR(t) == len && memcmp(VARDATA_ANY(t), s, len) == 0;
 }
 
+/* Is a status datum 'queued'? */
+static inline bool
+is_queued(Datum status)
+{
+	text	   *t = DatumGetTextPP(status);
+
+	return rg_status_parse(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t)) == RG_QUEUED;
+}
+
 /* e among the texts ops[0..nops-1] (operation names) */
 static bool
 op_matches(Datum e, Datum *ops, int nops)
@@ -665,7 +675,7 @@ scan_pass(Relation rel, Relation idx, Snapshot snap, ScanKey keys, int nkeys,
 			continue;
 		}
 		d = slot_getattr(heap, queue_table.att[QT_STATUS], &isnull);
-		if (isnull || !text_is(DatumGetTextPP(d), "queued", strlen("queued")))
+		if (isnull || !is_queued(d))
 		{
 			saw_live(st, p);
 			continue;
@@ -993,7 +1003,7 @@ fair_eligible(FairScan *fs, bool *dead)
 		return false;
 	}
 	d = slot_getattr(h, queue_table.att[QT_STATUS], &isnull);
-	if (isnull || !text_is(DatumGetTextPP(d), "queued", strlen("queued")))
+	if (isnull || !is_queued(d))
 		return false;
 	d = slot_getattr(h, queue_table.att[QT_RUN_AT], &isnull);
 	if (!isnull && DatumGetTimestampTz(d) > fs->now)
