@@ -3,7 +3,8 @@
  *     The queue scans of rungate.claim, and the floors in shared memory that
  *     let them start past the runs already claimed: since 1.6 the fair scan
  *     of runs_fair_idx with a floor per group (below, "the fair scan");
- *     before, the scan of runs_queue_idx with one floor per database.
+ *     before, the scan of runs_queue_idx with one floor per database
+ *     (docs/guarantees.md#no-double-start, #flow-control).
  *
  * Before 1.6, claim takes due queued runs in the order of rungate.runs_queue_idx
  * (priority DESC, id WHERE status = 'queued'), skipping runs another

@@ -5,7 +5,8 @@
  *     routines, the ones logical replication's apply uses, so constraints
  *     are checked, indexes maintained and every row trigger of the table
  *     fires (rungate's guards and any the user added), without the plan
- *     cache, portal and plan tree that an SPI statement sets up each time.
+ *     cache, portal and plan tree that an SPI statement sets up each time
+ *     (docs/guarantees.md#atomic: the same rows an SQL statement would write).
  *
  * Owns the RgTable lookups (relation and column numbers by name, looked up
  * again after any change to the table) and RgWriter. Callers hold the write

@@ -6,6 +6,9 @@
  *     the metrics counters, the count of rows applied by subscriptions, the
  *     scheduler's registry) when preloaded.
  *
+ * The gate is what makes runs and audit rows change only through rungate's
+ * functions (docs/guarantees.md#transitions, #audit).
+ *
  * Owns no SQL-callable function. Must never hold the gate open across a
  * (sub)transaction abort: the callbacks below close it.
  */

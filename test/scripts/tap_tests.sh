@@ -80,7 +80,7 @@ rc=0
     PERL5LIB="$PERL_LIB" PG_REGRESS="$PG_REGRESS" TESTDIR="$WORK" \
     RUNGATE_SEED="$WORK/fixtures/seed.sql" \
     ${RUNGATE_CRASH_AFTER:+RUNGATE_CRASH_AFTER="$RUNGATE_CRASH_AFTER"} \
-    timeout "${RG_TAP_TIMEOUT:-240}" prove -v t/*.pl) </dev/null || rc=$?
+    timeout "${RG_TAP_TIMEOUT:-600}" prove -v t/*.pl) </dev/null || rc=$?
 
 if [ "$rc" -ne 0 ]; then
   echo "---- TAP logs ($WORK/tmp_check/log) ----"
