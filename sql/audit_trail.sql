@@ -1,10 +1,12 @@
--- queued_execution_audit_trail: rungate.audit_log (CONTRACT §3, §7, §10.3).
---   * the contract's columns, in order
+-- audit_trail: rungate.audit_log (docs/guarantees.md#audit, #atomic,
+-- #transitions).
+--   * the documented columns, in order
 --   * exactly one audit row per run creation and per status change, written
 --     by the transaction that makes the change (txid = txid_current() of that
 --     transaction), with the run's workspace, tenant and attempt, the
 --     decision behind it (allow / deny / null) and its checks
---   * every event of §7 is produced by the transition it names; for
+--   * every event (docs/reference.md#audit-events) is produced by the
+--     transition it names; for
 --     `cancelled` actor_id is the canceller, not the initiator
 --   * nothing survives a ROLLBACK (nor a rolled-back savepoint)
 --   * the log is append-only: hand-written INSERT, UPDATE, DELETE and
@@ -37,7 +39,7 @@ SELECT w.label AS run, a.workspace_id AS ws, a.tenant_id AS tenant, a.attempt,
   LEFT JOIN step s ON s.txid = a.txid;
 
 ------------------------------------------------------------------------------
--- 1. The columns of §7, in order.
+-- 1. The columns of docs/reference.md#rungateaudit_log, in order.
 ------------------------------------------------------------------------------
 SELECT ordinal_position, column_name, data_type
   FROM information_schema.columns
@@ -90,7 +92,7 @@ SELECT event, checks = (SELECT d.checks FROM rungate.decide('inventory.sync', 1,
   FROM rungate.audit_log WHERE run_id = :a AND decision = 'allow' ORDER BY id;
 
 ------------------------------------------------------------------------------
--- 3. Every other event of §7, each from the transition it names.
+-- 3. Every other event, each from the transition it names.
 ------------------------------------------------------------------------------
 -- B: dispatch_blocked (rita's role lacks inventory.sync).
 BEGIN;
@@ -157,7 +159,7 @@ SELECT run, ws, tenant, attempt, event, authority, actor_id, decision,
        CASE WHEN event IN ('started', 'execution_blocked') THEN worker END AS claim_worker,
        written_by
   FROM audit WHERE run <> 'A' ORDER BY run, id;
--- Every event of §7 occurred above.
+-- Every documented event occurred above.
 SELECT e AS event, EXISTS (SELECT 1 FROM rungate.audit_log a WHERE a.event = e) AS seen
   FROM unnest(ARRAY['dispatched', 'dispatch_blocked', 'started', 'execution_blocked',
                     'recheck_blocked', 'succeeded', 'partially_succeeded', 'failed',
@@ -191,7 +193,7 @@ SELECT count(*) AS audit_rows_without_run
 
 ------------------------------------------------------------------------------
 -- 5. Nothing after a ROLLBACK: the run, its rows and its notification go
---    together (§10.3).
+--    together (#atomic).
 ------------------------------------------------------------------------------
 SELECT (SELECT count(*) FROM rungate.runs) AS runs_before,
        (SELECT count(*) FROM rungate.audit_log) AS audit_before,
@@ -215,7 +217,7 @@ SELECT (SELECT count(*) FROM rungate.runs) - :runs_before AS runs_added,
        (SELECT count(*) FROM rungate.notifications) - :notes_before AS notes_added;
 
 ------------------------------------------------------------------------------
--- 6. Append-only (§7): hand-written writes are RG409, for a superuser too,
+-- 6. Append-only (#audit): hand-written writes are RG409, for a superuser too,
 --    also under session_replication_role = replica.
 ------------------------------------------------------------------------------
 SELECT count(*) AS audit_rows FROM rungate.audit_log \gset

@@ -1,13 +1,13 @@
--- operation_type_definitions: the legitimacy contract of an operation type
--- is validated when it is defined (CONTRACT §1, §9), and the authority data
--- keeps its invariants (§1).
+-- operation_type_validation: the legitimacy rules of an operation type are
+-- validated when it is defined (docs/guarantees.md#operation-types,
+-- #errors), and the authority data keeps its invariants (#authority-data).
 --   * an incomplete or contradictory type is rejected with RG400 whose
 --     message names the field at fault, on INSERT and on UPDATE, and
 --     nothing is stored
 --   * the scope (and item_operation) of a type with queued or running runs
 --     cannot change (RG400)
---   * valid definitions succeed, with the contract's defaults
---   * statuses outside the contract's sets are rejected (CHECK, 23514)
+--   * valid definitions succeed, with the documented defaults
+--   * statuses outside the documented sets are rejected (CHECK, 23514)
 --   * tenants and actors (and workspaces, types) that runs reference cannot
 --     be deleted (foreign keys, 23503)
 SET client_min_messages = warning;
@@ -112,7 +112,7 @@ SELECT count(*) AS types, count(*) FILTER (WHERE name LIKE 'bad.%') AS bad_types
   FROM rungate.operation_types;
 
 -- ---------------------------------------------------------------------
--- Valid definitions succeed, with the contract's defaults (§1).
+-- Valid definitions succeed, with the defaults of docs/reference.md#tables.
 -- ---------------------------------------------------------------------
 -- A tenant type with only the required columns.
 INSERT INTO rungate.operation_types (name, capability) VALUES ('provider.consent.refresh', 'provider.manage');
@@ -241,7 +241,8 @@ SELECT pg_temp.try($$UPDATE rungate.operation_types
                       WHERE name = 'inventory.sync'$$) AS item_type_scope_change_queued;
 
 -- ---------------------------------------------------------------------
--- Statuses outside the contract's sets are rejected: CHECK, 23514 (§1).
+-- Statuses outside the documented sets are rejected: CHECK, 23514
+-- (#authority-data).
 -- ---------------------------------------------------------------------
 SELECT k, label, pg_temp.try(stmt) AS result
   FROM (VALUES
@@ -255,7 +256,7 @@ SELECT k, label, pg_temp.try(stmt) AS result
     (8, 'actor update archived',    $$UPDATE rungate.actors SET status = 'archived' WHERE id = 100$$)
   ) v(k, label, stmt)
  ORDER BY k;
--- every status of the contract is accepted
+-- every documented status is accepted
 BEGIN;
 SELECT s AS workspace_status, pg_temp.try(format('UPDATE rungate.workspaces SET status = %L WHERE id = 1', s))
   FROM unnest(ARRAY['active', 'suspended', 'archived']) s ORDER BY s;
