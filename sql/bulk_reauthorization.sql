@@ -304,15 +304,15 @@ SELECT r.id, r.status, count(n.id) AS notifications, min(n.actor_id) = r.initiat
 
 ------------------------------------------------------------------------------
 -- #authority-data, #no-run-lost: a tenant named by a queued bulk run is
--- referenced by that run. Whether its deletion is refused or the claim copes
--- with it, the claim must not fail: a claim that raises on this parent would
--- raise again on every later claim (the parent stays first in line), and no
--- other run could start. Expected: the claim succeeds, the unrelated run
--- starts, the parent is no longer queued.
+-- referenced by that run: its deletion is refused (23503). And the claim
+-- must not fail on that parent: a claim that raises on it would raise again
+-- on every later claim (the parent stays first in line), and no other run
+-- could start. Expected: the claim succeeds, the unrelated run starts, the
+-- parent is no longer queued.
 ------------------------------------------------------------------------------
 INSERT INTO rungate.tenants (id, workspace_id, name) VALUES (17, 1, 'acme-17');
 SELECT id AS doomed FROM rungate.enqueue_bulk('bulk.inventory.sync', 1, '{10,17}', 100) \gset
-SELECT pg_temp.try('DELETE FROM rungate.tenants WHERE id = 17') IS NOT NULL AS delete_attempted;
+SELECT split_part(pg_temp.try('DELETE FROM rungate.tenants WHERE id = 17'), ':', 1) AS delete_refused;
 SELECT id AS bystander FROM rungate.enqueue('inventory.sync', 1, 10, 100) \gset
 SELECT pg_temp.try('SELECT * FROM rungate.claim(''w'', NULL, 10)') AS claim;
 SELECT status AS bystander_status FROM rungate.runs WHERE id = :bystander;
