@@ -1,10 +1,11 @@
--- Bulk orchestrators (CONTRACT §5, with §3 transitions, §4 enqueue_bulk and
--- cancel, §7 audit and notifications): the parent is decided when it is
--- claimed; denied, it is blocked and no item ever exists; allowed, it starts
--- (never handed to a worker), its items are created queued and each is
--- decided again when claimed, so an item whose tenant lost authority is
--- blocked alone; the parent rolls up when its last item ends; only the
--- parent's initiator is notified, once.
+-- bulk_reauthorization: bulk orchestrators (docs/guarantees.md#bulk, with
+-- #transitions, #dispatch, #run-control for cancel, #audit and
+-- #notifications; enqueue_bulk and cancel in docs/reference.md): the parent
+-- is decided when it is claimed; denied, it is blocked and no item ever
+-- exists; allowed, it starts (never handed to a worker), its items are
+-- created queued and each is decided again when claimed, so an item whose
+-- tenant lost authority is blocked alone; the parent rolls up when its last
+-- item ends; only the parent's initiator is notified, once.
 SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS rungate CASCADE;
 RESET client_min_messages;
@@ -42,10 +43,11 @@ LANGUAGE sql AS $$
 $$;
 
 ------------------------------------------------------------------------------
--- §4/§9: malformed bulk requests raise RG400 and create nothing: a type that
--- is not a bulk orchestrator (tenant- or workspace-scoped), a tenant of
--- another workspace, an unknown tenant, empty, null or null-holding tenant
--- arrays, unknown workspace or initiator; enqueue() refuses a bulk type.
+-- Malformed bulk requests (#dispatch, #errors) raise RG400 and create
+-- nothing: a type that is not a bulk orchestrator (tenant- or
+-- workspace-scoped), a tenant of another workspace, an unknown tenant, empty,
+-- null or null-holding tenant arrays, unknown workspace or initiator;
+-- enqueue() refuses a bulk type.
 ------------------------------------------------------------------------------
 SELECT pg_temp.try($$SELECT rungate.enqueue_bulk('inventory.sync', 1, '{10}', 100)$$);
 SELECT pg_temp.try($$SELECT rungate.enqueue_bulk('reports.export', 1, '{10}', 100)$$);
@@ -62,7 +64,7 @@ SELECT (SELECT count(*) FROM rungate.runs) AS runs,
        (SELECT count(*) FROM rungate.audit_log) AS audit_rows;
 
 ------------------------------------------------------------------------------
--- §5: denied at dispatch. oscar's operator role lacks bulk.sync: the parent
+-- Denied at dispatch. oscar's operator role lacks bulk.sync: the parent
 -- is recorded blocked (audit dispatch_blocked) and no item ever exists, not
 -- even after a claim; oscar is notified once. Without an initiator
 -- (allow_system is false for this type) it is blocked too, and nobody is
@@ -83,7 +85,7 @@ SELECT actor_id, run_id = :denied AS for_denied, kind FROM rungate.notifications
  WHERE run_id IN (:denied, :denied_system) ORDER BY id;
 
 ------------------------------------------------------------------------------
--- §5: denied at claim. The owner role loses bulk.sync after dispatch: the
+-- Denied at claim. The owner role loses bulk.sync after dispatch: the
 -- claim blocks the parent (audit execution_blocked, naming the claimer),
 -- hands nothing over and creates no item; the parent never started.
 ------------------------------------------------------------------------------
@@ -98,7 +100,7 @@ SELECT actor_id, kind FROM rungate.notifications WHERE run_id = :late;
 INSERT INTO rungate.role_capabilities (role, capability) VALUES ('owner', 'bulk.sync');
 
 ------------------------------------------------------------------------------
--- §5: allowed. A claim for the bulk type starts the parent but hands nothing
+-- Allowed. A claim for the bulk type starts the parent but hands nothing
 -- to the worker; the parent holds no lease. Its items exist now, queued, one
 -- per distinct tenant (the duplicate 10 collapses), with parent_id set, the
 -- parent's initiator and payload, each with one 'dispatched' audit row (no
@@ -123,7 +125,7 @@ SELECT count(DISTINCT a.txid) AS writing_transactions
 SELECT pg_temp.try(format('SELECT rungate.complete(%s, gen_random_uuid())', :parent));
 
 ------------------------------------------------------------------------------
--- §5: each item is decided again when claimed. Before the items are claimed,
+-- Each item is decided again when claimed. Before the items are claimed,
 -- every tenant but 10 loses one thing: 11 its prerequisite, 13 olivia's
 -- membership (scope), 14 her capability (role downgraded), 15 its
 -- operability, 16 moves to workspace 2. Each of those items is blocked
@@ -147,9 +149,10 @@ UPDATE rungate.tenants SET status = 'active' WHERE id = 15;
 UPDATE rungate.tenants SET workspace_id = 1 WHERE id = 16;
 
 ------------------------------------------------------------------------------
--- §5 roll-up, some items succeeded: when the last item ends the parent
--- becomes partially_succeeded (audited), finished; its initiator gets one
--- notification and no item gets one (§7); the detail counts the items.
+-- Roll-up, some items succeeded: when the last item ends the parent becomes
+-- partially_succeeded (audited), finished; its initiator gets one
+-- notification and no item gets one (#notifications); the detail counts the
+-- items.
 ------------------------------------------------------------------------------
 SELECT status FROM rungate.complete(
          (SELECT id FROM rungate.runs WHERE parent_id = :parent AND status = 'running'),
@@ -161,7 +164,7 @@ SELECT actor_id, run_id = :parent AS for_parent, kind FROM rungate.notifications
 SELECT items FROM rungate.operation(100, :parent);
 
 ------------------------------------------------------------------------------
--- §5 roll-up, every item succeeded: succeeded. An item that fails with a
+-- Roll-up, every item succeeded: succeeded. An item that fails with a
 -- retry left goes back to queued and the parent waits for it; its retry is
 -- decided afresh and succeeds.
 ------------------------------------------------------------------------------
@@ -183,7 +186,7 @@ SELECT * FROM pg_temp.tree(:all_ok);
 SELECT actor_id, kind FROM rungate.notifications WHERE run_id = :all_ok;
 
 ------------------------------------------------------------------------------
--- §5 roll-up, every item blocked: after the fan-out olivia loses her
+-- Roll-up, every item blocked: after the fan-out olivia loses her
 -- workspace membership; every item is blocked, so the parent becomes blocked
 -- with reason all_items_blocked, category bulk (audit execution_blocked);
 -- its initiator is notified once.
@@ -200,7 +203,7 @@ SELECT actor_id, kind FROM rungate.notifications WHERE run_id = :all_blocked;
 INSERT INTO rungate.workspace_members (workspace_id, actor_id, role) VALUES (1, 100, 'owner');
 
 ------------------------------------------------------------------------------
--- §5 roll-up, otherwise: failed, with an error counting the items. One item
+-- Roll-up, otherwise: failed, with an error counting the items. One item
 -- fails for good; the other fails with a retry left, its tenant is
 -- suspended meanwhile, and the retry is blocked (a retry never inherits the
 -- authority of its first attempt). Nothing succeeded, not all were blocked.
@@ -254,7 +257,7 @@ SELECT actor_id, kind FROM rungate.notifications WHERE run_id IN (:cancel_all, :
 SELECT pg_temp.try(format('SELECT rungate.cancel(%s, 100)', :cancel_all));
 
 ------------------------------------------------------------------------------
--- §5 at scale: a bulk of 2,000 tenants fans out in one claim call (2,000
+-- At scale: a bulk of 2,000 tenants fans out in one claim call (2,000
 -- queued items, 2,000 'dispatched' rows). olivia owns the even-numbered
 -- tenants only, so one claim of 1,000 starts the even items and blocks
 -- every odd one on its own (actor_not_in_tenant); completing the started
@@ -300,16 +303,16 @@ SELECT r.id, r.status, count(n.id) AS notifications, min(n.actor_id) = r.initiat
  GROUP BY r.id ORDER BY r.id;
 
 ------------------------------------------------------------------------------
--- §1/§10.5: a tenant named by a queued bulk run is referenced by that run.
--- Whether its deletion is refused or the claim copes with it, the claim must
--- not fail: a claim that raises on this parent would raise again on every
--- later claim (the parent stays first in line), and no other run could
--- start. Expected: the claim succeeds, the unrelated run starts, the parent
--- is no longer queued.
+-- #authority-data, #no-run-lost: a tenant named by a queued bulk run is
+-- referenced by that run: its deletion is refused (23503). And the claim
+-- must not fail on that parent: a claim that raises on it would raise again
+-- on every later claim (the parent stays first in line), and no other run
+-- could start. Expected: the claim succeeds, the unrelated run starts, the
+-- parent is no longer queued.
 ------------------------------------------------------------------------------
 INSERT INTO rungate.tenants (id, workspace_id, name) VALUES (17, 1, 'acme-17');
 SELECT id AS doomed FROM rungate.enqueue_bulk('bulk.inventory.sync', 1, '{10,17}', 100) \gset
-SELECT pg_temp.try('DELETE FROM rungate.tenants WHERE id = 17') IS NOT NULL AS delete_attempted;
+SELECT split_part(pg_temp.try('DELETE FROM rungate.tenants WHERE id = 17'), ':', 1) AS delete_refused;
 SELECT id AS bystander FROM rungate.enqueue('inventory.sync', 1, 10, 100) \gset
 SELECT pg_temp.try('SELECT * FROM rungate.claim(''w'', NULL, 10)') AS claim;
 SELECT status AS bystander_status FROM rungate.runs WHERE id = :bystander;

@@ -1,5 +1,5 @@
--- system_run_blocked_execution_notification: who is told about a terminal
--- run (CONTRACT §3, §6, §7 notifications, §10.3).
+-- notifications: who is told about a terminal run
+-- (docs/guarantees.md#notifications, #blocked-not-failed, #atomic).
 --   * initiator-null (system authority) runs never create a notification,
 --     whatever their outcome: blocked at dispatch, at claim or at recheck,
 --     failed, succeeded, cancelled; they stay visible in rungate.runs and in
@@ -49,7 +49,8 @@ UPDATE rungate.tenant_prerequisites SET satisfied = true
 SELECT l.label, r.initiator_id, r.status, r.reason_code, r.reason_category
   FROM rungate.runs r JOIN label l ON l.run_id = r.id ORDER BY r.id;
 SELECT count(*) AS notifications FROM rungate.notifications;
--- Monitoring shows them, as system-authority blocked runs with reasons (§6).
+-- Monitoring shows them, as system-authority blocked runs with reasons
+-- (#blocked-not-failed).
 SELECT o.run_id = l.run_id AS listed, l.label, o.authority, o.initiator_id,
        o.status, o.reason_code
   FROM rungate.operations(100, 1) o JOIN label l ON l.run_id = o.run_id
@@ -151,7 +152,7 @@ SELECT CASE WHEN r.id = :b THEN 'parent' ELSE 'item t' || r.tenant_id END AS run
   FROM rungate.runs r WHERE r.id = :b OR r.parent_id = :b ORDER BY r.id;
 
 ------------------------------------------------------------------------------
--- 5. A rolled-back transaction leaves no notification (§10.3).
+-- 5. A rolled-back transaction leaves no notification (#atomic).
 ------------------------------------------------------------------------------
 SELECT count(*) AS notes_before FROM rungate.notifications \gset
 BEGIN;

@@ -1,6 +1,6 @@
--- queued_execution_retry_reauthorization: every attempt is decided afresh;
--- a retry never inherits the authority of an earlier attempt
--- (CONTRACT §3, §4 fail / reap_expired, §7, §10.4).
+-- retry_reauthorization: every attempt is decided afresh; a retry never
+-- inherits the authority of an earlier attempt (docs/guarantees.md#retries,
+-- #leases, #audit; fail and reap_expired in docs/reference.md).
 --   * fail(retryable) with attempts left: back to queued (audit
 --     retry_scheduled, attempt kept, lease void); the next claim starts
 --     attempt + 1 with a new lease

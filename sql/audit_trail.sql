@@ -1,10 +1,12 @@
--- queued_execution_audit_trail: rungate.audit_log (CONTRACT §3, §7, §10.3).
---   * the contract's columns, in order
+-- audit_trail: rungate.audit_log (docs/guarantees.md#audit, #atomic,
+-- #transitions).
+--   * the documented columns, in order
 --   * exactly one audit row per run creation and per status change, written
 --     by the transaction that makes the change (txid = txid_current() of that
 --     transaction), with the run's workspace, tenant and attempt, the
 --     decision behind it (allow / deny / null) and its checks
---   * every event of §7 is produced by the transition it names; for
+--   * every event (docs/reference.md#audit-events) is produced by the
+--     transition it names; for
 --     `cancelled` actor_id is the canceller, not the initiator
 --   * nothing survives a ROLLBACK (nor a rolled-back savepoint)
 --   * the log is append-only: hand-written INSERT, UPDATE, DELETE and
@@ -14,7 +16,11 @@ SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS rungate CASCADE;
 CREATE EXTENSION rungate;
 \set ECHO none
+\i test/fixtures/seed.sql
+\i test/fixtures/try.sql
+\set ECHO all
 -- pg_temp.try(stmt) (test/fixtures/try.sql): 'ok', or 'SQLSTATE: message'.
+
 -- pg_temp.audit: the audit rows of the runs in pg_temp.watch, the volatile
 -- columns as facts (at set, txid as the label of the step that wrote it).
 CREATE TEMP TABLE watch (run_id bigint PRIMARY KEY, label text NOT NULL);
@@ -31,31 +37,14 @@ SELECT w.label AS run, a.workspace_id AS ws, a.tenant_id AS tenant, a.attempt,
   FROM rungate.audit_log a
   JOIN watch w ON w.run_id = a.run_id
   LEFT JOIN step s ON s.txid = a.txid;
+
 ------------------------------------------------------------------------------
--- 1. The columns of §7, in order.
+-- 1. The columns of docs/reference.md#rungateaudit_log, in order.
 ------------------------------------------------------------------------------
 SELECT ordinal_position, column_name, data_type
   FROM information_schema.columns
  WHERE table_schema = 'rungate' AND table_name = 'audit_log'
  ORDER BY ordinal_position;
- ordinal_position |   column_name   |        data_type         
-------------------+-----------------+--------------------------
-                1 | id              | bigint
-                2 | at              | timestamp with time zone
-                3 | run_id          | bigint
-                4 | workspace_id    | bigint
-                5 | tenant_id       | bigint
-                6 | attempt         | integer
-                7 | event           | text
-                8 | authority       | text
-                9 | actor_id        | bigint
-               10 | decision        | text
-               11 | reason_code     | text
-               12 | reason_category | text
-               13 | checks          | jsonb
-               14 | worker          | text
-               15 | txid            | bigint
-(15 rows)
 
 ------------------------------------------------------------------------------
 -- 2. A run's whole life, one transaction per step: each step writes exactly
@@ -70,11 +59,6 @@ INSERT INTO watch VALUES (:a, 'A');
 -- Inside the writing transaction: its txid, at no earlier than its start.
 SELECT txid = txid_current() AS same_tx, at >= now() AS at_in_tx
   FROM rungate.audit_log WHERE run_id = :a;
- same_tx | at_in_tx 
----------+----------
- t       | t
-(1 row)
-
 COMMIT;
 BEGIN;
 INSERT INTO step VALUES (txid_current(), 'tx claim 1');
@@ -83,11 +67,6 @@ COMMIT;
 BEGIN;
 INSERT INTO step VALUES (txid_current(), 'tx fail retryable');
 SELECT status FROM rungate.fail(:a, :'tok', 'timeout', true);
- status 
---------
- queued
-(1 row)
-
 COMMIT;
 BEGIN;
 INSERT INTO step VALUES (txid_current(), 'tx claim 2');
@@ -95,60 +74,25 @@ SELECT lease_token AS tok FROM rungate.claim('audit-worker') \gset
 COMMIT;
 -- A heartbeat and a refused call are not status changes: no row.
 SELECT rungate.heartbeat(:a, :'tok') IS NOT NULL AS heartbeat_ok;
- heartbeat_ok 
---------------
- t
-(1 row)
-
 SELECT pg_temp.try(format('SELECT rungate.fail(%s, %L, %L)', :a, gen_random_uuid(), 'x')) AS stale_fail;
-                                 stale_fail                                 
-----------------------------------------------------------------------------
- RG409: cannot fail run 1: the lease token does not match its current lease
-(1 row)
-
 BEGIN;
 INSERT INTO step VALUES (txid_current(), 'tx complete');
 SELECT status FROM rungate.complete(:a, :'tok', '{"ok": true}');
-  status   
------------
- succeeded
-(1 row)
-
 COMMIT;
 SELECT run, ws, tenant, attempt, event, authority, actor_id, decision,
        reason_code, n_checks, failed, worker, has_at, written_by
   FROM audit WHERE run = 'A' ORDER BY id;
- run | ws | tenant | attempt |      event      | authority | actor_id | decision | reason_code | n_checks | failed |    worker    | has_at |    written_by     
------+----+--------+---------+-----------------+-----------+----------+----------+-------------+----------+--------+--------------+--------+-------------------
- A   |  1 |     10 |       0 | dispatched      | actor     |      100 | allow    |             |        9 |        |              | t      | tx enqueue
- A   |  1 |     10 |       1 | started         | actor     |      100 | allow    |             |        9 |        | audit-worker | t      | tx claim 1
- A   |  1 |     10 |       1 | retry_scheduled | actor     |      100 |          |             |          |        | audit-worker | t      | tx fail retryable
- A   |  1 |     10 |       2 | started         | actor     |      100 | allow    |             |        9 |        | audit-worker | t      | tx claim 2
- A   |  1 |     10 |       2 | succeeded       | actor     |      100 |          |             |          |        | audit-worker | t      | tx complete
-(5 rows)
-
 -- The at column follows the order of the changes.
 SELECT bool_and(at >= prev) AS at_ordered FROM (
   SELECT at, lag(at) OVER (ORDER BY id) AS prev FROM rungate.audit_log WHERE run_id = :a) x
  WHERE prev IS NOT NULL;
- at_ordered 
-------------
- t
-(1 row)
-
 -- The allow decisions carry the checks that rungate.decide gives now.
 SELECT event, checks = (SELECT d.checks FROM rungate.decide('inventory.sync', 1, 10, 100) d)
        AS checks_as_decided
   FROM rungate.audit_log WHERE run_id = :a AND decision = 'allow' ORDER BY id;
-   event    | checks_as_decided 
-------------+-------------------
- dispatched | t
- started    | t
- started    | t
-(3 rows)
 
 ------------------------------------------------------------------------------
--- 3. Every other event of §7, each from the transition it names.
+-- 3. Every other event, each from the transition it names.
 ------------------------------------------------------------------------------
 -- B: dispatch_blocked (rita's role lacks inventory.sync).
 BEGIN;
@@ -163,11 +107,6 @@ UPDATE rungate.actors SET status = 'disabled' WHERE id = 101;
 BEGIN;
 INSERT INTO step VALUES (txid_current(), 'tx claim C');
 SELECT count(*) AS claimed FROM rungate.claim('audit-worker');
- claimed 
----------
-       0
-(1 row)
-
 COMMIT;
 UPDATE rungate.actors SET status = 'active' WHERE id = 101;
 -- D: recheck_blocked (a restore whose tenant is suspended mid-run).
@@ -178,89 +117,40 @@ UPDATE rungate.tenants SET status = 'suspended' WHERE id = 10;
 BEGIN;
 INSERT INTO step VALUES (txid_current(), 'tx recheck D');
 SELECT allowed, reason_code FROM rungate.recheck(:d, :'tok');
- allowed |     reason_code     
----------+---------------------
- f       | tenant_not_operable
-(1 row)
-
 COMMIT;
 UPDATE rungate.tenants SET status = 'active' WHERE id = 10;
 -- E: lease_expired, then cancelled by oscar (101), not by its initiator.
 SELECT id AS e FROM rungate.enqueue('inventory.sync', 1, 10, 100) \gset
 INSERT INTO watch VALUES (:e, 'E');
 SELECT count(*) AS claimed FROM rungate.claim('lost-worker');
- claimed 
----------
-       1
-(1 row)
-
 UPDATE rungate.runs SET lease_expires_at = now() - interval '1 minute' WHERE id = :e;
 SELECT rungate.reap_expired() AS reaped;
- reaped 
---------
-      1
-(1 row)
-
 BEGIN;
 INSERT INTO step VALUES (txid_current(), 'tx cancel E');
 SELECT status FROM rungate.cancel(:e, 101);
-  status   
------------
- cancelled
-(1 row)
-
 COMMIT;
 -- F: failed (not retryable).
 SELECT id AS f FROM rungate.enqueue('inventory.sync', 1, 10, 100) \gset
 INSERT INTO watch VALUES (:f, 'F');
 SELECT lease_token AS tok FROM rungate.claim('audit-worker') \gset
 SELECT status FROM rungate.fail(:f, :'tok', 'bad credentials');
- status 
---------
- failed
-(1 row)
-
 -- G: cancelled by nobody in particular (no actor: system authority).
 SELECT id AS g FROM rungate.enqueue('provider.connection.verify', 1, 10, 100) \gset
 INSERT INTO watch VALUES (:g, 'G');
 SELECT status FROM rungate.cancel(:g);
-  status   
------------
- cancelled
-(1 row)
-
 -- H: a bulk parent (tenants 10, 11) whose items are dispatched when it
 -- starts; one item succeeds and one fails: partially_succeeded.
 SELECT id AS h FROM rungate.enqueue_bulk('bulk.inventory.sync', 1, '{10,11}', 100) \gset
 INSERT INTO watch VALUES (:h, 'H');
 SELECT count(*) AS handed_out FROM rungate.claim('bulk-worker', ARRAY['bulk.inventory.sync']);
- handed_out 
-------------
-          0
-(1 row)
-
 INSERT INTO watch SELECT id, 'H item t' || tenant_id FROM rungate.runs WHERE parent_id = :h;
 CREATE TEMP TABLE items AS
 SELECT run_id, lease_token, tenant_id FROM rungate.claim('item-worker', ARRAY['inventory.sync'], 2);
 SELECT status FROM rungate.complete((SELECT run_id FROM items WHERE tenant_id = 10),
                                     (SELECT lease_token FROM items WHERE tenant_id = 10));
-  status   
------------
- succeeded
-(1 row)
-
 SELECT status FROM rungate.fail((SELECT run_id FROM items WHERE tenant_id = 11),
                                 (SELECT lease_token FROM items WHERE tenant_id = 11), 'quota');
- status 
---------
- failed
-(1 row)
-
 SELECT status FROM rungate.runs WHERE id = :h;
-       status        
----------------------
- partially_succeeded
-(1 row)
 
 -- (worker shown for the claim's rows; written_by for the steps above that
 -- recorded their transaction, '-' for the others)
@@ -269,54 +159,12 @@ SELECT run, ws, tenant, attempt, event, authority, actor_id, decision,
        CASE WHEN event IN ('started', 'execution_blocked') THEN worker END AS claim_worker,
        written_by
   FROM audit WHERE run <> 'A' ORDER BY run, id;
-    run     | ws | tenant | attempt |        event        | authority | actor_id | decision |     reason_code     | reason_category | n_checks |       failed        |  claim_worker  |  written_by  
-------------+----+--------+---------+---------------------+-----------+----------+----------+---------------------+-----------------+----------+---------------------+----------------+--------------
- B          |  1 |     10 |       0 | dispatch_blocked    | actor     |      102 | deny     | capability_missing  | capability      |        9 | capability_missing  |                | tx enqueue B
- C          |  1 |     10 |       0 | dispatched          | actor     |      101 | allow    |                     |                 |        9 |                     |                | -
- C          |  1 |     10 |       0 | execution_blocked   | actor     |      101 | deny     | actor_disabled      | scope           |        9 | actor_disabled      | audit-worker   | tx claim C
- D          |  1 |     10 |       0 | dispatched          | actor     |      100 | allow    |                     |                 |        9 |                     |                | -
- D          |  1 |     10 |       1 | started             | actor     |      100 | allow    |                     |                 |        9 |                     | restore-worker | -
- D          |  1 |     10 |       1 | recheck_blocked     | actor     |      100 | deny     | tenant_not_operable | operability     |        9 | tenant_not_operable |                | tx recheck D
- E          |  1 |     10 |       0 | dispatched          | actor     |      100 | allow    |                     |                 |        9 |                     |                | -
- E          |  1 |     10 |       1 | started             | actor     |      100 | allow    |                     |                 |        9 |                     | lost-worker    | -
- E          |  1 |     10 |       1 | lease_expired       | actor     |      100 |          |                     |                 |          |                     |                | -
- E          |  1 |     10 |       1 | cancelled           | actor     |      101 |          |                     |                 |          |                     |                | tx cancel E
- F          |  1 |     10 |       0 | dispatched          | actor     |      100 | allow    |                     |                 |        9 |                     |                | -
- F          |  1 |     10 |       1 | started             | actor     |      100 | allow    |                     |                 |        9 |                     | audit-worker   | -
- F          |  1 |     10 |       1 | failed              | actor     |      100 |          |                     |                 |          |                     |                | -
- G          |  1 |     10 |       0 | dispatched          | actor     |      100 | allow    |                     |                 |        9 |                     |                | -
- G          |  1 |     10 |       0 | cancelled           | system    |          |          |                     |                 |          |                     |                | -
- H          |  1 |        |       0 | dispatched          | actor     |      100 | allow    |                     |                 |        5 |                     |                | -
- H          |  1 |        |       1 | started             | actor     |      100 | allow    |                     |                 |        5 |                     | bulk-worker    | -
- H          |  1 |        |       1 | partially_succeeded | actor     |      100 |          |                     |                 |          |                     |                | -
- H item t10 |  1 |     10 |       0 | dispatched          | actor     |      100 |          |                     |                 |          |                     |                | -
- H item t10 |  1 |     10 |       1 | started             | actor     |      100 | allow    |                     |                 |        9 |                     | item-worker    | -
- H item t10 |  1 |     10 |       1 | succeeded           | actor     |      100 |          |                     |                 |          |                     |                | -
- H item t11 |  1 |     11 |       0 | dispatched          | actor     |      100 |          |                     |                 |          |                     |                | -
- H item t11 |  1 |     11 |       1 | started             | actor     |      100 | allow    |                     |                 |        9 |                     | item-worker    | -
- H item t11 |  1 |     11 |       1 | failed              | actor     |      100 |          |                     |                 |          |                     |                | -
-(24 rows)
-
--- Every event of §7 occurred above.
+-- Every documented event occurred above.
 SELECT e AS event, EXISTS (SELECT 1 FROM rungate.audit_log a WHERE a.event = e) AS seen
   FROM unnest(ARRAY['dispatched', 'dispatch_blocked', 'started', 'execution_blocked',
                     'recheck_blocked', 'succeeded', 'partially_succeeded', 'failed',
                     'retry_scheduled', 'lease_expired', 'cancelled']) AS e
  ORDER BY e;
-        event        | seen 
----------------------+------
- cancelled           | t
- dispatch_blocked    | t
- dispatched          | t
- execution_blocked   | t
- failed              | t
- lease_expired       | t
- partially_succeeded | t
- recheck_blocked     | t
- retry_scheduled     | t
- started             | t
- succeeded           | t
-(11 rows)
 
 ------------------------------------------------------------------------------
 -- 4. One row per creation and per status change, for every run: the rows
@@ -340,21 +188,12 @@ SELECT count(*) AS runs,
            bool_or(a.workspace_id <> r.workspace_id
                    OR a.tenant_id IS DISTINCT FROM r.tenant_id) AS scope_mismatch
       FROM rungate.audit_log a WHERE a.run_id = r.id) x;
- runs | last_row_disagrees | attempt_disagrees | bad_first_row | scope_mismatch 
-------+--------------------+-------------------+---------------+----------------
-   10 |                  0 |                 0 |             0 |              0
-(1 row)
-
 SELECT count(*) AS audit_rows_without_run
   FROM rungate.audit_log a WHERE NOT EXISTS (SELECT 1 FROM rungate.runs r WHERE r.id = a.run_id);
- audit_rows_without_run 
-------------------------
-                      0
-(1 row)
 
 ------------------------------------------------------------------------------
 -- 5. Nothing after a ROLLBACK: the run, its rows and its notification go
---    together (§10.3).
+--    together (#atomic).
 ------------------------------------------------------------------------------
 SELECT (SELECT count(*) FROM rungate.runs) AS runs_before,
        (SELECT count(*) FROM rungate.audit_log) AS audit_before,
@@ -362,53 +201,23 @@ SELECT (SELECT count(*) FROM rungate.runs) AS runs_before,
 BEGIN;
 SELECT id AS rb FROM rungate.enqueue('inventory.sync', 1, 10, 100) \gset
 SELECT count(*) AS claimed FROM rungate.claim('audit-worker');
- claimed 
----------
-       1
-(1 row)
-
 SELECT event FROM rungate.audit_log WHERE run_id = :rb ORDER BY id;
-   event    
-------------
- dispatched
- started
-(2 rows)
-
 ROLLBACK;
 BEGIN;
 SELECT status FROM rungate.enqueue('inventory.sync', 1, 10, 102);
- status  
----------
- blocked
-(1 row)
-
 ROLLBACK;
 BEGIN;
 SAVEPOINT s;
 SELECT status FROM rungate.enqueue('inventory.sync', 1, 10, 100);
- status 
---------
- queued
-(1 row)
-
 ROLLBACK TO SAVEPOINT s;
 COMMIT;
 SELECT count(*) AS rows_of_rolled_back_run FROM rungate.audit_log WHERE run_id = :rb;
- rows_of_rolled_back_run 
--------------------------
-                       0
-(1 row)
-
 SELECT (SELECT count(*) FROM rungate.runs) - :runs_before AS runs_added,
        (SELECT count(*) FROM rungate.audit_log) - :audit_before AS audit_added,
        (SELECT count(*) FROM rungate.notifications) - :notes_before AS notes_added;
- runs_added | audit_added | notes_added 
-------------+-------------+-------------
-          0 |           0 |           0
-(1 row)
 
 ------------------------------------------------------------------------------
--- 6. Append-only (§7): hand-written writes are RG409, for a superuser too,
+-- 6. Append-only (#audit): hand-written writes are RG409, for a superuser too,
 --    also under session_replication_role = replica.
 ------------------------------------------------------------------------------
 SELECT count(*) AS audit_rows FROM rungate.audit_log \gset
@@ -421,14 +230,6 @@ SELECT label, pg_temp.try(stmt) AS result
     (4, 'truncate', $$TRUNCATE rungate.audit_log$$)
   ) AS t(k, label, stmt)
  ORDER BY k;
-  label   |                              result                              
-----------+------------------------------------------------------------------
- insert   | RG409: audit rows are written only by rungate's functions
- update   | RG409: rungate.audit_log is append-only: UPDATE is not allowed
- delete   | RG409: rungate.audit_log is append-only: DELETE is not allowed
- truncate | RG409: rungate.audit_log is append-only: TRUNCATE is not allowed
-(4 rows)
-
 SET session_replication_role = replica;
 SELECT label, pg_temp.try(stmt) AS replica_result
   FROM (VALUES
@@ -439,26 +240,8 @@ SELECT label, pg_temp.try(stmt) AS replica_result
     (4, 'truncate', $$TRUNCATE rungate.audit_log$$)
   ) AS t(k, label, stmt)
  ORDER BY k;
-  label   |                          replica_result                          
-----------+------------------------------------------------------------------
- insert   | RG409: audit rows are written only by rungate's functions
- update   | RG409: rungate.audit_log is append-only: UPDATE is not allowed
- delete   | RG409: rungate.audit_log is append-only: DELETE is not allowed
- truncate | RG409: rungate.audit_log is append-only: TRUNCATE is not allowed
-(4 rows)
-
 RESET session_replication_role;
 SELECT count(*) - :audit_rows AS rows_changed_count FROM rungate.audit_log;
- rows_changed_count 
---------------------
-                  0
-(1 row)
-
 SELECT count(*) AS blocked_rows_with_reason FROM rungate.audit_log
  WHERE event IN ('execution_blocked', 'dispatch_blocked', 'recheck_blocked')
    AND reason_code IS NOT NULL;
- blocked_rows_with_reason 
---------------------------
-                        3
-(1 row)
-

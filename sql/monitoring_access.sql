@@ -1,5 +1,5 @@
--- canonical_operations_access: who may call the operations surfaces, and
--- what each kind of viewer gets (CONTRACT §6, §9).
+-- monitoring_access: who may call the operations surfaces, and what each
+-- kind of viewer gets (docs/guarantees.md#monitoring, #errors).
 --   RG404  outside scope, or nonexistent: the two are indistinguishable
 --   RG403  in scope, but no membership in it grants operations.view
 --   RG400  bad arguments

@@ -1,25 +1,25 @@
--- operation_type_definitions: the legitimacy contract of an operation type
--- is validated when it is defined (CONTRACT §1, §9), and the authority data
--- keeps its invariants (§1).
+-- operation_type_validation: the legitimacy rules of an operation type are
+-- validated when it is defined (docs/guarantees.md#operation-types,
+-- #errors), and the authority data keeps its invariants (#authority-data).
 --   * an incomplete or contradictory type is rejected with RG400 whose
 --     message names the field at fault, on INSERT and on UPDATE, and
 --     nothing is stored
 --   * the scope (and item_operation) of a type with queued or running runs
 --     cannot change (RG400)
---   * valid definitions succeed, with the contract's defaults
---   * statuses outside the contract's sets are rejected (CHECK, 23514)
+--   * valid definitions succeed, with the documented defaults
+--   * statuses outside the documented sets are rejected (CHECK, 23514)
 --   * tenants and actors (and workspaces, types) that runs reference cannot
 --     be deleted (foreign keys, 23503)
 SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS rungate CASCADE;
 CREATE EXTENSION rungate;
 \set ECHO none
+\i test/fixtures/seed.sql
+\i test/fixtures/try.sql
+\set ECHO all
 -- pg_temp.try(stmt) (test/fixtures/try.sql): 'ok', or 'SQLSTATE: message'.
+
 SELECT count(*) AS fixture_types FROM rungate.operation_types;
- fixture_types 
----------------
-             5
-(1 row)
 
 -- ---------------------------------------------------------------------
 -- Rejected at definition time (INSERT): RG400, naming the field.
@@ -106,46 +106,13 @@ SELECT k, label, pg_temp.try(stmt) AS result
        VALUES (NULL, 'inventory.sync')$$)
   ) v(k, label, stmt)
  ORDER BY k;
- k  |                          label                          |                                             result                                             
-----+---------------------------------------------------------+------------------------------------------------------------------------------------------------
-  1 | tenant-scoped bulk type                                 | RG400: operation type "bad.bulk" is a tenant-scoped bulk type
-  2 | workspace type with prerequisites                       | RG400: operation type "bad.ws" is workspace-scoped and cannot have prerequisites
-  3 | workspace type, requires_operable_tenant true           | RG400: operation type "bad.ws" is workspace-scoped and cannot require an operable tenant
-  4 | workspace type, requires_operable_tenant default (true) | RG400: operation type "bad.ws" is workspace-scoped and cannot require an operable tenant
-  5 | unknown item_operation                                  | RG400: item_operation "no.such.op" of operation type "bad.bulk" is not an operation type
-  6 | item_operation is a workspace type                      | RG400: item_operation "reports.export" of operation type "bad.bulk" is workspace-scoped
-  7 | item_operation is a bulk type                           | RG400: item_operation "bulk.inventory.sync" of operation type "bad.bulk" is itself a bulk type
-  8 | item_operation is the type itself                       | RG400: operation type "bad.bulk" cannot be its own item_operation
-  9 | max_attempts 0                                          | RG400: max_attempts of operation type "bad.t" must be at least 1, not 0
- 10 | max_attempts -1                                         | RG400: max_attempts of operation type "bad.t" must be at least 1, not -1
- 11 | max_attempts null                                       | RG400: max_attempts of operation type "bad.t" must not be null
- 12 | lease 0                                                 | RG400: lease of operation type "bad.t" must be positive, not @ 0
- 13 | lease -1 minute                                         | RG400: lease of operation type "bad.t" must be positive, not @ 1 min ago
- 14 | lease 1 day -25 hours                                   | RG400: lease of operation type "bad.t" must be positive, not @ 1 day -25 hours
- 15 | lease null                                              | RG400: lease of operation type "bad.t" must not be null
- 16 | null capability                                         | RG400: capability of operation type "bad.t" must not be null
- 17 | empty capability                                        | RG400: capability of operation type "bad.t" must not be empty
- 18 | bad scope                                               | RG400: scope of operation type "bad.t" must be tenant or workspace, not 'global'
- 19 | null scope                                              | RG400: scope of operation type "bad.t" must be tenant or workspace, not null
- 20 | null prerequisite element                               | RG400: prerequisites of operation type "bad.t" must not contain nulls
- 21 | empty prerequisite name                                 | RG400: prerequisites of operation type "bad.t" must not contain empty names
- 22 | null prerequisites                                      | RG400: prerequisites of operation type "bad.t" must not be null
- 23 | empty name                                              | RG400: operation type name must not be empty
- 24 | null allow_system                                       | RG400: allow_system of operation type "bad.t" must not be null
- 25 | two-dimensional prerequisites                           | RG400: prerequisites of operation type "bad.t" must be a one-dimensional array
- 26 | null name                                               | RG400: operation type name must not be null
-(26 rows)
 
 -- Nothing of the above was stored.
 SELECT count(*) AS types, count(*) FILTER (WHERE name LIKE 'bad.%') AS bad_types
   FROM rungate.operation_types;
- types | bad_types 
--------+-----------
-     5 |         0
-(1 row)
 
 -- ---------------------------------------------------------------------
--- Valid definitions succeed, with the contract's defaults (§1).
+-- Valid definitions succeed, with the defaults of docs/reference.md#tables.
 -- ---------------------------------------------------------------------
 -- A tenant type with only the required columns.
 INSERT INTO rungate.operation_types (name, capability) VALUES ('provider.consent.refresh', 'provider.manage');
@@ -164,23 +131,11 @@ SELECT name, capability, scope, requires_operable_tenant, prerequisites, allow_s
  WHERE name IN ('provider.consent.refresh', 'workspace.audit.export',
                 'bulk.provider.verify', 'tenant.offboard')
  ORDER BY name;
-           name           |   capability    |   scope   | requires_operable_tenant |     prerequisites     | allow_system | writes |       item_operation       | max_attempts |   lease   
---------------------------+-----------------+-----------+--------------------------+-----------------------+--------------+--------+----------------------------+--------------+-----------
- bulk.provider.verify     | bulk.sync       | workspace | f                        | {}                    | f            | f      | provider.connection.verify |            1 | @ 30 secs
- provider.consent.refresh | provider.manage | tenant    | t                        | {}                    | f            | f      |                            |            3 | @ 5 mins
- tenant.offboard          | restore.execute | tenant    | f                        | {provider_connection} | f            | t      |                            |            3 | @ 5 mins
- workspace.audit.export   | reports.run     | workspace | f                        | {}                    | t            | f      |                            |            3 | @ 5 mins
-(4 rows)
-
 -- The new types are usable at once.
 SELECT (rungate.decide('provider.consent.refresh', 1, 10, 100)).allowed AS tenant_type,
        (rungate.decide('workspace.audit.export', 1, NULL, NULL)).allowed AS workspace_type,
        (rungate.decide('bulk.provider.verify', 1, NULL, 100)).allowed AS bulk_type,
        (rungate.decide('tenant.offboard', 1, 12, 100)).allowed AS offboard_onboarding_tenant;
- tenant_type | workspace_type | bulk_type | offboard_onboarding_tenant 
--------------+----------------+-----------+----------------------------
- t           | t              | t         | t
-(1 row)
 
 -- ---------------------------------------------------------------------
 -- Updates that would make a type contradictory or incomplete: RG400, and
@@ -224,30 +179,7 @@ SELECT k, label, pg_temp.try(stmt) AS result
      $$UPDATE rungate.operation_types SET prerequisites = prerequisites || NULL::text WHERE name = 'restore.execute'$$)
   ) v(k, label, stmt)
  ORDER BY k;
- k  |                      label                       |                                                                result                                                                
-----+--------------------------------------------------+--------------------------------------------------------------------------------------------------------------------------------------
-  1 | workspace type gets prerequisites                | RG400: operation type "reports.export" is workspace-scoped and cannot have prerequisites
-  2 | workspace type requires an operable tenant       | RG400: operation type "reports.export" is workspace-scoped and cannot require an operable tenant
-  3 | tenant type with prerequisites becomes workspace | RG400: operation type "restore.execute" is workspace-scoped and cannot have prerequisites
-  4 | bulk type becomes tenant-scoped                  | RG400: operation type "bulk.inventory.sync" is a tenant-scoped bulk type
-  5 | bulk item becomes a workspace type               | RG400: item_operation "reports.export" of operation type "bulk.inventory.sync" is workspace-scoped
-  6 | bulk item becomes a bulk type                    | RG400: item_operation "bulk.provider.verify" of operation type "bulk.inventory.sync" is itself a bulk type
-  7 | bulk item becomes itself                         | RG400: operation type "bulk.inventory.sync" cannot be its own item_operation
-  8 | bulk item becomes unknown                        | RG400: item_operation "no.such.op" of operation type "bulk.inventory.sync" is not an operation type
-  9 | tenant type gets an item_operation               | RG400: operation type "restore.execute" is a tenant-scoped bulk type
- 10 | an item type becomes workspace-scoped            | RG400: operation type "inventory.sync" cannot become workspace-scoped: bulk type "bulk.inventory.sync" uses it as its item_operation
- 11 | max_attempts 0                                   | RG400: max_attempts of operation type "restore.execute" must be at least 1, not 0
- 12 | lease 0                                          | RG400: lease of operation type "restore.execute" must be positive, not @ 0
- 13 | capability emptied                               | RG400: capability of operation type "restore.execute" must not be empty
- 14 | scope unknown                                    | RG400: scope of operation type "restore.execute" must be tenant or workspace, not 'tenants'
- 15 | prerequisite null element                        | RG400: prerequisites of operation type "restore.execute" must not contain nulls
-(15 rows)
-
 SELECT pg_temp.types_digest() = :'types_before' AS types_unchanged;
- types_unchanged 
------------------
- t
-(1 row)
 
 -- Consistent updates succeed: a tenant type with no live runs and no bulk
 -- user becomes workspace-scoped when it drops its tenant-only fields in the
@@ -265,11 +197,6 @@ SELECT name, capability, scope, requires_operable_tenant, prerequisites, item_op
   FROM rungate.operation_types
  WHERE name IN ('provider.consent.refresh', 'bulk.provider.verify')
  ORDER BY name;
-           name           |   capability   |   scope   | requires_operable_tenant |     prerequisites     | item_operation | max_attempts |   lease   
---------------------------+----------------+-----------+--------------------------+-----------------------+----------------+--------------+-----------
- bulk.provider.verify     | bulk.sync      | workspace | f                        | {}                    | inventory.sync |            1 | @ 30 secs
- provider.consent.refresh | inventory.sync | tenant    | t                        | {provider_connection} |                |            5 | @ 1 min
-(2 rows)
 
 -- ---------------------------------------------------------------------
 -- The scope (or item_operation) of a type with queued or running runs
@@ -279,109 +206,43 @@ SELECT id AS r_ws, status FROM rungate.enqueue('workspace.audit.export', 1) \gse
 SELECT pg_temp.try($$UPDATE rungate.operation_types
                         SET scope = 'tenant', requires_operable_tenant = true
                       WHERE name = 'workspace.audit.export'$$) AS scope_change_queued;
-                                            scope_change_queued                                            
------------------------------------------------------------------------------------------------------------
- RG400: scope of operation type "workspace.audit.export" cannot change while it has queued or running runs
-(1 row)
-
 -- a change of another column is fine
 SELECT pg_temp.try($$UPDATE rungate.operation_types SET max_attempts = 4
                       WHERE name = 'workspace.audit.export'$$) AS attempts_change_queued;
- attempts_change_queued 
-------------------------
- ok
-(1 row)
-
 -- running (it stays running to the end of this file)
 SELECT run_id = :r_ws AS claimed_it FROM rungate.claim('w', ARRAY['workspace.audit.export']);
- claimed_it 
-------------
- t
-(1 row)
-
 SELECT status FROM rungate.runs WHERE id = :r_ws;
- status  
----------
- running
-(1 row)
-
 SELECT pg_temp.try($$UPDATE rungate.operation_types
                         SET scope = 'tenant', requires_operable_tenant = true
                       WHERE name = 'workspace.audit.export'$$) AS scope_change_running;
-                                           scope_change_running                                            
------------------------------------------------------------------------------------------------------------
- RG400: scope of operation type "workspace.audit.export" cannot change while it has queued or running runs
-(1 row)
-
 SELECT scope FROM rungate.operation_types WHERE name = 'workspace.audit.export';
-   scope   
------------
- workspace
-(1 row)
 
 -- A queued bulk parent: its item_operation cannot change either.
 SELECT id AS r_bulk, status FROM rungate.enqueue_bulk('bulk.provider.verify', 1, ARRAY[10]::bigint[], 100) \gset
 SELECT pg_temp.try($$UPDATE rungate.operation_types SET item_operation = 'provider.connection.verify'
                       WHERE name = 'bulk.provider.verify'$$) AS item_change_queued;
-                                                item_change_queued                                                
-------------------------------------------------------------------------------------------------------------------
- RG400: item_operation of operation type "bulk.provider.verify" cannot change while it has queued or running runs
-(1 row)
-
 -- nor can the type stop being a bulk type
 SELECT pg_temp.try($$UPDATE rungate.operation_types SET item_operation = NULL
                       WHERE name = 'bulk.provider.verify'$$) AS item_removed_queued;
-                                               item_removed_queued                                                
-------------------------------------------------------------------------------------------------------------------
- RG400: item_operation of operation type "bulk.provider.verify" cannot change while it has queued or running runs
-(1 row)
-
 SELECT item_operation FROM rungate.operation_types WHERE name = 'bulk.provider.verify';
- item_operation 
-----------------
- inventory.sync
-(1 row)
 
 -- Once its runs are terminal, the item_operation may change.
 SELECT status FROM rungate.cancel(:r_bulk, 100);
-  status   
------------
- cancelled
-(1 row)
-
 SELECT pg_temp.try($$UPDATE rungate.operation_types SET item_operation = 'provider.connection.verify'
                       WHERE name = 'bulk.provider.verify'$$) AS item_change_cancelled;
- item_change_cancelled 
------------------------
- ok
-(1 row)
-
 SELECT status FROM rungate.enqueue('inventory.sync', 1, 10, 100);
- status 
---------
- queued
-(1 row)
-
 -- (the queued inventory.sync run makes no difference to other types)
 SELECT pg_temp.try($$UPDATE rungate.operation_types
                         SET scope = 'workspace', requires_operable_tenant = false, prerequisites = '{}'
                       WHERE name = 'provider.consent.refresh'$$) AS other_type_scope_change;
- other_type_scope_change 
--------------------------
- ok
-(1 row)
-
 -- and a tenant-scoped item type with a queued run keeps its scope
 SELECT pg_temp.try($$UPDATE rungate.operation_types
                         SET scope = 'workspace', requires_operable_tenant = false, prerequisites = '{}'
                       WHERE name = 'inventory.sync'$$) AS item_type_scope_change_queued;
-                                   item_type_scope_change_queued                                   
----------------------------------------------------------------------------------------------------
- RG400: scope of operation type "inventory.sync" cannot change while it has queued or running runs
-(1 row)
 
 -- ---------------------------------------------------------------------
--- Statuses outside the contract's sets are rejected: CHECK, 23514 (§1).
+-- Statuses outside the documented sets are rejected: CHECK, 23514
+-- (#authority-data).
 -- ---------------------------------------------------------------------
 SELECT k, label, pg_temp.try(stmt) AS result
   FROM (VALUES
@@ -395,49 +256,16 @@ SELECT k, label, pg_temp.try(stmt) AS result
     (8, 'actor update archived',    $$UPDATE rungate.actors SET status = 'archived' WHERE id = 100$$)
   ) v(k, label, stmt)
  ORDER BY k;
- k |          label           |                                            result                                            
----+--------------------------+----------------------------------------------------------------------------------------------
- 1 | workspace insert deleted | 23514: new row for relation "workspaces" violates check constraint "workspaces_status_check"
- 2 | workspace update paused  | 23514: new row for relation "workspaces" violates check constraint "workspaces_status_check"
- 3 | workspace update Active  | 23514: new row for relation "workspaces" violates check constraint "workspaces_status_check"
- 4 | tenant insert paused     | 23514: new row for relation "tenants" violates check constraint "tenants_status_check"
- 5 | tenant update disabled   | 23514: new row for relation "tenants" violates check constraint "tenants_status_check"
- 6 | actor insert banned      | 23514: new row for relation "actors" violates check constraint "actors_status_check"
- 7 | actor update suspended   | 23514: new row for relation "actors" violates check constraint "actors_status_check"
- 8 | actor update archived    | 23514: new row for relation "actors" violates check constraint "actors_status_check"
-(8 rows)
-
--- every status of the contract is accepted
+-- every documented status is accepted
 BEGIN;
 SELECT s AS workspace_status, pg_temp.try(format('UPDATE rungate.workspaces SET status = %L WHERE id = 1', s))
   FROM unnest(ARRAY['active', 'suspended', 'archived']) s ORDER BY s;
- workspace_status | try 
-------------------+-----
- active           | ok
- archived         | ok
- suspended        | ok
-(3 rows)
-
 SELECT s AS tenant_status, pg_temp.try(format('UPDATE rungate.tenants SET status = %L WHERE id = 10', s))
   FROM unnest(ARRAY['active', 'onboarding', 'suspended', 'disconnected', 'archived']) s ORDER BY s;
- tenant_status | try 
----------------+-----
- active        | ok
- archived      | ok
- disconnected  | ok
- onboarding    | ok
- suspended     | ok
-(5 rows)
-
 SELECT s AS actor_status, pg_temp.try(format('UPDATE rungate.actors SET status = %L WHERE id = 100', s))
   FROM unnest(ARRAY['active', 'disabled']) s ORDER BY s;
- actor_status | try 
---------------+-----
- active       | ok
- disabled     | ok
-(2 rows)
-
 ROLLBACK;
+
 -- ---------------------------------------------------------------------
 -- Tenants and actors that runs reference are never deleted: the foreign
 -- keys restrict (23503). They are archived or disabled instead. (The same
@@ -449,11 +277,6 @@ ROLLBACK;
 -- them goes, so only the run's foreign keys stand in the way.
 SELECT id AS r_fk, status, reason_code FROM rungate.enqueue('inventory.sync', 1, 11, 101) \gset
 SELECT status, reason_code FROM rungate.runs WHERE id = :r_fk;
- status  |     reason_code     
----------+---------------------
- blocked | actor_not_in_tenant
-(1 row)
-
 DELETE FROM rungate.tenant_members WHERE tenant_id = 11;
 DELETE FROM rungate.tenant_prerequisites WHERE tenant_id = 11;
 DELETE FROM rungate.tenant_members WHERE actor_id = 101;
@@ -465,34 +288,12 @@ SELECT k, label, pg_temp.try(stmt) AS result
     (3, 'delete type of a run',      $$DELETE FROM rungate.operation_types WHERE name = 'workspace.audit.export'$$)
   ) v(k, label, stmt)
  ORDER BY k;
- k |           label           |                                                          result                                                          
----+---------------------------+--------------------------------------------------------------------------------------------------------------------------
- 1 | delete tenant of a run    | 23503: update or delete on table "tenants" violates foreign key constraint "runs_tenant_id_fkey" on table "runs"
- 2 | delete initiator of a run | 23503: update or delete on table "actors" violates foreign key constraint "runs_initiator_id_fkey" on table "runs"
- 3 | delete type of a run      | 23503: update or delete on table "operation_types" violates foreign key constraint "runs_operation_fkey" on table "runs"
-(3 rows)
-
 SELECT (SELECT count(*) FROM rungate.tenants WHERE id = 11) AS tenant_11,
        (SELECT count(*) FROM rungate.actors WHERE id = 101) AS actor_101;
- tenant_11 | actor_101 
------------+-----------
-         1 |         1
-(1 row)
-
 -- archiving and disabling them is the way, and the run stays as it was
 UPDATE rungate.tenants SET status = 'archived' WHERE id = 11;
 UPDATE rungate.actors SET status = 'disabled' WHERE id = 101;
 SELECT status, tenant_id, initiator_id FROM rungate.runs WHERE id = :r_fk;
- status  | tenant_id | initiator_id 
----------+-----------+--------------
- blocked |        11 |          101
-(1 row)
-
 -- an actor no run references can be deleted
 INSERT INTO rungate.actors (id, name) VALUES (106, 'temp');
 SELECT pg_temp.try('DELETE FROM rungate.actors WHERE id = 106') AS delete_unreferenced_actor;
- delete_unreferenced_actor 
----------------------------
- ok
-(1 row)
-

@@ -1,6 +1,7 @@
--- execute_restore_run_execution_reauthorization: restore.execute, a write
--- family (writes = true), is re-authorized at claim and again before side
--- effects (CONTRACT §2, §3, §4, §8, §9).
+-- recheck_and_fence: restore.execute, a write family (writes = true), is
+-- re-authorized at claim and again before side effects, and its side
+-- effects are fenced (docs/guarantees.md#recheck, #fence,
+-- #claim-reauthorization, #dispatch, #errors).
 --   * each revocation between dispatch and claim blocks the run at claim;
 --     restores need an actor (allow_system = false), so a system dispatch is
 --     blocked at dispatch; malformed enqueues raise RG400, create nothing
@@ -95,7 +96,7 @@ SELECT x.label AS revocation, r.*
 SELECT status, count(*) FROM rungate.runs GROUP BY status ORDER BY status;
 
 ------------------------------------------------------------------------------
--- 2. Dispatch-time blocking (§4 enqueue): returned blocked, no exception,
+-- 2. Dispatch-time blocking (#dispatch): returned blocked, no exception,
 --    audit dispatch_blocked; restores cannot run on system authority.
 ------------------------------------------------------------------------------
 CREATE TEMP TABLE denied AS
@@ -122,7 +123,7 @@ SELECT pg_temp.try($$SELECT rungate.enqueue('restore.execute', 1, NULL, 100)$$) 
 SELECT count(*) - :runs_before AS runs_created FROM rungate.runs;
 
 ------------------------------------------------------------------------------
--- 4. The application fences its restore side effects (§8).
+-- 4. The application fences its restore side effects (#fence).
 ------------------------------------------------------------------------------
 CREATE TABLE restore_items (
     id      serial PRIMARY KEY,
@@ -171,10 +172,10 @@ SELECT event, decision, reason_code, reason_category, attempt,
        (SELECT string_agg(c->>'code', ', ') FROM jsonb_array_elements(checks) c
          WHERE NOT (c->>'passed')::boolean) AS failed_checks
   FROM rungate.audit_log WHERE run_id = :r1 ORDER BY id;
--- The initiator is told once (§7).
+-- The initiator is told once (#notifications).
 SELECT actor_id, kind FROM rungate.notifications WHERE run_id = :r1 ORDER BY id;
 
--- The lease is void: the worker's old token no longer works (§4, §10.4).
+-- The lease is void: the worker's old token no longer works (#leases).
 SELECT pg_temp.try(format('SELECT rungate.complete(%s, %L)', :r1, :'tok')) AS complete_old_token;
 SELECT pg_temp.try(format('SELECT rungate.heartbeat(%s, %L)', :r1, :'tok')) AS heartbeat_old_token;
 SELECT pg_temp.try(format('SELECT rungate.fail(%s, %L, %L)', :r1, :'tok', 'gave up')) AS fail_old_token;

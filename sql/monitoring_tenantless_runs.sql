@@ -1,7 +1,7 @@
--- tenantless_operation_run_viewer: workspace-scoped (tenantless) runs are
--- seen through the workspace role, also by a viewer with no tenant
--- membership at all; the list's filters, keyset paging and order; the
--- detail's payload, result, items and audit trail (CONTRACT §6).
+-- monitoring_tenantless_runs: workspace-scoped (tenantless) runs are seen
+-- through the workspace role, also by a viewer with no tenant membership at
+-- all; the list's filters, keyset paging and order; the detail's payload,
+-- result, items and audit trail (docs/guarantees.md#monitoring).
 SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS rungate CASCADE;
 CREATE EXTENSION rungate;

@@ -1,8 +1,10 @@
--- provider_execution_reauthorization: provider.connection.verify runs are
--- re-authorized when a worker claims them (CONTRACT §2, §3, §4, §9).
+-- claim_reauthorization_provider: provider.connection.verify runs are
+-- re-authorized when a worker claims them
+-- (docs/guarantees.md#claim-reauthorization, #decision, #blocked,
+-- #dispatch, #errors).
 --   * each revocation committed between dispatch and claim blocks the run at
---     claim with the reason_code / reason_category of §2, actor-bound and
---     system authority (the type allows system runs)
+--     claim with the decision's reason_code / reason_category, actor-bound
+--     and system authority (the type allows system runs)
 --   * the decision reads the state as it is at claim: authority restored
 --     before the claim lets the run start; a change the decision does not
 --     depend on (the workspace role, for a tenant run) does not block it
@@ -68,14 +70,16 @@ SELECT status, reason_code, reason_category, reason_message, attempt,
        started_at IS NULL AS never_started, lease_expires_at IS NULL AS no_lease,
        finished_at IS NOT NULL AS finished
   FROM rungate.runs WHERE id = :run1;
--- The blocked run stays visible in monitoring with its stable reason (§6).
+-- The blocked run stays visible in monitoring with its stable reason
+-- (#blocked-not-failed).
 SELECT status, reason_code, reason_category
   FROM rungate.operations(100, 1) WHERE run_id = :run1;
 INSERT INTO rungate.tenant_members VALUES (10, 101, 'operator');
 
 ------------------------------------------------------------------------------
 -- 2. Each revocation between dispatch and claim, actor-bound (oscar):
---    the claim blocks the run with the §2 reason; the control row starts.
+--    the claim blocks the run with the decision's reason; the control row
+--    starts.
 ------------------------------------------------------------------------------
 SELECT 'no revocation (control)' AS revocation, *
   FROM pg_temp.reauth(101, NULL, NULL);
@@ -123,8 +127,8 @@ SELECT 'prerequisite deleted' AS revocation, *
   FROM pg_temp.reauth(101,
     $$DELETE FROM rungate.tenant_prerequisites WHERE tenant_id = 10 AND name = 'provider_connection'$$,
     $$INSERT INTO rungate.tenant_prerequisites VALUES (10, 'provider_connection', true)$$);
--- Several revocations at once: the first failing check in §2 order is the
--- reason; every failure is in the checks.
+-- Several revocations at once: the first failing check in #decision order is
+-- the reason; every failure is in the checks.
 SELECT 'actor disabled + tenant suspended + prerequisite lost' AS revocation, *
   FROM pg_temp.reauth(101,
     $$UPDATE rungate.actors SET status = 'disabled' WHERE id = 101;
@@ -160,8 +164,8 @@ SELECT run_id = :run2 AS same_run, attempt FROM rungate.claim('provider-worker')
 
 ------------------------------------------------------------------------------
 -- 4. System authority (no initiator): the actor checks do not apply, the
---    tenant, operability and prerequisite checks do (§2); and a type that
---    stops allowing system runs blocks the queued ones.
+--    tenant, operability and prerequisite checks do (#decision); and a type
+--    that stops allowing system runs blocks the queued ones.
 ------------------------------------------------------------------------------
 SELECT 'system: no revocation (control)' AS revocation, *
   FROM pg_temp.reauth(NULL, NULL, NULL);
@@ -196,7 +200,7 @@ SELECT a.event, a.authority, a.actor_id IS NULL AS no_actor, count(*)
  GROUP BY 1, 2, 3 ORDER BY 1, 2, 3;
 
 ------------------------------------------------------------------------------
--- 5. Dispatch-time blocking still works (§4 enqueue): a denied dispatch is
+-- 5. Dispatch-time blocking still works (#dispatch): a denied dispatch is
 --    recorded blocked and returned, no exception; no claim starts it.
 ------------------------------------------------------------------------------
 SELECT count(*) AS queued_before FROM rungate.runs WHERE status = 'queued';
@@ -225,8 +229,8 @@ SELECT d.label, r.status FROM dispatch_denied d JOIN rungate.runs r USING (id)
 UPDATE rungate.tenants SET status = 'onboarding' WHERE id = 12;
 
 ------------------------------------------------------------------------------
--- 6. Malformed enqueues raise RG400 and create nothing (§4, §9): no run,
---    no audit row, no notification.
+-- 6. Malformed enqueues raise RG400 and create nothing (#dispatch, #errors):
+--    no run, no audit row, no notification.
 ------------------------------------------------------------------------------
 SELECT (SELECT count(*) FROM rungate.runs) AS runs_before,
        (SELECT count(*) FROM rungate.audit_log) AS audit_before,

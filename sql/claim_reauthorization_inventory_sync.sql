@@ -1,11 +1,13 @@
--- run_inventory_sync_execution_reauthorization: inventory.sync runs are
--- re-authorized when a worker claims them (CONTRACT §2, §3, §4, §9, §10.3).
+-- claim_reauthorization_inventory_sync: inventory.sync runs are
+-- re-authorized when a worker claims them
+-- (docs/guarantees.md#claim-reauthorization, #decision, #blocked,
+-- #dispatch, #errors, #atomic).
 --   * each revocation committed between dispatch and claim blocks the run at
---     claim with the §2 reason_code / reason_category, before any side
---     effect (never running, no lease, no `started` row)
+--     claim with the decision's reason_code / reason_category, before any
+--     side effect (never running, no lease, no `started` row)
 --   * a batch claim decides each run on its own: legitimate runs start,
 --     revoked ones are blocked in the same transaction and not returned;
---     a claim that rolls back leaves its blocked runs queued (§10.3)
+--     a claim that rolls back leaves its blocked runs queued (#atomic)
 --   * scheduled (initiator-null) syncs are blocked by tenant, workspace and
 --     prerequisite changes, never by actor-side ones
 --   * dispatch-time blocking still works; malformed enqueues raise RG400
@@ -82,7 +84,7 @@ INSERT INTO revocation VALUES
 
 ------------------------------------------------------------------------------
 -- 1. Actor-bound syncs (olivia): each revocation between dispatch and claim
---    blocks the run with its §2 reason; the control starts.
+--    blocks the run with its reason; the control starts.
 ------------------------------------------------------------------------------
 SELECT v.k, v.label AS revocation, r.*
   FROM revocation v, LATERAL pg_temp.reauth(100, v.revoke, v.restore) AS r
@@ -100,7 +102,8 @@ SELECT v.k, v.label AS revocation, r.dispatched, r.claimed, r.status,
  ORDER BY v.k;
 
 ------------------------------------------------------------------------------
--- 3. One claim, several runs: each is decided on its own (§4 claim).
+-- 3. One claim, several runs: each is decided on its own
+--    (#claim-reauthorization).
 --    Syncs of tenants 10 and 11 by olivia and of tenant 10 by oscar; then
 --    tenant 11 loses provider_connection and oscar is disabled.
 ------------------------------------------------------------------------------
@@ -113,7 +116,7 @@ UPDATE rungate.tenant_prerequisites SET satisfied = false
 UPDATE rungate.actors SET status = 'disabled' WHERE id = 101;
 
 -- A claim that rolls back takes its blocks with it: the runs stay queued
--- and no execution_blocked row survives (§10.3).
+-- and no execution_blocked row survives (#atomic).
 BEGIN;
 SELECT payload->>'sync' AS claimed_in_rolled_back_tx
   FROM rungate.claim('inventory-worker', NULL, 10) ORDER BY run_id;
@@ -175,7 +178,7 @@ SELECT d.label, d.status, d.reason_code, d.reason_category, d.attempt,
 SELECT count(*) AS claimed FROM rungate.claim('inventory-worker', NULL, 10);
 
 ------------------------------------------------------------------------------
--- 6. Malformed enqueues raise RG400 and create nothing (§4, §9).
+-- 6. Malformed enqueues raise RG400 and create nothing (#dispatch, #errors).
 ------------------------------------------------------------------------------
 SELECT (SELECT count(*) FROM rungate.runs) AS runs_before,
        (SELECT count(*) FROM rungate.audit_log) AS audit_before \gset

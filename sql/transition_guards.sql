@@ -1,5 +1,6 @@
--- queued_execution_middleware_ordering: a run is never `running` before the
--- legitimacy decision passes (CONTRACT §3, §4).
+-- transition_guards: a run is never `running` before the legitimacy
+-- decision passes, and changes status only through rungate's functions
+-- (docs/guarantees.md#transitions, #blocked, #claim-reauthorization).
 --   * a claim the decision denies leaves the run blocked with its reason,
 --     attempt 0, no started_at, no lease, no worker, no `started` audit row
 --   * runs are created and change status only inside rungate's functions:
@@ -38,7 +39,7 @@ LANGUAGE sql AS $$
 $$;
 
 ------------------------------------------------------------------------------
--- 1. A denied claim never makes the run running (§3, §4 claim).
+-- 1. A denied claim never makes the run running (#blocked).
 --    oscar (101) queues an inventory sync of tenant 10, then loses his
 --    tenant membership before a worker claims it.
 ------------------------------------------------------------------------------
@@ -68,7 +69,7 @@ SELECT * FROM pg_temp.run(:ok_run);
 SELECT pg_temp.events(:ok_run);
 
 ------------------------------------------------------------------------------
--- 2. Runs are created only by rungate.enqueue / enqueue_bulk (§3): a
+-- 2. Runs are created only by rungate.enqueue / enqueue_bulk: a
 --    hand-written INSERT is RG409, whatever the status, and creates nothing.
 ------------------------------------------------------------------------------
 SELECT count(*) AS runs_before FROM rungate.runs \gset
@@ -83,7 +84,7 @@ SELECT count(*) - :runs_before AS runs_created FROM rungate.runs;
 
 ------------------------------------------------------------------------------
 -- 3. A hand-written UPDATE of status is RG409 whatever the pair, `running`
---    included (§3); the run is left as it was.
+--    included; the run is left as it was.
 ------------------------------------------------------------------------------
 SELECT id AS queued_run FROM rungate.enqueue('inventory.sync', 1, 10, 100) \gset
 SELECT s AS to_status,
@@ -108,7 +109,7 @@ SELECT * FROM pg_temp.run(:ok_run);
 SELECT pg_temp.events(:queued_run) AS queued_events, pg_temp.events(:ok_run) AS running_events;
 
 ------------------------------------------------------------------------------
--- 4. A terminal run cannot change at all (§3): not its status, not its
+-- 4. A terminal run cannot change at all: not its status, not its
 --    priority, run_at, payload or reason.
 ------------------------------------------------------------------------------
 SELECT c AS change,
@@ -121,8 +122,8 @@ SELECT c AS change,
 SELECT * FROM pg_temp.run(:denied_run);
 
 ------------------------------------------------------------------------------
--- 5. Runs cannot be deleted or truncated by hand (§3, §7: purge is the only
---    way out): queued, running and terminal runs alike.
+-- 5. Runs cannot be deleted or truncated by hand (#retention: purge is the
+--    only way out): queued, running and terminal runs alike.
 ------------------------------------------------------------------------------
 SELECT pg_temp.try(format('DELETE FROM rungate.runs WHERE id = %s', :queued_run)) AS delete_queued,
        pg_temp.try(format('DELETE FROM rungate.runs WHERE id = %s', :ok_run)) AS delete_running,
@@ -154,8 +155,9 @@ SELECT * FROM pg_temp.run(:queued_run);
 SELECT * FROM pg_temp.run(:ok_run);
 
 ------------------------------------------------------------------------------
--- 7. priority and run_at of a queued run are the owner's to edit (§3), and
---    claim takes due runs by priority (higher first), then age (§4).
+-- 7. priority and run_at of a queued run are the owner's to edit, and
+--    claim takes due runs by priority (higher first), then age
+--    (docs/reference.md#claim).
 ------------------------------------------------------------------------------
 -- Settle the runs of the blocks above so only the four below are queued.
 SELECT status FROM rungate.cancel(:queued_run);

@@ -1,7 +1,8 @@
--- operation_run_blocked_execution_presentation: a run denied at claim (or at
--- recheck, or at dispatch) is presented as blocked, with the reason and the
--- audited decision, in the list and in the detail; a failed run shows its
--- error. Nothing presents blocked as failed (CONTRACT §3, §6, §7).
+-- monitoring_blocked_not_failed: a run denied at claim (or at recheck, or
+-- at dispatch) is presented as blocked, with the reason and the audited
+-- decision, in the list and in the detail; a failed run shows its error.
+-- Nothing presents blocked as failed (docs/guarantees.md#blocked-not-failed,
+-- #blocked, #monitoring, #audit).
 SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS rungate CASCADE;
 CREATE EXTENSION rungate;

@@ -1,9 +1,11 @@
--- queued_execution_contract_matrix: every operation type of the fixture x
--- authority mode x kind of revocation (CONTRACT §1, §2, §3, §4).
+-- claim_reauthorization_matrix: every operation type of the fixture x
+-- authority mode x kind of revocation (docs/guarantees.md#authority-data,
+-- #decision, #transitions, #claim-reauthorization).
 --   Part 1: rungate.decide under each revocation: one table, one row per
---           (operation, authority, scenario), with the reason code of §2.
+--           (operation, authority, scenario), with its reason code.
 --   Part 2: the same revocations made after dispatch: the queued run is
---           blocked by claim with the same reason, never started (§3, §4).
+--           blocked by claim with the same reason, never started
+--           (#blocked, #claim-reauthorization).
 -- Operation types (test/fixtures/seed.sql):
 --   provider.connection.verify  tenant     allow_system  {provider_connection}
 --   inventory.sync              tenant     allow_system  {provider_connection}
@@ -21,7 +23,8 @@ CREATE EXTENSION rungate;
 \i test/fixtures/try.sql
 \set ECHO all
 
--- The revocations: ordinary DML on the authority tables (§1), each with the
+-- The revocations: ordinary DML on the authority tables (#authority-data),
+-- each with the
 -- DML that restores the fixture. :cap stands for the capability of the
 -- operation at hand.
 CREATE TEMP TABLE scenario (k int PRIMARY KEY, scenario text, revoke text, restore text);
@@ -101,7 +104,7 @@ $$;
 SELECT pg_temp.fixture_digest() AS fixture_before \gset
 
 -- ---------------------------------------------------------------------
--- Part 1: the decision matrix. §2: actor authority evaluates checks 1-9
+-- Part 1: the decision matrix. #decision: actor authority evaluates checks 1-9
 -- (1, 2, 3, 6, 7 for workspace types); system authority 1, 4, 7, 8, 9
 -- (1, 7): revocations of actors, memberships and roles do not concern it,
 -- and types without allow_system deny it whatever else holds. Workspace
@@ -131,7 +134,8 @@ SELECT (SELECT count(*) FROM rungate.runs) AS runs,
        pg_temp.fixture_digest() = :'fixture_before' AS fixture_unchanged;
 
 -- ---------------------------------------------------------------------
--- Part 2: dispatched while legitimate, revoked, then claimed (§3, §4).
+-- Part 2: dispatched while legitimate, revoked, then claimed
+-- (#claim-reauthorization).
 -- The claim decides against the state as it is now: the run becomes
 -- blocked with the decision's reason, is not handed to the worker, never
 -- gets started_at, a lease or a 'started' audit row, and its
@@ -224,7 +228,7 @@ SELECT v.operation, CASE WHEN v.a IS NULL THEN 'system' ELSE 'actor' END AS auth
  ORDER BY v.n;
 
 -- The blocked runs as a worker-free observer sees them: blocked, with the
--- reason code of §2, never failed.
+-- reason code of its decision, never failed.
 SELECT status, reason_code, reason_category, count(*) AS runs
   FROM rungate.runs
  GROUP BY 1, 2, 3
