@@ -9,7 +9,7 @@
 # initdb refuses root: as root, the tests run as the postgres OS user, from a
 # temporary copy of test/t and test/fixtures (TESTDIR: logs and nodes under
 # its tmp_check/). Installs libipc-run-perl when missing. Bounded by
-# RG_TAP_TIMEOUT seconds (default 240). Keep the logs with RG_TAP_KEEP=1.
+# RG_TAP_TIMEOUT seconds (default 600). Keep the logs with RG_TAP_KEEP=1.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 case ${RG_PG:-} in
