@@ -140,6 +140,20 @@ take_run(TupleTableSlot *slot, void *arg)
 	rg_run_from_slot(slot, &b->rows[b->n++]);
 }
 
+/*
+ * A claim's working memory (its batches, decisions and queue scans) lives
+ * in a context kept across claims and reset when the next one starts: in
+ * SPI's context, freed at SPI_finish, every claim grew the heap and gave it
+ * back (two system calls and fresh pages per call). Only the outermost
+ * claim of a backend uses it; a claim inside one (a trigger's) uses SPI's.
+ */
+#define CLAIM_CXT_SIZE (256 * 1024)
+static MemoryContext claim_cxt = NULL;
+static bool claim_cxt_busy = false;
+
+static int	claim_runs(ReturnSetInfo *rsinfo, const char *worker, ArrayType *ops,
+					   int32 max_runs, bool *at_limit);
+
 /* rungate.claim(worker, operations, max_runs) RETURNS SETOF rungate.claimed */
 Datum
 rg_claim(PG_FUNCTION_ARGS)
@@ -149,11 +163,9 @@ rg_claim(PG_FUNCTION_ARGS)
 	char	   *worker;
 	ArrayType  *ops = NULL;
 	int32		max_runs;
-	int			started = 0;
-	int			extra = 0;
-	int			blocked = 0;
 	bool		at_limit = false;
-	Oid			runs = rg_relid("runs", false);
+	bool		own_cxt = !claim_cxt_busy;
+	MemoryContext spi;
 
 	rg_require_arg(fcinfo, 0, "worker");
 	worker = text_to_cstring(PG_GETARG_TEXT_PP(0));
@@ -181,9 +193,52 @@ rg_claim(PG_FUNCTION_ARGS)
 	require_read_committed("rungate.claim");
 	RG_MATERIALIZE_SRF(fcinfo);
 	SPI_connect();
-	rg_flow_claim_begin();
+	if (own_cxt)
+	{
+		if (claim_cxt == NULL)
+			claim_cxt = AllocSetContextCreate(TopMemoryContext, "rungate claim",
+											  CLAIM_CXT_SIZE, CLAIM_CXT_SIZE,
+											  4 * CLAIM_CXT_SIZE);
+		else
+			MemoryContextReset(claim_cxt);
+		claim_cxt_busy = true;
+	}
+	spi = MemoryContextSwitchTo(own_cxt ? claim_cxt : CurrentMemoryContext);
+	PG_TRY();
+	{
+		rg_flow_claim_begin();
+		(void) claim_runs(rsinfo, worker, ops, max_runs, &at_limit);
+		rg_flow_claim_end();
+	}
+	PG_FINALLY();
+	{
+		if (own_cxt)
+			claim_cxt_busy = false;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(spi);
+	if (at_limit)
+		Async_Notify("rungate_queued", "{\"claim_block_limit\": true}");
+	SPI_finish();
+	rg_metrics_claim(claim_started);
+	return (Datum) 0;
+}
 
-	while (started < max_runs && !at_limit)
+/*
+ * Claim's loop: fetch a batch in fair order, decide it, block the denied,
+ * start the allowed that flow control admits. Returns the runs started.
+ */
+static int
+claim_runs(ReturnSetInfo *rsinfo, const char *worker, ArrayType *ops,
+		   int32 max_runs, bool *at_limit)
+{
+	int			started = 0;
+	int			extra = 0;
+	int			blocked = 0;
+	Oid			runs = rg_relid("runs", false);
+
+
+	while (started < max_runs && !*at_limit)
 	{
 		int			want,
 					nrows,
@@ -243,7 +298,7 @@ rg_claim(PG_FUNCTION_ARGS)
 				if (blocked >= claim_block_limit)
 				{
 					/* bounded work: workers are told to call again */
-					at_limit = true;
+					*at_limit = true;
 					break;
 				}
 			}
@@ -264,13 +319,7 @@ rg_claim(PG_FUNCTION_ARGS)
 		started += nstart;
 		extra = Min(extra * 2 + nblocked, MAX_CLAIM_RUNS);
 	}
-	if (at_limit)
-		Async_Notify("rungate_queued", "{\"claim_block_limit\": true}");
-
-	rg_flow_claim_end();
-	SPI_finish();
-	rg_metrics_claim(claim_started);
-	return (Datum) 0;
+	return started;
 }
 
 /* ------------------------------------------------------------------------
