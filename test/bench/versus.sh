@@ -159,6 +159,11 @@ for side in base head; do
     rg_die "building $side failed (log: $LOGS/build.$side.log)"
   fi
   chmod -R go+rX "$WORK/$side"   # the servers run as postgres
+  # what CREATE EXTENSION will install there: this side's version, nothing else
+  v=$(ctlver <"$("${PGC[$side]}" --sharedir)/extension/rungate.control")
+  [ "$v" = "$(ctlver <"${SRC[$side]}/rungate.control")" ] \
+    || rg_die "$side: the copy's rungate.control says $v, the source $(ctlver <"${SRC[$side]}/rungate.control")"
+  rg_log "$side: rungate $v installed in $("${PGC[$side]}" --sharedir | sed 's|/share/.*||')"
 done
 chmod 755 "$WORK/base" "$WORK/head"
 
