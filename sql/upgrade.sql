@@ -218,6 +218,19 @@ SELECT c.oid::regclass AS on_table, c.reloptions
 SELECT rungate.purge_batch(now() - interval '1 year', 10) AS purged_nothing_old;
 
 ------------------------------------------------------------------------------
+-- 9d. What 1.7 changes: the indexes of rungate.runs that operations reads
+--     (runs_tenant_status_idx in; runs_tenant_idx and runs_workspace_idx
+--     out), and operations reads the runs written under 1.0 through them,
+--     newest first, as the plans did (sql/operations_paging.sql compares).
+------------------------------------------------------------------------------
+SELECT i.indexrelid::regclass AS index,
+       regexp_replace(pg_get_indexdef(i.indexrelid), '.* USING ', '') AS definition
+  FROM pg_index i WHERE i.indrelid = 'rungate.runs'::regclass
+ ORDER BY i.indexrelid::regclass::text;
+SELECT run_id, tenant_id, status FROM rungate.operations(100, 1);
+SELECT run_id, tenant_id, status FROM rungate.operations(101, 1, max_rows => 1, before_id => 11);
+
+------------------------------------------------------------------------------
 -- 10. The guards still refuse (RG409, CONTRACT §3, §7, §8), in replica mode
 --     too: hand-written transitions and inserts, changes to terminal runs,
 --     audit changes, and writes to the fenced table for a run not running.
