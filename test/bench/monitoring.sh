@@ -81,12 +81,14 @@ pages() {
       || rg_die "$kind: the page is not 100 runs"
   done
 
-  echo "| call | none (µs) | $OTHERS others (µs) | ratio (median of rounds) | target | 1.6's plans with the others (µs, ratio) |" >"$MD.rows"
-  echo "|---|---|---|---|---|---|" >>"$MD.rows"
+  echo "| call | none (µs) | $OTHERS others (µs) | ratio (median of rounds) | target | 1.6's plans with the others (µs, ratio) | others' CPU (max) |" >"$MD.rows"
+  echo "|---|---|---|---|---|---|---|" >>"$MD.rows"
   for kind in scoped tenant status; do
     local a=${ARGS[$kind]} i t0 t1 x ratios=() nones=() otherss=() m mn mo v o16
     echo "== $kind: operations(1, 1, $a) ($(elapsed))"
+    local c0 o others_max=0
     for ((i = 1; i <= ROUNDS; i++)); do
+      cpu_snapshot; c0=$SNAP
       if ((i % 2)); then
         t0=$(q -d $none -c "SELECT round(bench.page_us($a, $CALLS))")
         t1=$(q -d $others -c "SELECT round(bench.page_us($a, $CALLS))")
@@ -94,8 +96,10 @@ pages() {
         t1=$(q -d $others -c "SELECT round(bench.page_us($a, $CALLS))")
         t0=$(q -d $none -c "SELECT round(bench.page_us($a, $CALLS))")
       fi
+      cpu_snapshot; o=$(other_cpu "$c0" "$SNAP")
+      others_max=$(( o > others_max ? o : others_max ))
       x=$(ratio "$t1" "$t0")
-      printf '  round %d: none %6d µs   others %6d µs   ratio %s\n' "$i" "$t0" "$t1" "$x"
+      printf '  round %d: none %6d µs   others %6d µs   ratio %s   (others used %d%% CPU)\n' "$i" "$t0" "$t1" "$x" "$o"
       ratios+=("$x") nones+=("$t0") otherss+=("$t1")
     done
     m=$(printf '%s\n' "${ratios[@]}" | median)
@@ -104,7 +108,7 @@ pages() {
     v=$(atmost "$m" 1.5)
     o16=$(q -d $old -c "SELECT round(bench.page_us($a, 3))")
     echo "  median: none $mn µs, others $mo µs; ratio $m (target <= 1.5): $v; 1.6's plans: $o16 µs"
-    echo "| $kind | $mn | $mo | $m | ≤ 1.5 $v | $o16 ($(ratio "$o16" "$mn")) |" >>"$MD.rows"
+    echo "| $kind | $mn | $mo | $m | ≤ 1.5 $v | $o16 ($(ratio "$o16" "$mn")) | $others_max% |" >>"$MD.rows"
   done
   {
     echo "## Pages: the same page with and without $OTHERS runs of others"
@@ -116,6 +120,7 @@ pages() {
     echo "Median of $CALLS calls timed in the server per database and round, $ROUNDS alternating rounds;"
     echo "the ratio is per round, its median shown. 1.6's plans: the same data in a database"
     echo "created at 1.6, 3 calls, once (its ratio against 1.7's page without others)."
+    echo "Others' CPU: the most that processes outside the benchmark used in a round, in % of all cores."
     echo
     cat "$MD.rows"
     echo
@@ -144,12 +149,12 @@ writers() {
   psql -X -q -v ON_ERROR_STOP=1 -v extversion=1.6 -d $old -f "$here/setup.sql" >/dev/null
   q -d $new -c "SELECT 'rungate.runs indexes at 1.7: ' || count(*) FROM pg_index WHERE indrelid = 'rungate.runs'::regclass"
   q -d $old -c "SELECT 'rungate.runs indexes at 1.6: ' || count(*) FROM pg_index WHERE indrelid = 'rungate.runs'::regclass"
-  echo "| measure | 1.7 (per s) | 1.6 (per s) | ratio 1.7 / 1.6 (median of rounds) | target |" >"$MD.rows"
-  echo "|---|---|---|---|---|" >>"$MD.rows"
+  echo "| measure | 1.7 (per s) | 1.6 (per s) | ratio 1.7 / 1.6 (median of rounds) | target | others' CPU (max) |" >"$MD.rows"
+  echo "|---|---|---|---|---|---|" >>"$MD.rows"
   local script label
   for script in monitoring_enqueue.sql rg_claim.sql; do
     label=enqueue; [ "$script" = rg_claim.sql ] && label=claim top= top_seen=
-    local i r1 r0 x ratios=() news=() olds=() m mn mo v
+    local i r1 r0 x ratios=() news=() olds=() m mn mo v c0 o others_max=0
     echo "== $label: 1.7 against 1.6 ($(elapsed))"
     for ((i = 1; i <= ROUNDS; i++)); do
       if [ "$label" = claim ]; then
@@ -162,8 +167,10 @@ writers() {
       fi
       q -d $new -c "VACUUM ANALYZE rungate.runs" && q -d $old -c "VACUUM ANALYZE rungate.runs"
       q -d postgres -c "CHECKPOINT"
+      cpu_snapshot; c0=$SNAP
       if ((i % 2)); then rate $new $script; r1=$RATE; rate $old $script; r0=$RATE
       else rate $old $script; r0=$RATE; rate $new $script; r1=$RATE; fi
+      cpu_snapshot; o=$(other_cpu "$c0" "$SNAP")
       x=$(ratio "$r1" "$r0")
       top=$(( r1 > r0 ? r1 : r0 ))
       top=$(( top > ${top_seen:-0} ? top : ${top_seen:-0} )) top_seen=$top
@@ -171,7 +178,8 @@ writers() {
         echo "  round $i: 1.7 $r1/s, 1.6 $r0/s: VOID (a queue ran dry)"
         continue
       fi
-      printf '  round %d: 1.7 %6d/s   1.6 %6d/s   ratio %s\n' "$i" "$r1" "$r0" "$x"
+      printf '  round %d: 1.7 %6d/s   1.6 %6d/s   ratio %s   (others used %d%% CPU)\n' "$i" "$r1" "$r0" "$x" "$o"
+      others_max=$(( o > others_max ? o : others_max ))
       ratios+=("$x") news+=("$r1") olds+=("$r0")
     done
     m=$(printf '%s\n' "${ratios[@]}" | median)
@@ -179,7 +187,7 @@ writers() {
     mo=$(printf '%s\n' "${olds[@]}" | median %.0f)
     v=$(verdict "$m" 0.95)
     echo "  median: 1.7 $mn/s, 1.6 $mo/s; ratio $m (target >= 0.95): $v"
-    echo "| $label | $mn | $mo | $m | ≥ 0.95 $v |" >>"$MD.rows"
+    echo "| $label | $mn | $mo | $m | ≥ 0.95 $v | $others_max% |" >>"$MD.rows"
   done
   {
     echo "## Writers: 1.7's indexes against 1.6's"
@@ -189,6 +197,7 @@ writers() {
     echo "claim: \`rungate.claim(w)\` (rg_claim.sql) of the runs the enqueue rounds queued;"
     echo "$CLIENTS clients, ${SECS} s per measure, $ROUNDS alternating rounds, synchronous_commit off."
     echo "1.7 replaces runs_tenant_idx and runs_workspace_idx by runs_tenant_status_idx."
+    echo "Others' CPU: the most that processes outside the benchmark used in a round, in % of all cores."
     echo
     cat "$MD.rows"
     echo
