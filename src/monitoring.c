@@ -21,8 +21,12 @@
  *
  * Must never write anything: both functions are STABLE and only run SELECT
  * kept plans, through rg_exec with the internal-write gate closed (each
- * query takes a fresh snapshot, like every other rungate read). Statuses and reasons are returned as stored; a
- * blocked run is never presented as failed, and nothing is synthesized.
+ * query takes a fresh snapshot, like every other rungate read), and since
+ * 1.7 the list's page is read by index scans of its own, on a snapshot of
+ * its own (below, "The page in C"): what a page costs follows what the
+ * viewer may see, not the size of the workspace. Statuses and reasons are
+ * returned as stored; a blocked run is never presented as failed, and
+ * nothing is synthesized.
  */
 #include "postgres.h"
 
@@ -87,7 +91,9 @@ PG_FUNCTION_INFO_V1(rg_operation);
 
 /*
  * The viewer's scope in a workspace (and in the filtered tenant), in one
- * row; no row when the actor does not exist.
+ * row; no row when the actor does not exist. The last two columns are what
+ * the page in C reads: the tenants the viewer may see, and whether it may
+ * see every run of the workspace.
  *   $1 viewer, $2 workspace, $3 tenant filter (null: none)
  */
 static RgPlan list_scope_plan = {
@@ -137,8 +143,9 @@ enum
 };
 
 /*
- * The page itself. The four filter combinations each get their own kept
- * plan, so that each generic plan can use its index: (workspace_id, id),
+ * The page itself, on schemas before 1.7 (without runs_tenant_status_idx;
+ * since 1.7 it is read in C, below). The four filter combinations each get
+ * their own kept plan, so that each generic plan can use its index: (workspace_id, id),
  * (workspace_id, status, id) and (tenant_id, id). All four take the same
  * parameters (those a plan does not use are simply not referenced):
  *   $1 viewer, $2 workspace, $3 before_id (INT64_MAX when none),
@@ -329,8 +336,8 @@ typedef struct PageRead
 
 /*
  * The btree of rungate.runs named name (InvalidOid when there is none),
- * checked to be on the columns atts (page_table's), ascending, over every
- * row, and valid: the merge relies on that order.
+ * checked to be on the columns cols (page_table's PT_*), ascending, over
+ * every row, and valid: the merge relies on that order.
  */
 static Oid
 page_index(Relation rel, const char *name, const int *cols, int ncols)
@@ -477,6 +484,43 @@ cmp_int64(const void *a, const void *b)
 	return x > y ? 1 : (x < y ? -1 : 0);
 }
 
+/* The tenants of an int8[] (the scope's S_VIEW_TENANTS), ascending, once each. */
+static int64 *
+view_tenants(Datum array, int *ntenants)
+{
+	ArrayType  *arr = DatumGetArrayTypeP(array);
+	Datum	   *elems;
+	int64	   *tenants;
+	int			n;
+	int			i;
+	int			k = 0;
+
+	deconstruct_array(arr, INT8OID, sizeof(int64), FLOAT8PASSBYVAL,
+					  TYPALIGN_DOUBLE, &elems, NULL, &n);
+	tenants = palloc(sizeof(int64) * Max(n, 1));
+	for (i = 0; i < n; i++)
+		tenants[i] = DatumGetInt64(elems[i]);
+	qsort(tenants, n, sizeof(int64), cmp_int64);
+	for (i = 0; i < n; i++)
+		if (k == 0 || tenants[k - 1] != tenants[i])
+			tenants[k++] = tenants[i];
+	*ntenants = k;
+	return tenants;
+}
+
+/* status's place in run_statuses (a valid status) */
+static int
+status_index(const char *status)
+{
+	int			i;
+
+	for (i = 0; i < (int) lengthof(run_statuses); i++)
+		if (strcmp(status, run_statuses[i]) == 0)
+			return i;
+	elog(ERROR, "rungate: unknown run status \"%s\"", status);
+	return -1;					/* keep the compiler quiet */
+}
+
 /*
  * What the viewer may see and asked for (LIST_VISIBLE and the filters):
  * pass the checks of rg_operations.
@@ -516,9 +560,9 @@ page_read(ReturnSetInfo *rsinfo, Relation rel, Oid tidx_oid, const PageView *v)
 	static const int walk_cols[] = {PT_WORKSPACE, PT_STATUS, PT_ID};
 	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext,
 											  "rungate operations page",
-											  ALLOCSET_DEFAULT_SIZES);
+											  (Size) 0, (Size) 8192, (Size) 8388608);
 	MemoryContext rowcxt = AllocSetContextCreate(cxt, "rungate operations row",
-												 ALLOCSET_SMALL_SIZES);
+												 (Size) 0, (Size) 1024, (Size) 8192);
 	MemoryContext old = MemoryContextSwitchTo(cxt);
 	TupleDesc	heapdesc = RelationGetDescr(rel);
 	PageRead	pr;
@@ -788,30 +832,14 @@ rg_operations(PG_FUNCTION_ARGS)
 	if (OidIsValid(tidx))
 	{
 		PageView	v;
-		ArrayType  *arr = DatumGetArrayTypeP(rg_get_datum(0, S_VIEW_TENANTS, NULL));
-		Datum	   *elems;
-		int			n;
-		int			k;
 
-		deconstruct_array(arr, INT8OID, sizeof(int64), FLOAT8PASSBYVAL,
-						  TYPALIGN_DOUBLE, &elems, NULL, &n);
-		v.tenants = palloc(sizeof(int64) * Max(n, 1));
-		for (i = 0; i < (uint64) n; i++)
-			v.tenants[i] = DatumGetInt64(elems[i]);
-		qsort(v.tenants, n, sizeof(int64), cmp_int64);
-		for (k = 0, i = 0; i < (uint64) n; i++)
-			if (k == 0 || v.tenants[k - 1] != v.tenants[i])
-				v.tenants[k++] = v.tenants[i];
-		v.ntenants = k;
+		v.tenants = view_tenants(rg_get_datum(0, S_VIEW_TENANTS, NULL), &v.ntenants);
 		v.workspace_id = workspace_id;
 		v.ws_view = ws_view;
 		v.sees_all = rg_get_bool(0, S_SEES_ALL, NULL);
 		v.has_tenant = has_tenant;
 		v.tenant_id = tenant_id;
-		v.status = -1;
-		for (k = 0; status != NULL && k < (int) lengthof(run_statuses); k++)
-			if (strcmp(status, run_statuses[k]) == 0)
-				v.status = k;
+		v.status = status != NULL ? status_index(status) : -1;
 		v.before_id = before_id;
 		v.max_rows = max_rows;
 		page_read(rsinfo, rel, tidx, &v);
