@@ -5,6 +5,9 @@
 #   make test PG=18           the same against PostgreSQL 18 (15, 17, 18, 19; see below)
 #   make test-matrix          make test on every tested major, one line each (test/matrix.sh)
 #   make demo                 play test/demo.sql against a throwaway cluster
+#   make bench                rungate side by side with a bare SKIP LOCKED queue (test/bench/README.md)
+#   make bench-versus         the bench figures, this tree against 1.5 (BASE=<commit>, default aafad6a),
+#                             side by side on copies of one PostgreSQL (test/bench/versus.sh, ~2.5 h)
 #   make stress               the long suites: chaos and sqlsmith (test/stress/README.md)
 #   make installcheck         pg_regress + isolation against a running server (PG* env)
 #   make lint                 cppcheck and clang-tidy over src/*.c
@@ -14,9 +17,9 @@ EXTENSION   = rungate
 EXTVERSION := $(shell sed -n "s/^default_version[[:space:]]*=[[:space:]]*'\([^']*\)'.*/\1/p" $(EXTENSION).control)
 
 MODULE_big  = rungate
-OBJS        = src/rungate.o src/authcache.o src/decision.o src/lifecycle.o src/triggers.o src/monitoring.o src/rowwrite.o \
+OBJS        = src/rungate.o src/authcache.o src/decision.o src/transition.o src/dispatch.o src/worker.o src/control.o src/maintenance.o src/triggers.o src/monitoring.o src/rowwrite.o \
               src/queue.o src/flow.o src/wakeup.o src/metrics.o src/replication.o \
-              src/cron.o src/schedules.o src/scheduler.o src/runstatus.o
+              src/cron.o src/schedules.o src/scheduler.o src/runstatus.o src/catalog.o src/optypes.o src/facts.o
 
 DATA        = $(wildcard $(EXTENSION)--*.sql)
 PGFILEDESC  = "rungate - queued runs re-authorized when they start"
@@ -51,7 +54,7 @@ PG_CONFIG ?= $(firstword $(wildcard /usr/lib/postgresql/15/bin/pg_config) pg_con
 PGXS      := $(wildcard $(shell $(PG_CONFIG) --pgxs 2>/dev/null))
 ifneq ($(PGXS),)
 include $(PGXS)
-else ifeq ($(filter test test-matrix test-scaleout demo bench stress,$(MAKECMDGOALS)),)
+else ifeq ($(filter test test-matrix test-scaleout demo bench bench-versus stress,$(MAKECMDGOALS)),)
 # 'make test', 'make demo' (and bench, stress) install the build dependencies themselves
 ifneq ($(RG_PG),)
 $(error PGXS not found via $(PG_CONFIG): run 'bash test/pg-build.sh $(RG_PG)' (it knows 17, 18, 19), or 'make test PG=$(RG_PG)')
@@ -62,7 +65,7 @@ endif
 
 # every object depends on the shared headers (after the include: a rule
 # before it would become the default goal)
-$(OBJS): src/rungate.h src/pg_compat.h src/runstatus.h
+$(OBJS): src/rungate.h src/pg_compat.h src/runstatus.h src/run.h src/triggers.h src/facts.h
 
 # Objects built for another PostgreSQL are rebuilt: src/.built-for names the
 # pg_config and version they were compiled with, and changes only with them.
@@ -76,7 +79,7 @@ ifeq ($(wildcard $(EXTENSION)--$(EXTVERSION).sql $(EXTENSION)--*--$(EXTVERSION).
 $(error neither $(EXTENSION)--$(EXTVERSION).sql nor an update script to $(EXTVERSION) (default_version in $(EXTENSION).control is '$(EXTVERSION)'))
 endif
 
-.PHONY: test test-matrix demo bench stress lint installcheck-regress installcheck-isolation FORCE
+.PHONY: test test-matrix demo bench bench-versus stress lint installcheck-regress installcheck-isolation FORCE
 
 test:
 	@bash test/run-tests.sh
@@ -91,6 +94,12 @@ demo:
 # performance side by side with a bare SKIP LOCKED queue (not part of test)
 bench:
 	@bash test/bench/run.sh
+
+# this tree's bench figures against another commit's build (BASE, default
+# 1.5's last commit, set in test/bench/versus.sh), side by side in one run:
+# results/bench/versus.md
+bench-versus:
+	@$(if $(BASE),BENCH_VERSUS_BASE='$(BASE)' )bash test/bench/versus.sh
 
 # the long suites, before each release: chaos and sqlsmith (not part of test)
 stress:

@@ -256,7 +256,8 @@ CREATE FUNCTION rungate.fence() RETURNS trigger
     AS 'MODULE_PATHNAME', 'rg_fence' LANGUAGE C
     SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 
--- Tenants named by a queued bulk run cannot be deleted (§1).
+-- Tenants named by a queued bulk run cannot be deleted
+-- (docs/guarantees.md#authority-data).
 CREATE FUNCTION rungate.guard_tenant_delete() RETURNS trigger
     AS 'MODULE_PATHNAME', 'rg_guard_tenant_delete' LANGUAGE C
     SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
@@ -391,7 +392,7 @@ CREATE FUNCTION rungate.unguard_writes(target regclass)
     SET search_path = pg_catalog, pg_temp;
 
 ------------------------------------------------------------------------------
--- 6. Privileges (CONTRACT §11): nothing for PUBLIC
+-- 6. Privileges (docs/guarantees.md#privileges): nothing for PUBLIC
 ------------------------------------------------------------------------------
 
 REVOKE ALL ON ALL TABLES IN SCHEMA rungate FROM PUBLIC;

@@ -8,10 +8,11 @@
 --     refused (SQLSTATE 23514), in restore_mode too.
 --   * rungate.notifications.actor_id no longer carries a foreign key to
 --     rungate.actors. A notification's actor is its run's initiator, which
---     the run's own restricting foreign key already keeps (CONTRACT §1), and
---     purge removes a run with its notifications. The key made every
---     terminal transition run a referential check and share-lock the actor's
---     row, so concurrent workers finishing one actor's runs contended on it.
+--     the run's own restricting foreign key already keeps
+--     (docs/guarantees.md#authority-data), and purge removes a run with its
+--     notifications. The key made every terminal transition run a
+--     referential check and share-lock the actor's row, so concurrent
+--     workers finishing one actor's runs contended on it.
 --
 -- No function changes its signature; the C module of 1.2 serves 1.0 and 1.1
 -- schemas too (their constraints are simply checked twice).

@@ -3,8 +3,9 @@
 --   psql -d app -v worker_role=rungate_worker -f examples/app.sql
 --
 -- 1. A side-effect table of the application, fenced by rungate: a row may be
---    written only while the run it names is `running` (CONTRACT §8), so a run
---    blocked by recheck cannot leave a restore behind, even by mistake.
+--    written only while the run it names is `running`
+--    (docs/guarantees.md#fence), so a run blocked by recheck cannot leave a
+--    restore behind, even by mistake.
 -- 2. The worker's role: the worker grants (USAGE on the schema, EXECUTE on
 --    the six worker functions: claim, heartbeat, recheck, complete, fail and
 --    release; no table privilege on rungate) plus what its handlers write in

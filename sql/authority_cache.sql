@@ -1,6 +1,6 @@
 -- authority_cache: decisions reuse the facts they read for as long as no
 -- change to an authority table has committed since (src/authcache.c), and
--- never decide on a stale one (CONTRACT §10.2).
+-- never decide on a stale one (docs/guarantees.md#revocation-seen).
 --   * a repeated decision is served from the cache (hits grow, misses don't)
 --   * a committed change of any authority table (UPDATE, DELETE, INSERT,
 --     TRUNCATE, a prepared transaction's COMMIT PREPARED) is seen by the

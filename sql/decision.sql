@@ -1,5 +1,6 @@
 -- decision: rungate.decide(operation, workspace_id, tenant_id, actor_id),
--- the legitimacy decision of CONTRACT §2 (and its bad arguments, §9).
+-- the legitimacy decision (docs/guarantees.md#decision; its bad arguments,
+-- #errors).
 --   * nine checks in a fixed order; the first failure gives reason_code,
 --     every failure appears in checks
 --   * actor authority evaluates the checks that apply to the scope;
@@ -21,7 +22,7 @@ CREATE EXTENSION rungate;
 
 -- pg_temp.show(op, ws, tenant, actor): the decision as one record. Two
 -- derived fields summarise the checks array:
---   checks         each evaluated check as its contract number (1..9, by
+--   checks         each evaluated check as its check number (1..9, by
 --                  code) followed by + (passed) or - (failed), in array order
 --   failed_checks  the codes of the failed checks, in array order
 CREATE FUNCTION pg_temp.show(op text, ws bigint, t bigint, a bigint)
@@ -59,14 +60,15 @@ LANGUAGE sql AS $$
 $$;
 
 -- ---------------------------------------------------------------------
--- §2 shape: decide returns a rungate.decision; checks is a jsonb array of
+-- Shape: decide returns a rungate.decision; checks is a jsonb array of
 -- {"code", "passed"} objects. Allowed decisions have no reason.
 -- ---------------------------------------------------------------------
 SELECT pg_typeof(rungate.decide('restore.execute', 1, 10, 100)) AS type,
        jsonb_typeof((rungate.decide('restore.execute', 1, 10, 100)).checks) AS checks_type;
 
 \x on
--- Actor authority on a tenant-scoped type: all nine checks, in contract order.
+-- Actor authority on a tenant-scoped type: all nine checks, in the documented
+-- order.
 SELECT * FROM pg_temp.show('restore.execute', 1, 10, 100);
 \x off
 SELECT * FROM pg_temp.checks('restore.execute', 1, 10, 100);
@@ -247,7 +249,7 @@ ROLLBACK;
 
 -- ---------------------------------------------------------------------
 -- The first-failure rule: several checks fail at once; every failure
--- appears in checks, the first in contract order gives the reason.
+-- appears in checks, the first in the documented order gives the reason.
 -- ---------------------------------------------------------------------
 -- Olivia: disabled, out of the workspace, out of the tenant, workspace
 -- suspended, tenant archived, a prerequisite unmet: 2 comes first.
@@ -400,7 +402,7 @@ SELECT provolatile AS decide_volatility
 SELECT rungate.decide('restore.execute', 1, 11, 100) = rungate.decide('restore.execute', 1, 11, 100) AS same;
 
 -- ---------------------------------------------------------------------
--- Bad arguments: RG400, naming the argument at fault (§9).
+-- Bad arguments: RG400, naming the argument at fault (#errors).
 -- ---------------------------------------------------------------------
 SELECT label, pg_temp.try(stmt) AS result
   FROM (VALUES

@@ -1,4 +1,5 @@
--- Hand edits of runs (CONTRACT §3): the owner may reschedule a non-terminal
+-- hand_edits: hand edits of runs (docs/guarantees.md#transitions): the
+-- owner may reschedule a non-terminal
 -- run (priority, run_at, lease_expires_at, payload...), never rewrite who
 -- asked for it, where, or what happened to it, and never name its status,
 -- even to the value it has ("whatever the pair, running included").

@@ -2,7 +2,8 @@
 -- see (issue 25): since 1.7 an index scan per visible tenant and status
 -- (and the workspace's runs without a tenant), merged newest first, or the
 -- workspace's own ranges when the viewer sees all of it (src/monitoring.c).
--- What it returns is the definition's (docs/reference.md, "operations"):
+-- What it returns is the definition's (docs/reference.md#operations,
+-- docs/guarantees.md#monitoring):
 --   * pages across tenants with before_id give the same rows in the same
 --     order as a plain SQL query over rungate.runs for the same viewer, and
 --     together the whole list, for viewers of every shape, with the status

@@ -1,7 +1,7 @@
 -- queue_floor: claim scans the queue index from a shared floor, past the
 -- entries of runs already claimed (src/queue.c), and never past a run it
--- could still take (CONTRACT §4 claim: every due queued run, by priority
--- then age).
+-- could still take (docs/guarantees.md#no-run-lost; docs/reference.md#claim:
+-- every due queued run, by priority then age).
 --   * claims move the floor to the first run not yet taken
 --   * a run written before the floor lowers it (higher priority, a retry,
 --     an owner's edit of priority or run_at) and is claimed in order

@@ -1,5 +1,6 @@
 -- security: rungate cannot be subverted through names, search_path or its
--- own definer rights (issue 6, "Hostile and bad input"; CONTRACT §11).
+-- own definer rights (issue 6, "Hostile and bad input";
+-- docs/guarantees.md#privileges).
 --   a. installing into a database where another role pre-created rungate's
 --      schema or an object with one of rungate's names fails, and adopts
 --      nothing
@@ -102,7 +103,7 @@ SELECT function, prosecdef AS security_definer, proconfig, lanname, owner_is_sup
 -- every SECURITY DEFINER function pins exactly this search_path
 SELECT proconfig, count(*) AS security_definer_functions
   FROM security_functions WHERE prosecdef GROUP BY proconfig ORDER BY 1;
--- PUBLIC may execute none of them (CONTRACT §11)
+-- PUBLIC may execute none of them (docs/guarantees.md#privileges)
 SELECT function FROM security_functions
  WHERE has_function_privilege('public', oid, 'EXECUTE') ORDER BY 1;
 -- every object of the extension lives in the schema rungate (nothing in

@@ -1,5 +1,8 @@
--- upgrade: ALTER EXTENSION rungate UPDATE from 1.0 to 1.1 (issue 6,
--- "Upgrades and dumps") keeps everything a running installation has:
+-- upgrade: ALTER EXTENSION rungate UPDATE from 1.0, the first release, to
+-- default_version (rungate.control), through every update script in turn
+-- (rungate--1.0--1.1.sql, rungate--1.1--1.2.sql, ... : section 1 lists the
+-- paths), keeps everything a running installation has
+-- (docs/guarantees.md#upgrades):
 --   * the data (authority rows, runs in every state, audit rows,
 --     notifications) byte for byte, and ids continue after it
 --   * the grants to a role, on the schema, functions and tables
@@ -7,8 +10,13 @@
 --     pg_dump configuration (pg_extension_config_dump) and a fence installed
 --     on an application table
 --   * the guards (RG409) and the behaviour: a lease taken under 1.0 is
---     completed under 1.1, and enqueue / claim / complete work
--- and brings what 1.1 adds: comments on the internal columns and triggers.
+--     completed after the update, and enqueue / claim / complete work
+-- and brings what the versions add: 1.1's comments on the internal columns
+-- and triggers, 1.2's audit checks in the guard trigger, 1.3's batched
+-- retention, the later versions' triggers (section 8 lists them all), and
+-- 1.7's indexes for operations.
+-- The C module is the current one throughout: it serves the 1.0 schema
+-- before the update, as it does any earlier schema until it is updated.
 SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS rungate CASCADE;
 DROP TABLE IF EXISTS upgrade_app_effects;
@@ -20,14 +28,15 @@ CREATE EXTENSION rungate VERSION '1.0';
 \set ECHO all
 
 ------------------------------------------------------------------------------
--- 1. Version 1.0 is installed, and 1.1 is reachable from it in one step.
+-- 1. Version 1.0 is installed, and every later version is reachable from
+--    it, one update script per version.
 ------------------------------------------------------------------------------
 SELECT extversion FROM pg_extension WHERE extname = 'rungate';
 SELECT source, target, path FROM pg_extension_update_paths('rungate')
  WHERE path IS NOT NULL ORDER BY source, target;
 
 ------------------------------------------------------------------------------
--- 2. Fill 1.0: runs in every state (CONTRACT §3).
+-- 2. Fill 1.0: runs in every state (docs/guarantees.md#transitions).
 ------------------------------------------------------------------------------
 -- 1: blocked at dispatch (admin_consent unmet on tenant 11)
 SELECT id, status, reason_code FROM rungate.enqueue('restore.execute', 1, 11, 100);
@@ -54,8 +63,8 @@ SELECT lease_token AS lease5 FROM rungate.runs WHERE id = 5 \gset
 SELECT lease_token AS lease7 FROM rungate.runs WHERE id = 7 \gset
 
 ------------------------------------------------------------------------------
--- 3. An application table fenced by rungate.guard_writes (§8), and a worker
---    role with the grants of docs/privileges.md plus the table's.
+-- 3. An application table fenced by rungate.guard_writes (#fence), and a
+--    worker role with the grants of docs/privileges.md plus the table's.
 ------------------------------------------------------------------------------
 CREATE TABLE upgrade_app_effects (run_id bigint NOT NULL, note text NOT NULL);
 SELECT rungate.guard_writes('upgrade_app_effects', 'run_id');
@@ -132,7 +141,7 @@ SELECT status, count(*) FROM rungate.runs GROUP BY status ORDER BY status;
 
 ------------------------------------------------------------------------------
 -- 7. Grants intact: no privilege on the schema, a function or a table
---    changed (PUBLIC still has none, CONTRACT §11), and the worker role
+--    changed (PUBLIC still has none, #privileges), and the worker role
 --    still holds exactly its own. Listed: what 1.3 adds (purge_batch,
 --    purge_in_batches), the owner's alone, no EXECUTE for PUBLIC.
 ------------------------------------------------------------------------------
@@ -231,9 +240,10 @@ SELECT run_id, tenant_id, status FROM rungate.operations(100, 1);
 SELECT run_id, tenant_id, status FROM rungate.operations(101, 1, max_rows => 1, before_id => 11);
 
 ------------------------------------------------------------------------------
--- 10. The guards still refuse (RG409, CONTRACT §3, §7, §8), in replica mode
---     too: hand-written transitions and inserts, changes to terminal runs,
---     audit changes, and writes to the fenced table for a run not running.
+-- 10. The guards still refuse (RG409; #transitions, #audit, #fence), in
+--     replica mode too: hand-written transitions and inserts, changes to
+--     terminal runs, audit changes, and writes to the fenced table for a run
+--     not running.
 ------------------------------------------------------------------------------
 SET session_replication_role = replica;
 SELECT pg_temp.try($$UPDATE rungate.runs SET status = 'running' WHERE id = 8$$);
@@ -251,16 +261,16 @@ RESET session_replication_role;
 SELECT fingerprint = :'data_before' AS data_still_unchanged FROM upgrade_data;
 
 ------------------------------------------------------------------------------
--- 11. Behaviour intact (CONTRACT §4, §5, §10.4): as the worker role, the
---     lease taken under 1.0 heartbeats, writes to the fenced table and
---     completes under 1.1; afterwards it is stale (RG409). The queued runs
---     are claimed (each decided again) and completed, the bulk run started
---     under 1.0 rolls up; a new run gets the next id and goes
---     dispatched -> started -> succeeded.
+-- 11. Behaviour intact (#leases, #bulk): as the worker role, the lease taken
+--     under 1.0 heartbeats, writes to the fenced table and completes after
+--     the update; afterwards it is stale (RG409). The queued runs are claimed
+--     (each decided again) and completed, the bulk run started under 1.0
+--     rolls up; a new run gets the next id and goes dispatched -> started ->
+--     succeeded.
 ------------------------------------------------------------------------------
 SET ROLE upgrade_worker;
 SELECT rungate.heartbeat(5, :'lease5') IS NOT NULL AS heartbeat_ok;
-INSERT INTO upgrade_app_effects VALUES (5, 'written under 1.1 by running run 5');
+INSERT INTO upgrade_app_effects VALUES (5, 'written under the new version by running run 5');
 SELECT id, status FROM rungate.complete(5, :'lease5', '{"after": "upgrade"}');
 SELECT pg_temp.try(format('SELECT rungate.complete(5, %L)', :'lease5'));
 SELECT pg_temp.try($$SELECT count(*) FROM rungate.audit_log$$);
@@ -271,7 +281,7 @@ SELECT run_id, attempt, operation, tenant_id FROM upgrade_claimed ORDER BY run_i
 SELECT r.id, r.status FROM upgrade_claimed c,
        LATERAL rungate.complete(c.run_id, c.lease_token) r ORDER BY r.id;
 -- the last item of the bulk run started under 1.0 (item 9 was blocked: tenant
--- 12 is onboarding): the parent rolls up to partially_succeeded (§5)
+-- 12 is onboarding): the parent rolls up to partially_succeeded (#bulk)
 SELECT id, status FROM rungate.complete(7, :'lease7');
 SELECT id, status, parent_id, reason_code FROM rungate.runs WHERE 6 IN (id, parent_id) ORDER BY id;
 SELECT id > :max_run_before AS id_continues, status

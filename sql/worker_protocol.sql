@@ -1,5 +1,6 @@
 -- worker_protocol: the SQL surface a worker and a dispatcher use
--- (CONTRACT §4, §7 channels and purge, §9, §10.4).
+-- (docs/reference.md#worker; docs/guarantees.md#notifications, #retention,
+-- #idempotency, #errors, #leases).
 --   * claim returns rungate.claimed; max_runs takes several; the operations
 --     filter limits the types
 --   * heartbeat extends the lease and returns the new expiry; stale or wrong
@@ -25,8 +26,9 @@ CREATE EXTENSION rungate;
 -- pg_temp.try(stmt) (test/fixtures/try.sql): 'ok', or 'SQLSTATE: message'.
 
 ------------------------------------------------------------------------------
--- 1. claim returns rungate.claimed (§4): the columns, and their values for
---    a claimed run (the lease is the type's, 5 minutes for inventory.sync).
+-- 1. claim returns rungate.claimed (docs/reference.md#claim): the columns,
+--    and their values for a claimed run (the lease is the type's, 5 minutes
+--    for inventory.sync).
 ------------------------------------------------------------------------------
 SELECT attnum, attname, format_type(atttypid, atttypmod) AS type
   FROM pg_attribute
@@ -117,7 +119,7 @@ SELECT lease_token AS ctok FROM rungate.claim('worker-c') \gset
 SELECT status, result IS NULL AS no_result FROM rungate.complete(:c2, :'ctok');
 
 ------------------------------------------------------------------------------
--- 5. idempotency_key (§4 enqueue): a live run of the same workspace and key
+-- 5. idempotency_key (#idempotency): a live run of the same workspace and key
 --    is returned instead of a new one; once it finished, a new run.
 ------------------------------------------------------------------------------
 SELECT count(*) AS audit_rows FROM rungate.audit_log \gset
@@ -168,7 +170,7 @@ SELECT status FROM rungate.runs WHERE id = :run_r;
 SELECT pg_temp.try(format('SELECT rungate.complete(%s, %L)', :run_r, :'rtok')) AS complete_cancelled;
 
 ------------------------------------------------------------------------------
--- 7. Bad arguments are RG400 (§9) and change nothing.
+-- 7. Bad arguments are RG400 (#errors) and change nothing.
 ------------------------------------------------------------------------------
 SELECT id AS bq FROM rungate.enqueue('inventory.sync', 1, 10, 100) \gset
 SELECT label, pg_temp.try(stmt) AS result
@@ -201,9 +203,9 @@ SELECT status, attempt FROM rungate.runs WHERE id = :bq;
 SELECT status FROM rungate.cancel(:bq);
 
 ------------------------------------------------------------------------------
--- 8. LISTEN (§7): rungate_queued when a run becomes due, rungate_blocked
---    with a json payload when one is blocked. A separate psql session
---    listens (its notifications are printed with the PID masked).
+-- 8. LISTEN (#notifications): rungate_queued when a run becomes due,
+--    rungate_blocked with a json payload when one is blocked. A separate psql
+--    session listens (its notifications are printed with the PID masked).
 ------------------------------------------------------------------------------
 SELECT max(id) AS last_run FROM rungate.runs \gset
 \setenv PGDATABASE :DBNAME
@@ -218,8 +220,8 @@ SELECT r.id - :last_run AS run_offset, r.operation, r.tenant_id, r.status, r.rea
   FROM rungate.runs r WHERE r.id > :last_run ORDER BY r.id;
 
 ------------------------------------------------------------------------------
--- 9. purge(finished_before) (§7): terminal runs that finished before the
---    time go, with their audit rows and notifications; queued and running
+-- 9. purge(finished_before) (#retention): terminal runs that finished before
+--    the time go, with their audit rows and notifications; queued and running
 --    runs stay, whatever their age; the count is returned.
 ------------------------------------------------------------------------------
 -- A bulk parent whose items both end: it and its items are terminal runs.

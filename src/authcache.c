@@ -5,7 +5,7 @@
  *     committed since, and the shared generation that tells. Owns
  *     rungate.authority_cache() (this backend's view of it).
  *
- * Why it is exact (CONTRACT §10.2: a claim that begins after a revocation
+ * Why it is exact (docs/guarantees.md#revocation-seen: a claim that begins after a revocation
  * has committed never starts a run the revocation makes illegitimate):
  *
  *   - Every change of an authority table fires rungate.note_authority_change()

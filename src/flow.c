@@ -291,7 +291,6 @@ static bool
 holds_exist(void)
 {
 	static bool registered = false;
-	Oid			nsp;
 
 	if (!registered)
 	{
@@ -300,27 +299,15 @@ holds_exist(void)
 	}
 	if (holds_checked)
 		return OidIsValid(holds_relid);
-	nsp = get_namespace_oid("rungate", false);
-	holds_relid = get_relname_relid("holds", nsp);
+	holds_relid = rg_relid("holds", true);
 	holds_watched = false;
 	if (OidIsValid(holds_relid))
 	{
 		Relation	rel = table_open(holds_relid, AccessShareLock);
-		TriggerDesc *td = rel->trigdesc;
-		int			i;
+		const int16 rows = TRIGGER_TYPE_ROW | TRIGGER_TYPE_INSERT |
+			TRIGGER_TYPE_UPDATE | TRIGGER_TYPE_DELETE;
 
-		for (i = 0; td != NULL && i < td->numtriggers; i++)
-		{
-			Trigger    *t = &td->triggers[i];
-			char	   *fn = get_func_name(t->tgfoid);
-
-			if (t->tgenabled == TRIGGER_FIRES_ALWAYS && fn != NULL &&
-				strcmp(fn, "note_authority_change") == 0 &&
-				get_func_namespace(t->tgfoid) == nsp &&
-				TRIGGER_FOR_ROW(t->tgtype) && TRIGGER_FOR_INSERT(t->tgtype) &&
-				TRIGGER_FOR_UPDATE(t->tgtype) && TRIGGER_FOR_DELETE(t->tgtype))
-				holds_watched = true;
-		}
+		holds_watched = rg_fires_always(rel, "note_authority_change", rows, rows);
 		table_close(rel, AccessShareLock);
 	}
 	holds_checked = true;

@@ -15,7 +15,7 @@
  *     and never change or go away until the server stops), and every bump
  *     is an atomic add. A key that finds the table full (or a label longer
  *     than its slot) is counted in one overflow counter instead.
- *   - the backend's pending counts. The lifecycle (lifecycle.c) reports
+ *   - the backend's pending counts. The transition module (transition.c) reports
  *     each audit row it writes, each block and each claim's duration as it
  *     happens; they are kept here, per subtransaction level, and reach
  *     shared memory at XACT_EVENT_COMMIT only. A rolled-back transaction,
@@ -54,20 +54,14 @@
 #include "utils/tuplestore.h"
 
 #include "rungate.h"
+#include "runstatus.h"
 
 PG_FUNCTION_INFO_V1(rg_metrics);
 PG_FUNCTION_INFO_V1(rg_metrics_text);
 
 /* ------------------------------------------------------------------------
- * Vocabulary
+ * Vocabulary (the events and statuses are runstatus.h's)
  * ------------------------------------------------------------------------ */
-
-/* The audit events rungate writes: each gets a row per operation type. */
-static const char *const known_events[] = {
-	"dispatched", "dispatch_blocked", "started", "execution_blocked",
-	"recheck_blocked", "succeeded", "partially_succeeded", "failed",
-	"retry_scheduled", "lease_expired", "cancelled", "released"
-};
 
 /* The reason codes of a block: each gets a row, zeros included. */
 static const char *const known_reasons[] = {
@@ -667,9 +661,9 @@ collect(MxOut *o)
 	family(o, "rungate_runs", "gauge", "Runs in that status now, by operation type.");
 	for (i = 0; i < ng; i++)
 	{
-		sample(o, "rungate_runs", "status", "queued", "operation", g[i].operation,
+		sample(o, "rungate_runs", "status", rg_status_name(RG_QUEUED), "operation", g[i].operation,
 			   (double) g[i].queued);
-		sample(o, "rungate_runs", "status", "running", "operation", g[i].operation,
+		sample(o, "rungate_runs", "status", rg_status_name(RG_RUNNING), "operation", g[i].operation,
 			   (double) g[i].running);
 	}
 	family(o, "rungate_queue_lag_seconds", "gauge",
@@ -693,10 +687,10 @@ collect(MxOut *o)
 		family(o, "rungate_transitions_total", "counter",
 			   "Audit events written by committed transactions since the server started, by event and operation type.");
 		for (i = 0; i < ng; i++)
-			for (j = 0; j < (int) lengthof(known_events); j++)
-				sample(o, "rungate_transitions_total", "event", known_events[j],
+			for (j = 0; j < RG_NEVENTS; j++)
+				sample(o, "rungate_transitions_total", "event", rg_event_names[j],
 					   "operation", g[i].operation,
-					   (double) snap_take(s, ns, known_events[j], g[i].operation));
+					   (double) snap_take(s, ns, rg_event_names[j], g[i].operation));
 		for (i = 0; i < ns; i++)
 			if (!s[i].shown)
 				sample(o, "rungate_transitions_total", "event", pstrdup(s[i].key.a),

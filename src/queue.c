@@ -3,7 +3,8 @@
  *     The queue scans of rungate.claim, and the floors in shared memory that
  *     let them start past the runs already claimed: since 1.6 the fair scan
  *     of runs_fair_idx with a floor per group (below, "the fair scan");
- *     before, the scan of runs_queue_idx with one floor per database.
+ *     before, the scan of runs_queue_idx with one floor per database
+ *     (docs/guarantees.md#no-double-start, #flow-control).
  *
  * Before 1.6, claim takes due queued runs in the order of rungate.runs_queue_idx
  * (priority DESC, id WHERE status = 'queued'), skipping runs another
@@ -74,6 +75,7 @@
 #include "utils/snapmgr.h"
 
 #include "rungate.h"
+#include "runstatus.h"
 
 PG_FUNCTION_INFO_V1(rg_note_queued);
 PG_FUNCTION_INFO_V1(rg_queue_floor);
@@ -110,7 +112,8 @@ typedef struct QFloor
 /*
  * The floor of one group of the fair order: the runs of one (priority,
  * workspace, operation) in runs_fair_idx. Its entries with an id below
- * floor are dead to every transaction; GF_EMPTY: every entry is.
+ * floor are dead to every transaction or not yet due (held: the least
+ * such id and the earliest run_at); GF_EMPTY: every entry is.
  */
 #define GF_SLOTS 4096			/* groups with a floor at once, all databases */
 #define GF_PROBE 8				/* slots a group may take, from its hash on */
@@ -130,6 +133,9 @@ typedef struct GFloor
 	bool		valid;			/* else: walk the group from its start */
 	int64		floor;
 	int64		wmin;			/* least id queued while scanners > 0 */
+	bool		held;			/* live runs not yet due, passed by the floor */
+	int64		hold;			/* the least id among them */
+	TimestampTz hold_due;		/* the earliest run_at among them */
 	uint64		used;			/* clock of the last walk, for eviction */
 } GFloor;
 
@@ -349,17 +355,21 @@ gf_slot(Oid relid, int32 prio, int64 ws, const char *op, size_t oplen,
 	g->incarnation++;
 	g->scanners = 0;
 	g->valid = false;
+	g->held = false;
 	g->wmin = GF_EMPTY;
 	return take;
 }
 
 /*
- * A walk of group (prio, ws, op) begins: its floor in *floor (false: none
- * known, walk from the group's start). Every gf_begin is followed by gf_end
+ * A walk of group (prio, ws, op) begins at `now`: its floor in *floor
+ * (false: none known, walk from the group's start). Once a run the floor
+ * passed as not yet due may be due, the floor goes back to it first (and
+ * the walks open then raise nothing). Every gf_begin is followed by gf_end
  * or, on error, gf_abort.
  */
 static bool
-gf_begin(Oid relid, int32 prio, int64 ws, const char *op, int64 *floor)
+gf_begin(Oid relid, int32 prio, int64 ws, const char *op, TimestampTz now,
+		 int64 *floor)
 {
 	size_t		oplen = strlen(op);
 	bool		known = false;
@@ -374,6 +384,12 @@ gf_begin(Oid relid, int32 prio, int64 ws, const char *op, int64 *floor)
 	{
 		GFloor	   *g = &qshared->group[k];
 
+		if (g->valid && g->held && g->hold_due <= now)
+		{
+			g->floor = Min(g->floor, g->hold);
+			g->held = false;
+			g->epoch++;
+		}
 		g->scanners++;
 		g->used = ++qshared->gf_clock;
 		known = g->valid;
@@ -387,13 +403,21 @@ gf_begin(Oid relid, int32 prio, int64 ws, const char *op, int64 *floor)
 	return known;
 }
 
+/* The runs not yet due that a walk passed: GF_EMPTY id when none. */
+typedef struct GfHeld
+{
+	int64		id;				/* the least */
+	TimestampTz due;			/* the earliest run_at */
+} GfHeld;
+
 /*
  * The walk ends; to: the id of the first entry it found live (not dead to
- * every transaction), or GF_EMPTY when it reached the group's end without
- * one. The floor rises to it, but never past a run queued meanwhile.
+ * every transaction) and due, or GF_EMPTY when it reached the group's end
+ * without one; held: what it passed that is not due yet. The floor rises
+ * to `to`, but never past a run queued meanwhile.
  */
 static void
-gf_end(bool raise, int64 to)
+gf_end(bool raise, int64 to, const GfHeld *held)
 {
 	GFloor	   *g;
 
@@ -411,6 +435,12 @@ gf_end(bool raise, int64 to)
 			if (!g->valid || to > g->floor)
 				g->floor = to;
 			g->valid = true;
+			if (held != NULL && held->id != GF_EMPTY)
+			{
+				g->hold = g->held ? Min(g->hold, held->id) : held->id;
+				g->hold_due = g->held ? Min(g->hold_due, held->due) : held->due;
+				g->held = true;
+			}
 		}
 		if (g->scanners > 0 && --g->scanners == 0)
 			g->wmin = GF_EMPTY;
@@ -421,7 +451,7 @@ gf_end(bool raise, int64 to)
 static void
 gf_abort(void)
 {
-	gf_end(false, 0);
+	gf_end(false, 0, NULL);
 }
 
 /* A run of group (prio, ws, op) is queued at id, before its writer commits. */
@@ -464,6 +494,7 @@ gf_forget(Oid relid)
 		if (g->dbid == MyDatabaseId && g->relid == relid)
 		{
 			g->valid = false;
+			g->held = false;
 			g->epoch++;
 		}
 	}
@@ -508,24 +539,11 @@ rg_queue_init(void)
 static bool
 floor_watched(Relation rel)
 {
-	TriggerDesc *td = rel->trigdesc;
-	Oid			nsp = RelationGetNamespace(rel);
-	int			i;
+	const int16 after_rows = TRIGGER_TYPE_ROW | TRIGGER_TYPE_INSERT | TRIGGER_TYPE_UPDATE;
 
-	for (i = 0; td != NULL && i < td->numtriggers; i++)
-	{
-		Trigger    *t = &td->triggers[i];
-		char	   *fn;
-
-		if (t->tgenabled == TRIGGER_FIRES_ALWAYS &&
-			TRIGGER_FOR_ROW(t->tgtype) && TRIGGER_FOR_AFTER(t->tgtype) &&
-			TRIGGER_FOR_INSERT(t->tgtype) && TRIGGER_FOR_UPDATE(t->tgtype) &&
-			get_func_namespace(t->tgfoid) == nsp &&
-			(fn = get_func_name(t->tgfoid)) != NULL &&
-			strcmp(fn, "note_queued") == 0)
-			return true;
-	}
-	return false;
+	return rg_fires_always(rel, "note_queued",
+						   after_rows | TRIGGER_TYPE_BEFORE | TRIGGER_TYPE_INSTEAD,
+						   after_rows);
 }
 
 /* rel is rungate.runs, locked: find its queue index, and the trigger. */
@@ -539,7 +557,7 @@ queue_lookup(Relation rel)
 	if (q_valid && q_relid == RelationGetRelid(rel))
 		return;
 	q_relid = RelationGetRelid(rel);
-	q_index = get_relname_relid("runs_queue_idx", RelationGetNamespace(rel));
+	q_index = rg_relid("runs_queue_idx", true);
 	if (!OidIsValid(q_index))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -563,7 +581,7 @@ queue_lookup(Relation rel)
 	q_watched = floor_watched(rel);
 
 	/* the fair order (1.6): priority DESC, workspace_id, operation, id */
-	q_fair = get_relname_relid("runs_fair_idx", RelationGetNamespace(rel));
+	q_fair = rg_relid("runs_fair_idx", true);
 	if (OidIsValid(q_fair))
 	{
 		idx = index_open(q_fair, AccessShareLock);
@@ -596,6 +614,15 @@ static bool
 text_is(text *t, const char *s, size_t len)
 {
 	return VARSIZE_ANY_EXHDR(t) == len && memcmp(VARDATA_ANY(t), s, len) == 0;
+}
+
+/* Is a status datum 'queued'? */
+static inline bool
+is_queued(Datum status)
+{
+	text	   *t = DatumGetTextPP(status);
+
+	return rg_status_parse(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t)) == RG_QUEUED;
 }
 
 /* e among the texts ops[0..nops-1] (operation names) */
@@ -678,7 +705,7 @@ scan_pass(Relation rel, Relation idx, Snapshot snap, ScanKey keys, int nkeys,
 			continue;
 		}
 		d = slot_getattr(heap, queue_table.att[QT_STATUS], &isnull);
-		if (isnull || !text_is(DatumGetTextPP(d), "queued", strlen("queued")))
+		if (isnull || !is_queued(d))
 		{
 			saw_live(st, p);
 			continue;
@@ -890,8 +917,8 @@ rg_queue_fetch(Relation rel, int max, ArrayType *ops_array,
  * one descent, and a group that flow control closes as a whole (a hold on
  * the workspace or the operation, a limit of the workspace or of the type
  * that is full) costs one descent too, not one step per held-back run.
- * Runs held back one by one (a tenant's hold or limit, not yet due) are
- * still passed one at a time.
+ * Runs held back one by one (a tenant's hold or limit) are still passed
+ * one at a time; runs not yet due are passed once (below).
  *
  * Claimed runs leave dead entries at the start of their group, so each
  * group has a floor like the database's floor above: an id before which
@@ -899,8 +926,12 @@ rg_queue_fetch(Relation rel, int max, ArrayType *ops_array,
  * are), in a table of GF_SLOTS groups in shared memory (least recently
  * walked out first; a group without one is walked from its start).
  *   - A walk of a group starts at its floor and raises it to the first
- *     entry it finds that is not all_dead, or to GF_EMPTY when it reaches
- *     the group's end without one.
+ *     entry it finds that is neither all_dead nor a run not yet due, or to
+ *     GF_EMPTY when it reaches the group's end without one. The runs not
+ *     yet due that it passed are remembered (the least id, the earliest
+ *     run_at): the first walk whose now() reaches that run_at puts the
+ *     floor back to that id, voiding the raises of walks open then. So a
+ *     group with 10,000 runs due tomorrow is walked once, not per claim.
  *   - note_queued lowers the floor of a run's group to the run, and while
  *     walks of the group are open it keeps the least id queued (wmin): a
  *     walk never raises the floor past a run queued while it walked.
@@ -988,10 +1019,11 @@ fair_next(FairScan *fs)
 /*
  * The entry the scan is on may start now, as far as the scan can tell: its
  * row is visible and queued, due, of a wanted operation, and not held back
- * by flow control. *dead: its row is dead to every transaction.
+ * by flow control. *dead: its row is dead to every transaction; *due: when
+ * a queued row is not due yet, its run_at (else 0).
  */
 static bool
-fair_eligible(FairScan *fs, bool *dead)
+fair_eligible(FairScan *fs, bool *dead, TimestampTz *due)
 {
 	TupleTableSlot *h = fs->heap;
 	bool		isnull;
@@ -1000,17 +1032,21 @@ fair_eligible(FairScan *fs, bool *dead)
 	int64		tenant;
 
 	*dead = false;
+	*due = 0;
 	if (!index_fetch_heap(fs->scan, h))
 	{
 		*dead = fs->scan->kill_prior_tuple;
 		return false;
 	}
 	d = slot_getattr(h, queue_table.att[QT_STATUS], &isnull);
-	if (isnull || !text_is(DatumGetTextPP(d), "queued", strlen("queued")))
+	if (isnull || !is_queued(d))
 		return false;
 	d = slot_getattr(h, queue_table.att[QT_RUN_AT], &isnull);
 	if (!isnull && DatumGetTimestampTz(d) > fs->now)
+	{
+		*due = DatumGetTimestampTz(d);
 		return false;
+	}
 	d = slot_getattr(h, queue_table.att[QT_OPERATION], &isnull);
 	if (fs->ops != NULL && !op_matches(d, fs->ops, fs->nops))
 		return false;
@@ -1021,12 +1057,13 @@ fair_eligible(FairScan *fs, bool *dead)
 
 /*
  * Walk (ws, op) from where the scan is to its first run that may start.
- * *live: the id of the first entry that is not dead to every transaction
- * (GF_EMPTY if none came).
+ * *live: the id of the first entry that is neither dead to every
+ * transaction nor, with held, a queued run not yet due (GF_EMPTY if none
+ * came); held: the ones not yet due passed before it.
  */
 static bool
 fair_walk_group(FairScan *fs, int64 ws, const char *op, FairCand *c,
-				int64 *live)
+				int64 *live, GfHeld *held)
 {
 	size_t		oplen = strlen(op);
 
@@ -1034,10 +1071,11 @@ fair_walk_group(FairScan *fs, int64 ws, const char *op, FairCand *c,
 	do
 	{
 		bool		dead;
+		TimestampTz due;
 
 		if (fs->e_ws != ws || !text_is(fs->e_op, op, oplen))
 			return false;		/* the group ended */
-		if (fair_eligible(fs, &dead))
+		if (fair_eligible(fs, &dead, &due))
 		{
 			c->id = fs->e_id;
 			c->tid = fs->heap->tts_tid;
@@ -1045,7 +1083,19 @@ fair_walk_group(FairScan *fs, int64 ws, const char *op, FairCand *c,
 				*live = fs->e_id;
 			return true;
 		}
-		if (!dead && *live == GF_EMPTY)
+		if (dead || *live != GF_EMPTY)
+			continue;
+		if (due != 0 && held != NULL)
+		{
+			if (held->id == GF_EMPTY)
+			{
+				held->id = fs->e_id;	/* walks go up: the least */
+				held->due = due;
+			}
+			else
+				held->due = Min(held->due, due);
+		}
+		else
 			*live = fs->e_id;
 	} while (fair_next(fs));
 	return false;
@@ -1058,7 +1108,7 @@ fair_next_in(FairScan *fs, int32 p, FairCand *c)
 	int64		live;
 
 	fair_seek(fs, fs->walk4, 4, p, c->ws, true, c->operation, true, c->id, false);
-	return fair_next(fs) && fair_walk_group(fs, c->ws, c->operation, c, &live);
+	return fair_next(fs) && fair_walk_group(fs, c->ws, c->operation, c, &live, NULL);
 }
 
 /*
@@ -1071,13 +1121,14 @@ fair_first_in(FairScan *fs, int32 p, int64 ws, const char *op, FairCand *c)
 {
 	int64		floor = 0;
 	int64		live = GF_EMPTY;
+	GfHeld		held = {GF_EMPTY, 0};
 	bool		found = false;
 
-	if (gf_begin(q_relid, p, ws, op, &floor))
+	if (gf_begin(q_relid, p, ws, op, fs->now, &floor))
 	{
 		if (floor == GF_EMPTY)
 		{
-			gf_end(false, 0);	/* no run of it is live */
+			gf_end(false, 0, NULL); /* no run of it is live or due */
 			return false;
 		}
 		fair_seek(fs, fs->walk4, 4, p, ws, true, op, true, floor, true);
@@ -1085,8 +1136,8 @@ fair_first_in(FairScan *fs, int32 p, int64 ws, const char *op, FairCand *c)
 	else
 		fair_seek(fs, fs->walk3, 3, p, ws, true, op, true, 0, false);
 	if (fair_next(fs))
-		found = fair_walk_group(fs, ws, op, c, &live);
-	gf_end(true, live);
+		found = fair_walk_group(fs, ws, op, c, &live, &held);
+	gf_end(true, live, &held);
 	return found;
 }
 
@@ -1277,7 +1328,7 @@ gl_begin(void)
 		return;
 	if (gl_cxt == NULL)
 		gl_cxt = AllocSetContextCreate(TopMemoryContext, "rungate fair groups",
-									   ALLOCSET_DEFAULT_SIZES);
+									   (Size) 0, (Size) 8192, (Size) 65536);
 	MemoryContextReset(gl_cxt);
 	gl_size = 4;
 	gl_levels = MemoryContextAlloc(gl_cxt, sizeof(GlLevel) * gl_size);

@@ -262,17 +262,6 @@ typedef struct SeqState
 	int64		next;			/* what nextval would return */
 } SeqState;
 
-static char *
-qualified_name(Oid relid)
-{
-	char	   *relname = get_rel_name(relid);
-	char	   *nspname = get_namespace_name(get_rel_namespace(relid));
-
-	if (relname == NULL || nspname == NULL)
-		elog(ERROR, "rungate: cache lookup failed for relation %u", relid);
-	return quote_qualified_identifier(nspname, relname);
-}
-
 /* A one-row query of catalog-derived SQL (SPI connected). */
 static void
 exec_one_row(const char *sql)
@@ -315,8 +304,8 @@ read_sequences(bool for_sync)
 		s->always = DatumGetBool(SPI_getbinval(tab->vals[i], tab->tupdesc, 5, &isnull));
 		if (!for_sync && !s->always)
 			continue;
-		s->seqname = qualified_name(s->seq);
-		s->tblname = qualified_name(s->tbl);
+		s->seqname = rg_qualified_name(s->seq);
+		s->tblname = rg_qualified_name(s->tbl);
 		out = lappend(out, s);
 	}
 

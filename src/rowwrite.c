@@ -5,7 +5,8 @@
  *     routines, the ones logical replication's apply uses, so constraints
  *     are checked, indexes maintained and every row trigger of the table
  *     fires (rungate's guards and any the user added), without the plan
- *     cache, portal and plan tree that an SPI statement sets up each time.
+ *     cache, portal and plan tree that an SPI statement sets up each time
+ *     (docs/guarantees.md#atomic: the same rows an SQL statement would write).
  *
  * Owns the RgTable lookups (relation and column numbers by name, looked up
  * again after any change to the table) and RgWriter. Callers hold the write
@@ -56,7 +57,6 @@ void
 rg_table_lookup(RgTable *t)
 {
 	static bool callback_registered = false;
-	Oid			nsp;
 	AttrNumber	id;
 	Relation	rel;
 	TupleConstr *constr;
@@ -75,20 +75,12 @@ rg_table_lookup(RgTable *t)
 		tables = t;
 		t->registered = true;
 	}
-	nsp = get_namespace_oid("rungate", false);
-	t->relid = get_relname_relid(t->name, nsp);
-	if (!OidIsValid(t->relid))
-		elog(ERROR, "rungate: table rungate.%s is missing", t->name);
+	t->relid = rg_relid(t->name, false);
 	for (i = 0; t->cols[i] != NULL; i++)
-	{
-		t->att[i] = get_attnum(t->relid, t->cols[i]);
-		if (t->att[i] == InvalidAttrNumber)
-			elog(ERROR, "rungate: column %s of rungate.%s is missing",
-				 t->cols[i], t->name);
-	}
+		t->att[i] = rg_attnum(t->relid, t->cols[i], false);
 	t->ncols = i;
 	t->idseq = InvalidOid;
-	id = get_attnum(t->relid, "id");
+	id = rg_attnum(t->relid, "id", true);
 	rel = table_open(t->relid, AccessShareLock);
 	if (id != InvalidAttrNumber &&
 		TupleDescAttr(RelationGetDescr(rel), id - 1)->attidentity != '\0')

@@ -6,6 +6,9 @@
  *     the metrics counters, the count of rows applied by subscriptions, the
  *     scheduler's registry) when preloaded.
  *
+ * The gate is what makes runs and audit rows change only through rungate's
+ * functions (docs/guarantees.md#transitions, #audit).
+ *
  * Owns no SQL-callable function. Must never hold the gate open across a
  * (sub)transaction abort: the callbacks below close it.
  */
@@ -143,7 +146,7 @@ _PG_init(void)
 	RegisterSubXactCallback(rg_subxact_callback, NULL);
 	rg_authcache_init();
 	rg_queue_init();
-	rg_lifecycle_init();
+	rg_worker_init();
 	rg_wakeup_init();
 	rg_metrics_init();
 	rg_scheduler_init();
@@ -338,8 +341,3 @@ rg_tenant_workspace(int64 tenant_id, int64 *workspace_id)
 	return true;
 }
 
-bool
-rg_status_is_terminal(const char *status)
-{
-	return strcmp(status, "queued") != 0 && strcmp(status, "running") != 0;
-}

@@ -20,7 +20,7 @@
 #include "utils/relcache.h"
 #include "utils/timestamp.h"
 
-/* SQLSTATEs of the contract (§9) */
+/* rungate's SQLSTATEs (docs/guarantees.md#errors) */
 #define ERRCODE_RG_BAD_REQUEST	MAKE_SQLSTATE('R','G','4','0','0')
 #define ERRCODE_RG_FORBIDDEN	MAKE_SQLSTATE('R','G','4','0','3')
 #define ERRCODE_RG_NOT_FOUND	MAKE_SQLSTATE('R','G','4','0','4')
@@ -102,8 +102,6 @@ extern int64 rg_get_int64(int row, int col, bool *isnull);
 extern int32 rg_get_int32(int row, int col, bool *isnull);
 extern char *rg_get_text(int row, int col);	/* NULL when null */
 extern Datum rg_get_datum(int row, int col, bool *isnull);
-
-extern bool rg_status_is_terminal(const char *status);
 
 /* authority rows by key, outside a decision (rungate.c; SPI connected) */
 extern bool rg_workspace_exists(int64 id);
@@ -285,7 +283,7 @@ extern int	rg_queue_fetch_fair(Relation rel, int max, ArrayType *ops,
 								RgQueueTake take, void *arg);
 
 /* ---- counters (metrics.c) ----
- * The lifecycle reports what it writes as it writes it; the counts reach
+ * transition.c reports what it writes as it writes it; the counts reach
  * shared memory when the transaction commits (none when it, or the
  * subtransaction that made them, rolls back). No-ops unless preloaded. */
 extern void rg_metrics_init(void);	/* from _PG_init */
@@ -296,13 +294,15 @@ extern void rg_metrics_blocked(const char *reason_code);
 extern uint64 rg_metrics_now(void);	/* a claim's start, for rg_metrics_claim */
 extern void rg_metrics_claim(uint64 started);
 
-/* ---- runs and their transitions (lifecycle.c) ---- */
-extern void rg_lifecycle_init(void);	/* from _PG_init: its settings */
-extern void rg_audit(int64 run_id, int64 workspace_id, bool has_tenant,
-					 int64 tenant_id, int32 attempt, const char *event,
-					 bool has_actor, int64 actor_id, const char *decision,
-					 const char *reason_code, const char *reason_category,
-					 Datum checks, bool has_checks, const char *worker);
+/* ---- the worker calls (worker.c) ---- */
+extern void rg_worker_init(void);	/* from _PG_init: its settings */
+
+/* ---- rungate's objects in the catalogs (catalog.c) ---- */
+extern Oid	rg_namespace(bool missing_ok);
+extern Oid	rg_relid(const char *name, bool missing_ok);	/* rungate.<name> */
+extern AttrNumber rg_attnum(Oid relid, const char *column, bool missing_ok);
+extern bool rg_fires_always(Relation rel, const char *fn, int16 mask, int16 value);
+extern char *rg_qualified_name(Oid relid);	/* quoted, for messages and DDL */
 
 /* ---- cron expressions (cron.c): pure, no SPI ---- */
 typedef struct RgCron

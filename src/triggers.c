@@ -1,19 +1,18 @@
 /*
  * triggers.c
- *     Every trigger of rungate, and the DDL helpers that install one of them
- *     on application tables:
+ *     rungate's row guards, and the DDL helpers that install one of them on
+ *     application tables (anchors in docs/guarantees.md); the operation-type
+ *     check is optypes.c:
  *
  *     rungate.guard_runs()               runs change only through rungate's
- *                                        functions (CONTRACT §3)
- *     rungate.guard_audit()              the audit log is append-only (§7)
- *     rungate.validate_operation_type()  operation types are complete and
- *                                        consistent (§1)
+ *                                        functions (#transitions)
+ *     rungate.guard_audit()              the audit log is append-only (#audit)
  *     rungate.fence()                    writes tied to a run need it to be
- *                                        running (§8)
+ *                                        running (#fence)
  *     rungate.guard_writes(), rungate.unguard_writes()
  *                                        install and remove rungate.fence()
  *     rungate.guard_tenant_delete()      tenants named by a queued bulk run
- *                                        stay (§1)
+ *                                        stay (#bulk)
  *     rungate.note_authority_change()    marks the transaction for the
  *                                        authority cache (authcache.c)
  *
@@ -55,10 +54,10 @@
 
 #include "rungate.h"
 #include "runstatus.h"
+#include "triggers.h"
 
 PG_FUNCTION_INFO_V1(rg_guard_runs);
 PG_FUNCTION_INFO_V1(rg_guard_audit);
-PG_FUNCTION_INFO_V1(rg_validate_operation_type);
 PG_FUNCTION_INFO_V1(rg_fence);
 PG_FUNCTION_INFO_V1(rg_guard_writes);
 PG_FUNCTION_INFO_V1(rg_unguard_writes);
@@ -69,7 +68,7 @@ PG_FUNCTION_INFO_V1(rg_note_authority_change);
 #define FENCE_TRIGGER "rungate_fence"
 
 /* ----------------------------------------------------------------
- * Shared helpers
+ * Helpers shared with the other trigger of rungate's tables (optypes.c)
  * ----------------------------------------------------------------
  */
 
@@ -77,7 +76,7 @@ PG_FUNCTION_INFO_V1(rg_note_authority_change);
  * The trigger data of a call, after checking that the trigger manager made
  * it and that a row-level event was fired for each row.
  */
-static TriggerData *
+TriggerData *
 RgTriggerData(FunctionCallInfo fcinfo, const char *funcname)
 {
 	TriggerData *trigdata;
@@ -100,7 +99,7 @@ RgTriggerData(FunctionCallInfo fcinfo, const char *funcname)
  * A trigger's "go on unchanged": the new row of an UPDATE, the row of an
  * INSERT or DELETE, nothing for TRUNCATE.
  */
-static Datum
+Datum
 RgUnchanged(TriggerData *trigdata)
 {
 	if (TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event))
@@ -111,7 +110,7 @@ RgUnchanged(TriggerData *trigdata)
 }
 
 /* Attribute number of a column of the trigger's table; it must exist. */
-static int
+int
 RgAttnum(TupleDesc tupdesc, const char *column)
 {
 	int			attnum = SPI_fnumber(tupdesc, column);
@@ -122,7 +121,7 @@ RgAttnum(TupleDesc tupdesc, const char *column)
 }
 
 /* A text column of a tuple as a C string, NULL when null. */
-static char *
+char *
 RgTupleText(HeapTuple tuple, TupleDesc tupdesc, int attnum)
 {
 	bool		isnull;
@@ -131,7 +130,7 @@ RgTupleText(HeapTuple tuple, TupleDesc tupdesc, int attnum)
 	return isnull ? NULL : TextDatumGetCString(d);
 }
 
-static bool
+bool
 RgTextEqual(const char *a, const char *b)
 {
 	if (a == NULL || b == NULL)
@@ -139,20 +138,8 @@ RgTextEqual(const char *a, const char *b)
 	return strcmp(a, b) == 0;
 }
 
-/* The schema-qualified, quoted name of a relation, for messages and DDL. */
-static char *
-RgRelationName(Oid relid)
-{
-	char	   *relname = get_rel_name(relid);
-	char	   *nspname = get_namespace_name(get_rel_namespace(relid));
-
-	if (relname == NULL || nspname == NULL)
-		elog(ERROR, "rungate: cache lookup failed for relation %u", relid);
-	return quote_qualified_identifier(nspname, relname);
-}
-
 /* ----------------------------------------------------------------
- * rungate.guard_runs(): CONTRACT §3
+ * rungate.guard_runs(): docs/guarantees.md#transitions
  * ----------------------------------------------------------------
  */
 
@@ -345,7 +332,7 @@ rg_guard_runs(PG_FUNCTION_ARGS)
 }
 
 /* ----------------------------------------------------------------
- * rungate.guard_audit(): CONTRACT §7
+ * rungate.guard_audit(): docs/guarantees.md#audit
  * ----------------------------------------------------------------
  */
 
@@ -453,329 +440,7 @@ rg_guard_audit(PG_FUNCTION_ARGS)
 }
 
 /* ----------------------------------------------------------------
- * rungate.validate_operation_type(): CONTRACT §1
- * ----------------------------------------------------------------
- */
-
-/*
- * The item type of a bulk type. FOR KEY SHARE (which the foreign key would
- * take anyway, only later) makes a concurrent change of the item type's scope
- * or item_operation, which locks it FOR UPDATE below, wait for this
- * transaction or be seen by it.
- */
-static RgPlan item_type_plan = {
-	"SELECT ot.scope, ot.item_operation IS NOT NULL"
-	"  FROM rungate.operation_types ot"
-	" WHERE ot.name" EQ "$1"
-	"   FOR KEY SHARE",
-	1, {TEXTOID}, NULL
-};
-
-/*
- * Before the scope or item_operation of a type changes: take the row FOR
- * UPDATE, which waits for transactions that insert runs of it or bulk types
- * naming it (both hold FOR KEY SHARE on it) so that the checks below see
- * what they committed.
- */
-static RgPlan lock_type_plan = {
-	"SELECT 1 FROM rungate.operation_types ot"
-	" WHERE ot.name" EQ "$1"
-	"   FOR UPDATE",
-	1, {TEXTOID}, NULL
-};
-
-/* A queued or running run of a type. */
-static RgPlan live_run_plan = {
-	"SELECT r.id, r.status FROM rungate.runs r"
-	" WHERE r.operation" EQ "$1"
-	"   AND (r.status" EQ "'queued' OR r.status" EQ "'running')"
-	" LIMIT 1",
-	1, {TEXTOID}, NULL
-};
-
-/* Another type that uses this one as its item type. */
-static RgPlan bulk_user_plan = {
-	"SELECT ot.name FROM rungate.operation_types ot"
-	" WHERE ot.item_operation" EQ "$1 AND ot.name" NE "$1"
-	" LIMIT 1",
-	1, {TEXTOID}, NULL
-};
-
-/* A boolean column of the new row, which must not be null. */
-static bool
-OpTypeBool(HeapTuple tuple, TupleDesc tupdesc, const char *column,
-		   const char *name)
-{
-	bool		isnull;
-	Datum		d = heap_getattr(tuple, RgAttnum(tupdesc, column), tupdesc,
-								 &isnull);
-
-	if (isnull)
-		ereport(ERROR,
-				(errcode(ERRCODE_RG_BAD_REQUEST),
-				 errmsg("%s of operation type \"%s\" must not be null",
-						column, name)));
-	return DatumGetBool(d);
-}
-
-Datum
-rg_validate_operation_type(PG_FUNCTION_ARGS)
-{
-	TriggerData *trigdata = RgTriggerData(fcinfo,
-										  "rungate.validate_operation_type()");
-	TupleDesc	tupdesc = RelationGetDescr(trigdata->tg_relation);
-	bool		is_update = TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event);
-	HeapTuple	oldtup = is_update ? trigdata->tg_trigtuple : NULL;
-	HeapTuple	newtup = is_update ? trigdata->tg_newtuple : trigdata->tg_trigtuple;
-	char	   *name;
-	char	   *capability;
-	char	   *scope;
-	char	   *item_operation;
-	bool		workspace_scope;
-	bool		requires_operable_tenant;
-	bool		isnull;
-	Datum		d;
-	ArrayType  *prerequisites;
-	int			n_prerequisites;
-	int32		max_attempts;
-	Interval	zero;
-	char	   *old_name = NULL;
-	bool		scope_changed = false;
-	bool		item_changed = false;
-
-	/*
-	 * The publisher accepted this type against its own rows; here a bulk
-	 * type may be copied before its item type, or runs of the type may not
-	 * have arrived or finished yet.
-	 */
-	if (rg_is_apply_worker())
-		return RgUnchanged(trigdata);
-
-	if (!TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) && !is_update)
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("function rungate.validate_operation_type() must be fired for INSERT or UPDATE")));
-
-	/* name and capability */
-	name = RgTupleText(newtup, tupdesc, RgAttnum(tupdesc, "name"));
-	if (name == NULL || name[0] == '\0')
-		ereport(ERROR,
-				(errcode(ERRCODE_RG_BAD_REQUEST),
-				 errmsg("operation type name must not be %s",
-						name ? "empty" : "null")));
-	capability = RgTupleText(newtup, tupdesc, RgAttnum(tupdesc, "capability"));
-	if (capability == NULL || capability[0] == '\0')
-		ereport(ERROR,
-				(errcode(ERRCODE_RG_BAD_REQUEST),
-				 errmsg("capability of operation type \"%s\" must not be %s",
-						name, capability ? "empty" : "null"),
-				 errdetail("The initiator of a run must hold this capability in the run's scope.")));
-
-	/* scope */
-	scope = RgTupleText(newtup, tupdesc, RgAttnum(tupdesc, "scope"));
-	if (scope == NULL ||
-		(strcmp(scope, "tenant") != 0 && strcmp(scope, "workspace") != 0))
-		ereport(ERROR,
-				(errcode(ERRCODE_RG_BAD_REQUEST),
-				 errmsg("scope of operation type \"%s\" must be tenant or workspace, not %s",
-						name, scope ? quote_literal_cstr(scope) : "null")));
-	workspace_scope = strcmp(scope, "workspace") == 0;
-
-	/* booleans */
-	requires_operable_tenant = OpTypeBool(newtup, tupdesc,
-										  "requires_operable_tenant", name);
-	(void) OpTypeBool(newtup, tupdesc, "allow_system", name);
-	(void) OpTypeBool(newtup, tupdesc, "writes", name);
-
-	/* prerequisites: a list of non-empty names */
-	d = heap_getattr(newtup, RgAttnum(tupdesc, "prerequisites"), tupdesc,
-					 &isnull);
-	if (isnull)
-		ereport(ERROR,
-				(errcode(ERRCODE_RG_BAD_REQUEST),
-				 errmsg("prerequisites of operation type \"%s\" must not be null",
-						name),
-				 errhint("Use an empty array for a type without prerequisites.")));
-	prerequisites = DatumGetArrayTypeP(d);
-	if (ARR_ELEMTYPE(prerequisites) != TEXTOID)
-		elog(ERROR, "rungate: operation_types.prerequisites is not a text array");
-	if (ARR_NDIM(prerequisites) > 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_RG_BAD_REQUEST),
-				 errmsg("prerequisites of operation type \"%s\" must be a one-dimensional array",
-						name)));
-	{
-		Datum	   *elems;
-		bool	   *elem_nulls;
-		int			i;
-
-		deconstruct_array(prerequisites, TEXTOID, -1, false, TYPALIGN_INT,
-						  &elems, &elem_nulls, &n_prerequisites);
-		for (i = 0; i < n_prerequisites; i++)
-		{
-			if (elem_nulls[i])
-				ereport(ERROR,
-						(errcode(ERRCODE_RG_BAD_REQUEST),
-						 errmsg("prerequisites of operation type \"%s\" must not contain nulls",
-								name)));
-			if (VARSIZE_ANY_EXHDR(DatumGetPointer(elems[i])) == 0)
-				ereport(ERROR,
-						(errcode(ERRCODE_RG_BAD_REQUEST),
-						 errmsg("prerequisites of operation type \"%s\" must not contain empty names",
-								name)));
-		}
-	}
-
-	/* what a workspace-scoped type cannot have */
-	if (workspace_scope && n_prerequisites > 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_RG_BAD_REQUEST),
-				 errmsg("operation type \"%s\" is workspace-scoped and cannot have prerequisites",
-						name),
-				 errdetail("Prerequisites are facts about a tenant, and a workspace-scoped run has no tenant.")));
-	if (workspace_scope && requires_operable_tenant)
-		ereport(ERROR,
-				(errcode(ERRCODE_RG_BAD_REQUEST),
-				 errmsg("operation type \"%s\" is workspace-scoped and cannot require an operable tenant",
-						name),
-				 errdetail("A workspace-scoped run has no tenant."),
-				 errhint("Set requires_operable_tenant to false: the column defaults to true.")));
-
-	/* item_operation, the local rules */
-	item_operation = RgTupleText(newtup, tupdesc,
-								 RgAttnum(tupdesc, "item_operation"));
-	if (item_operation != NULL && !workspace_scope)
-		ereport(ERROR,
-				(errcode(ERRCODE_RG_BAD_REQUEST),
-				 errmsg("operation type \"%s\" is a tenant-scoped bulk type", name),
-				 errdetail("Only a workspace-scoped type may set item_operation: a bulk run spans the tenants of a workspace.")));
-	if (item_operation != NULL && strcmp(item_operation, name) == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_RG_BAD_REQUEST),
-				 errmsg("operation type \"%s\" cannot be its own item_operation",
-						name)));
-
-	/* max_attempts and lease */
-	d = heap_getattr(newtup, RgAttnum(tupdesc, "max_attempts"), tupdesc,
-					 &isnull);
-	if (isnull)
-		ereport(ERROR,
-				(errcode(ERRCODE_RG_BAD_REQUEST),
-				 errmsg("max_attempts of operation type \"%s\" must not be null",
-						name)));
-	max_attempts = DatumGetInt32(d);
-	if (max_attempts < 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_RG_BAD_REQUEST),
-				 errmsg("max_attempts of operation type \"%s\" must be at least 1, not %d",
-						name, max_attempts)));
-
-	d = heap_getattr(newtup, RgAttnum(tupdesc, "lease"), tupdesc, &isnull);
-	if (isnull)
-		ereport(ERROR,
-				(errcode(ERRCODE_RG_BAD_REQUEST),
-				 errmsg("lease of operation type \"%s\" must not be null",
-						name)));
-	memset(&zero, 0, sizeof(zero));
-	if (DatumGetInt32(DirectFunctionCall2(interval_cmp, d,
-										  IntervalPGetDatum(&zero))) <= 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_RG_BAD_REQUEST),
-				 errmsg("lease of operation type \"%s\" must be positive, not %s",
-						name,
-						DatumGetCString(DirectFunctionCall1(interval_out, d))),
-				 errdetail("A claim holds a run for the lease without a heartbeat.")));
-
-	/* concurrency and rate limits (flow.c) */
-	rg_flow_validate_type(newtup, tupdesc, name, workspace_scope);
-
-	if (is_update)
-	{
-		char	   *old_scope;
-
-		old_name = RgTupleText(oldtup, tupdesc, RgAttnum(tupdesc, "name"));
-		old_scope = RgTupleText(oldtup, tupdesc, RgAttnum(tupdesc, "scope"));
-		scope_changed = !RgTextEqual(old_scope, scope);
-		item_changed =
-			!RgTextEqual(RgTupleText(oldtup, tupdesc,
-									 RgAttnum(tupdesc, "item_operation")),
-						 item_operation);
-		if (old_name == NULL)
-			elog(ERROR, "rungate: operation type with a null name");
-	}
-
-	/* From here on the rules need other rows. */
-	if (item_operation == NULL && !scope_changed && !item_changed)
-		return PointerGetDatum(newtup);
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "rungate: SPI_connect failed");
-
-	if (scope_changed || item_changed)
-	{
-		Datum		arg = CStringGetTextDatum(old_name);
-
-		rg_exec(&lock_type_plan, &arg, NULL, false, 1);
-
-		/* Runs already decided under the old shape must not see it change. */
-		rg_exec(&live_run_plan, &arg, NULL, false, 1);
-		if (SPI_processed > 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_RG_BAD_REQUEST),
-					 errmsg("%s of operation type \"%s\" cannot change while it has queued or running runs",
-							scope_changed ? "scope" : "item_operation",
-							old_name),
-					 errdetail("Run " INT64_FORMAT " is %s.",
-							   rg_get_int64(0, 1, NULL), rg_get_text(0, 2)),
-					 errhint("Let its runs finish, or cancel the queued ones, first.")));
-
-		/*
-		 * An item type stays tenant-scoped, and so (bulk types being
-		 * workspace-scoped) never becomes a bulk type either.
-		 */
-		if (scope_changed && workspace_scope)
-		{
-			rg_exec(&bulk_user_plan, &arg, NULL, false, 1);
-			if (SPI_processed > 0)
-				ereport(ERROR,
-						(errcode(ERRCODE_RG_BAD_REQUEST),
-						 errmsg("operation type \"%s\" cannot become workspace-scoped: bulk type \"%s\" uses it as its item_operation",
-								old_name, rg_get_text(0, 1)),
-						 errdetail("The items of a bulk run are tenant-scoped runs, one per tenant.")));
-		}
-	}
-
-	if (item_operation != NULL)
-	{
-		Datum		arg = CStringGetTextDatum(item_operation);
-
-		rg_exec(&item_type_plan, &arg, NULL, false, 1);
-		if (SPI_processed == 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_RG_BAD_REQUEST),
-					 errmsg("item_operation \"%s\" of operation type \"%s\" is not an operation type",
-							item_operation, name),
-					 errhint("Define the item type in rungate.operation_types first.")));
-		if (rg_get_bool(0, 2, NULL))
-			ereport(ERROR,
-					(errcode(ERRCODE_RG_BAD_REQUEST),
-					 errmsg("item_operation \"%s\" of operation type \"%s\" is itself a bulk type",
-							item_operation, name),
-					 errdetail("Bulk types cannot be nested.")));
-		if (!RgTextEqual(rg_get_text(0, 1), "tenant"))
-			ereport(ERROR,
-					(errcode(ERRCODE_RG_BAD_REQUEST),
-					 errmsg("item_operation \"%s\" of operation type \"%s\" is workspace-scoped",
-							item_operation, name),
-					 errdetail("A bulk run creates one item run per tenant, so the item type must be tenant-scoped.")));
-	}
-
-	SPI_finish();
-	return PointerGetDatum(newtup);
-}
-
-/* ----------------------------------------------------------------
- * rungate.fence(): CONTRACT §8
+ * rungate.fence(): docs/guarantees.md#fence
  * ----------------------------------------------------------------
  */
 
@@ -829,7 +494,7 @@ FenceCheck(int64 run_id, Relation rel, const char *column, const char *what)
 	if (status != NULL && rg_status_of(status) == RG_RUNNING)
 		return;
 
-	relname = RgRelationName(RelationGetRelid(rel));
+	relname = rg_qualified_name(RelationGetRelid(rel));
 	if (status == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_RG_CONFLICT),
@@ -871,7 +536,7 @@ rg_fence(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("trigger \"%s\" on %s must pass rungate.fence() one argument, the run column",
 						trigdata->tg_trigger->tgname,
-						RgRelationName(RelationGetRelid(rel))),
+						rg_qualified_name(RelationGetRelid(rel))),
 				 errhint("Install the fence with rungate.guard_writes().")));
 	column = trigdata->tg_trigger->tgargs[0];
 
@@ -882,7 +547,7 @@ rg_fence(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_UNDEFINED_COLUMN),
 				 errmsg("column %s fenced by trigger \"%s\" does not exist in %s",
 						quote_identifier(column), trigdata->tg_trigger->tgname,
-						RgRelationName(RelationGetRelid(rel))),
+						rg_qualified_name(RelationGetRelid(rel))),
 				 errhint("Run rungate.guard_writes() again with the column's current name.")));
 	atttype = TupleDescAttr(tupdesc, attnum - 1)->atttypid;
 	if (atttype != INT2OID && atttype != INT4OID && atttype != INT8OID)
@@ -890,7 +555,7 @@ rg_fence(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_DATATYPE_MISMATCH),
 				 errmsg("column %s fenced by trigger \"%s\" of %s is of type %s, not an integer type",
 						quote_identifier(column), trigdata->tg_trigger->tgname,
-						RgRelationName(RelationGetRelid(rel)),
+						rg_qualified_name(RelationGetRelid(rel)),
 						format_type_be(atttype))));
 
 	if (TRIGGER_FIRED_BY_INSERT(event))
@@ -1027,14 +692,14 @@ rg_guard_writes(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_RG_BAD_REQUEST),
 				 errmsg("relation with OID %u does not exist", relid)));
-	relname = RgRelationName(relid);
+	relname = rg_qualified_name(relid);
 	if (relkind != RELKIND_RELATION && relkind != RELKIND_PARTITIONED_TABLE)
 		ereport(ERROR,
 				(errcode(ERRCODE_RG_BAD_REQUEST),
 				 errmsg("%s is not a table", relname),
 				 errdetail("rungate.guard_writes() fences ordinary and partitioned tables.")));
 
-	rungate_nsp = get_namespace_oid("rungate", true);
+	rungate_nsp = rg_namespace(true);
 	if (OidIsValid(rungate_nsp) && get_rel_namespace(relid) == rungate_nsp)
 		ereport(ERROR,
 				(errcode(ERRCODE_RG_BAD_REQUEST),
@@ -1111,7 +776,7 @@ rg_unguard_writes(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_RG_BAD_REQUEST),
 				 errmsg("relation with OID %u does not exist", relid)));
-	relname = RgRelationName(relid);
+	relname = rg_qualified_name(relid);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "rungate: SPI_connect failed");
@@ -1126,7 +791,7 @@ rg_unguard_writes(PG_FUNCTION_ARGS)
 }
 
 /* ----------------------------------------------------------------
- * rungate.guard_tenant_delete(): CONTRACT §1
+ * rungate.guard_tenant_delete(): docs/guarantees.md#bulk
  * ----------------------------------------------------------------
  */
 

@@ -106,7 +106,8 @@ ON CONFLICT DO NOTHING;
 ------------------------------------------------------------------------------
 -- 4. The triggers. Each runs in the transaction of the application's write,
 --    so a revocation commits together with the change that caused it, and a
---    claim that begins after that commit sees it (CONTRACT §10.2).
+--    claim that begins after that commit sees it
+--    (docs/guarantees.md#revocation-seen).
 --
 --    Tenants, workspaces and actors that runs reference cannot be deleted
 --    (rungate's foreign keys restrict), so deleting them in the application

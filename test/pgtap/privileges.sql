@@ -1,8 +1,9 @@
--- Privileges (CONTRACT §11): the four personas of docs/privileges.md, granted
--- exactly as written there, can each do their job and nothing more; a role
--- without grants (PUBLIC) can call and read nothing; a caller with a hostile
--- search_path gets the same answers from the SECURITY DEFINER functions.
--- Runs in one transaction that is rolled back: the roles vanish with it.
+-- Privileges (docs/guarantees.md#privileges): the four personas of
+-- docs/privileges.md, granted exactly as written there, can each do their job
+-- and nothing more; a role without grants (PUBLIC) can call and read nothing;
+-- a caller with a hostile search_path gets the same answers from the SECURITY
+-- DEFINER functions. Runs in one transaction that is rolled back: the roles
+-- vanish with it.
 BEGIN;
 SELECT plan(105);
 

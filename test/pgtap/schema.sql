@@ -1,13 +1,16 @@
 -- schema: the public surface of rungate as docs/reference.md names it.
---   §1  authority tables and operation_types: columns, types, keys
---   §3  runs: columns and foreign keys
---   §7  audit_log and notifications: columns
---   §2, §4, §6  composite types decision, claimed, run_summary, run_detail
---   §2, §4-§8   every contract function with its exact signature (argument
---               names, types, defaults) and return type
---   §3, §7  the run and audit guards fire in every session_replication_role
---   §11 nothing granted to PUBLIC; worker, dispatch and monitoring
---       functions are SECURITY DEFINER with a pinned search_path
+--   * authority tables and operation_types: columns, types, keys
+--     (docs/reference.md#tables, docs/guarantees.md#authority-data)
+--   * runs: columns and foreign keys; audit_log and notifications: columns
+--   * composite types decision, claimed, run_summary, run_detail
+--     (docs/reference.md#types)
+--   * every public function with its exact signature (argument names,
+--     types, defaults) and return type (docs/reference.md#functions)
+--   * the run and audit guards fire in every session_replication_role
+--     (docs/guarantees.md#transitions, #audit)
+--   * nothing granted to PUBLIC; worker, dispatch and monitoring functions
+--     are SECURITY DEFINER with a pinned search_path
+--     (docs/guarantees.md#privileges)
 --   extension rungate in schema rungate, not relocatable; every table,
 --   type and function is documented with a COMMENT
 -- Runs in a fresh database that already has pgtap and rungate.
@@ -29,7 +32,7 @@ SELECT is((SELECT extrelocatable FROM pg_extension WHERE extname = 'rungate'), f
           'extension rungate is not relocatable');
 
 -- ---------------------------------------------------------------------
--- §1, §3, §7, §12: the twelve tables
+-- The twelve tables (docs/reference.md#tables)
 -- ---------------------------------------------------------------------
 SELECT has_table('rungate'::name, t::name, format('table rungate.%s exists', t))
   FROM unnest(ARRAY['workspaces', 'tenants', 'actors', 'role_capabilities',
@@ -37,11 +40,11 @@ SELECT has_table('rungate'::name, t::name, format('table rungate.%s exists', t))
                     'operation_types', 'runs', 'audit_log', 'notifications',
                     'holds', 'schedules']) WITH ORDINALITY u(t, n);
 
--- Every contract column, with its type.
+-- Every documented column, with its type.
 SELECT col_type_is('rungate'::name, t::name, c::name, ty,
                    format('rungate.%s.%s is %s', t, c, ty))
   FROM (VALUES
-    -- §1 authority data
+    -- authority data
     ('workspaces', 'id', 'bigint'),
     ('workspaces', 'name', 'text'),
     ('workspaces', 'status', 'text'),
@@ -63,7 +66,7 @@ SELECT col_type_is('rungate'::name, t::name, c::name, ty,
     ('tenant_prerequisites', 'tenant_id', 'bigint'),
     ('tenant_prerequisites', 'name', 'text'),
     ('tenant_prerequisites', 'satisfied', 'boolean'),
-    -- §1 operation types
+    -- operation types
     ('operation_types', 'name', 'text'),
     ('operation_types', 'capability', 'text'),
     ('operation_types', 'scope', 'text'),
@@ -74,14 +77,14 @@ SELECT col_type_is('rungate'::name, t::name, c::name, ty,
     ('operation_types', 'item_operation', 'text'),
     ('operation_types', 'max_attempts', 'integer'),
     ('operation_types', 'lease', 'interval'),
-    -- §12 limits
+    -- flow-control limits
     ('workspaces', 'max_running', 'integer'),
     ('operation_types', 'max_running', 'integer'),
     ('operation_types', 'limit_scope', 'text'),
     ('operation_types', 'rate_limit', 'integer'),
     ('operation_types', 'rate_period', 'interval'),
-    -- §12 holds
-    -- §14 schedules
+    -- holds
+    -- schedules
     ('schedules', 'name', 'text'),
     ('schedules', 'cron', 'text'),
     ('schedules', 'operation', 'text'),
@@ -102,7 +105,7 @@ SELECT col_type_is('rungate'::name, t::name, c::name, ty,
     ('holds', 'created_at', 'timestamp with time zone'),
     ('holds', 'released_at', 'timestamp with time zone'),
     ('holds', 'released_by', 'bigint'),
-    -- §3 runs
+    -- runs
     ('runs', 'id', 'bigint'),
     ('runs', 'workspace_id', 'bigint'),
     ('runs', 'tenant_id', 'bigint'),
@@ -127,7 +130,7 @@ SELECT col_type_is('rungate'::name, t::name, c::name, ty,
     ('runs', 'started_at', 'timestamp with time zone'),
     ('runs', 'finished_at', 'timestamp with time zone'),
     ('runs', 'rerun_of', 'bigint'),
-    -- §7 audit trail
+    -- audit trail
     ('audit_log', 'id', 'bigint'),
     ('audit_log', 'at', 'timestamp with time zone'),
     ('audit_log', 'run_id', 'bigint'),
@@ -143,7 +146,7 @@ SELECT col_type_is('rungate'::name, t::name, c::name, ty,
     ('audit_log', 'checks', 'jsonb'),
     ('audit_log', 'worker', 'text'),
     ('audit_log', 'txid', 'bigint'),
-    -- §7 notifications
+    -- notifications
     ('notifications', 'id', 'bigint'),
     ('notifications', 'actor_id', 'bigint'),
     ('notifications', 'run_id', 'bigint'),
@@ -152,7 +155,7 @@ SELECT col_type_is('rungate'::name, t::name, c::name, ty,
     ('notifications', 'read_at', 'timestamp with time zone')
   ) v(t, c, ty);
 
--- §1: operation_types.capability is "text, not null".
+-- operation_types.capability is text, not null (docs/reference.md#tables).
 SELECT col_not_null('rungate', 'operation_types', 'capability',
                     'rungate.operation_types.capability is NOT NULL');
 
@@ -190,8 +193,9 @@ SELECT fk_ok('rungate'::name, t::name, ARRAY[c]::name[], 'rungate'::name, rt::na
     ('runs', 'parent_id', 'runs', 'id')
   ) v(t, c, rt, rc);
 
--- §1: "Tenants and actors that runs reference are never deleted (foreign
--- keys restrict)": no foreign key to them cascades or nulls on delete.
+-- Tenants and actors that runs reference are never deleted, the foreign
+-- keys restrict (docs/guarantees.md#authority-data): no foreign key to them
+-- cascades or nulls on delete.
 SELECT is_empty($$
     SELECT conrelid::regclass, conname, confdeltype
       FROM pg_constraint
@@ -202,7 +206,7 @@ SELECT is_empty($$
 $$, 'no foreign key to workspaces, tenants, actors or operation_types cascades or nulls on delete');
 
 -- ---------------------------------------------------------------------
--- §2, §4, §6: composite types, with their fields in contract order
+-- Composite types, with their fields in the documented order
 -- ---------------------------------------------------------------------
 SELECT has_type('rungate'::name, t::name, format('type rungate.%s exists', t))
   FROM unnest(ARRAY['decision', 'claimed', 'run_summary', 'run_detail']) WITH ORDINALITY u(t, n);
@@ -215,7 +219,7 @@ SELECT is(ARRAY(SELECT a.attname::text || ' ' || format_type(a.atttypid, a.attty
                    AND a.attnum > 0 AND NOT a.attisdropped
                  ORDER BY a.attnum),
           fields,
-          format('%s has the fields of the contract, in order', ty))
+          format('%s has the documented fields, in order', ty))
   FROM (VALUES
     ('rungate.decision', ARRAY[
         'allowed boolean', 'authority text', 'reason_code text',
@@ -265,12 +269,12 @@ SELECT col_type_is('rungate'::name, t::name, c::name, ty, format('rungate.%s.%s 
   ) v(t, c, ty);
 
 -- ---------------------------------------------------------------------
--- §2, §4-§8: every contract function, its exact signature (argument names,
+-- Every public function, its exact signature (argument names,
 -- types and defaults as pg_get_function_arguments prints them) and its
 -- return type.
 -- ---------------------------------------------------------------------
-CREATE TEMP TABLE contract_functions (n int, name name, args name[], signature text, returns text);
-INSERT INTO contract_functions VALUES
+CREATE TEMP TABLE public_functions (n int, name name, args name[], signature text, returns text);
+INSERT INTO public_functions VALUES
  (1, 'decide', '{text,bigint,bigint,bigint}',
   'operation text, workspace_id bigint, tenant_id bigint, actor_id bigint',
   'rungate.decision'),
@@ -343,21 +347,22 @@ INSERT INTO contract_functions VALUES
 
 SELECT has_function('rungate', name, args,
                     format('function rungate.%s(%s) exists', name, array_to_string(args, ', ')))
-  FROM contract_functions ORDER BY n;
+  FROM public_functions ORDER BY n;
 
 SELECT is(pg_get_function_arguments(
               to_regprocedure(format('rungate.%I(%s)', f.name, array_to_string(f.args, ',')))),
           f.signature,
-          format('rungate.%s has the contract''s argument names and defaults', f.name))
-  FROM contract_functions f ORDER BY n;
+          format('rungate.%s has the documented argument names and defaults', f.name))
+  FROM public_functions f ORDER BY n;
 
 SELECT function_returns('rungate', name, args, returns,
                         format('rungate.%s returns %s', name, returns))
-  FROM contract_functions ORDER BY n;
+  FROM public_functions ORDER BY n;
 
 -- ---------------------------------------------------------------------
--- §3, §7: the run and audit guards fire in every session_replication_role
--- (ENABLE ALWAYS); so does the validation of operation types (§1).
+-- The run and audit guards fire in every session_replication_role
+-- (ENABLE ALWAYS; docs/guarantees.md#transitions, #audit); so does the
+-- validation of operation types (#operation-types).
 -- ---------------------------------------------------------------------
 SELECT is((SELECT tgenabled::text FROM pg_trigger
             WHERE tgrelid = tbl::regclass AND tgname = trg AND NOT tgisinternal),
@@ -390,7 +395,7 @@ SELECT is((SELECT string_agg(e, ',' ORDER BY e) FROM (
  ORDER BY n;
 
 -- ---------------------------------------------------------------------
--- §11: nothing for PUBLIC. A NULL ACL means the default one, which for
+-- Nothing for PUBLIC (docs/guarantees.md#privileges). A NULL ACL means the default one, which for
 -- functions grants EXECUTE to PUBLIC: acldefault() stands in for it.
 -- ---------------------------------------------------------------------
 SELECT is_empty($$
@@ -422,7 +427,7 @@ $$, 'no function of schema rungate grants EXECUTE to PUBLIC');
 
 -- Worker, dispatch and monitoring functions are SECURITY DEFINER.
 SELECT is_definer('rungate', name, args, format('rungate.%s is SECURITY DEFINER', name))
-  FROM contract_functions
+  FROM public_functions
  WHERE name IN ('enqueue', 'enqueue_bulk', 'cancel',
                 'claim', 'heartbeat', 'recheck', 'complete', 'fail', 'reap_expired',
                 'operations', 'operation', 'release', 'rerun', 'hold', 'resume',

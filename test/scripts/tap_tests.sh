@@ -9,7 +9,7 @@
 # initdb refuses root: as root, the tests run as the postgres OS user, from a
 # temporary copy of test/t and test/fixtures (TESTDIR: logs and nodes under
 # its tmp_check/). Installs libipc-run-perl when missing. Bounded by
-# RG_TAP_TIMEOUT seconds (default 240). Keep the logs with RG_TAP_KEEP=1.
+# RG_TAP_TIMEOUT seconds (default 600). Keep the logs with RG_TAP_KEEP=1.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 case ${RG_PG:-} in
@@ -80,7 +80,7 @@ rc=0
     PERL5LIB="$PERL_LIB" PG_REGRESS="$PG_REGRESS" TESTDIR="$WORK" \
     RUNGATE_SEED="$WORK/fixtures/seed.sql" \
     ${RUNGATE_CRASH_AFTER:+RUNGATE_CRASH_AFTER="$RUNGATE_CRASH_AFTER"} \
-    timeout "${RG_TAP_TIMEOUT:-240}" prove -v t/*.pl) </dev/null || rc=$?
+    timeout "${RG_TAP_TIMEOUT:-600}" prove -v t/*.pl) </dev/null || rc=$?
 
 if [ "$rc" -ne 0 ]; then
   echo "---- TAP logs ($WORK/tmp_check/log) ----"

@@ -580,7 +580,7 @@ SELECT CASE p.kind
                      AND p.prerequisite = ANY (f.prerequisites) THEN 'prerequisite_unmet' END
 END $$;
 
--- the order of the checks (CONTRACT section 2)
+-- the order of the checks (docs/guarantees.md#decision)
 CREATE OR REPLACE FUNCTION stress.check_order(code text) RETURNS int
 LANGUAGE sql IMMUTABLE AS $$
 SELECT array_position('{system_authority_not_allowed,actor_disabled,actor_not_in_workspace,
@@ -636,7 +636,7 @@ CREATE TABLE stress.enqueued (run_id bigint PRIMARY KEY, status text NOT NULL);
 CHECKS = [
     ("a. started after a revocation in force",
      "no run was started by a claim that began after a revocation of its authority "
-     "had committed and while it was not yet restored (CONTRACT 10.2)",
+     "had committed and while it was not yet restored (docs/guarantees.md#revocation-seen)",
      """
 SELECT a.run_id, a.attempt, a.worker, p.kind, p.pair,
        concat_ws(' ', 'ws=' || p.workspace_id, 'tenant=' || p.tenant_id, 'actor=' || p.actor_id,
@@ -679,7 +679,7 @@ SELECT a.run_id, a.event, a.txid FROM rungate.audit_log a
    AND NOT EXISTS (SELECT 1 FROM stress.tx x WHERE x.txid = a.txid AND x.snap_end IS NOT NULL)
  ORDER BY 1, 2"""),
     ("b. runs not terminal",
-     "after reaping and draining every run is terminal (CONTRACT 10.5)",
+     "after reaping and draining every run is terminal (docs/guarantees.md#no-run-lost)",
      "SELECT id, status FROM rungate.runs WHERE status NOT IN "
      "('succeeded', 'partially_succeeded', 'failed', 'blocked', 'cancelled') ORDER BY id"),
     ("b. runs lost or unknown",
@@ -696,7 +696,7 @@ SELECT coalesce(e.run_id, r.id) AS run_id, e.status AS enqueued_as, r.id IS NOT 
     OR stress.status_after(first.event) IS DISTINCT FROM e.status
  ORDER BY 1"""),
     ("b. status differs from the last audit event",
-     "each run's status (and reason) is the one its last audit event says (CONTRACT 10.3)",
+     "each run's status (and reason) is the one its last audit event says (docs/guarantees.md#atomic)",
      """
 SELECT r.id, r.status, r.reason_code, l.event, l.reason_code AS audit_reason
   FROM rungate.runs r
@@ -718,7 +718,7 @@ SELECT run_id, id, prev_event, event FROM (
  ORDER BY 1, 2"""),
     ("b. attempts started twice or out of order",
      "a run is started at most once per attempt, attempts 1, 2, ... in order, and its "
-     "attempt counter is the number of starts (CONTRACT 10.1)",
+     "attempt counter is the number of starts (docs/guarantees.md#no-double-start)",
      """
 SELECT r.id, r.attempt, s.starts, s.attempts
   FROM rungate.runs r
@@ -740,7 +740,7 @@ SELECT k.run_id, k.status AS acked, r.status
  ORDER BY 1"""),
     ("b. notifications",
      "each terminal run with an initiator has exactly one notification, of its status; "
-     "a system run none (CONTRACT 7)",
+     "a system run none (docs/guarantees.md#notifications)",
      """
 SELECT r.id, r.initiator_id, r.status, n.kinds
   FROM rungate.runs r
@@ -763,7 +763,7 @@ SELECT a.run_id, a.event, a.reason_code, a.txid
  ORDER BY 1, 2"""),
     ("c. blocked for a later check than one certainly failing",
      "the reason code is the first failing check: no revocation in force for the whole "
-     "decision fails an earlier check (CONTRACT 2)",
+     "decision fails an earlier check (docs/guarantees.md#decision)",
      """
 SELECT a.run_id, a.event, a.reason_code, p.kind, stress.effect(p, f) AS earlier
   FROM rungate.audit_log a
@@ -884,7 +884,7 @@ def check(args, sh):
     ok = not sh.zombie_bad
     failed += 0 if ok else 1
     print(f"  {'ok  ' if ok else 'FAIL'} b. stale workers: {zombies} stale completions refused"
-          f" with RG409, {len(sh.zombie_bad)} problem(s) (CONTRACT 10.4)")
+          f" with RG409, {len(sh.zombie_bad)} problem(s) (docs/guarantees.md#leases)")
     for z in sh.zombie_bad[:20]:
         print(f"       {z}")
     ok = not sh.errors

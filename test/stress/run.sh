@@ -6,7 +6,7 @@
 #
 #   chaos           test/stress/chaos.py: 8 workers over 20,000 runs while a
 #                   revoker changes authority every few milliseconds; the
-#                   invariants from the audit log (CONTRACT 10)
+#                   invariants from the audit log (docs/guarantees.md)
 #   chaos-selftest  the same harness with a revoker that lies in its log: it
 #                   must report violations of (a) and (c), proving the
 #                   checks can fail

@@ -1,4 +1,5 @@
-# 001_crash_recovery.pl: CONTRACT §10.3 and §10.5 across a server crash.
+# 001_crash_recovery.pl: docs/guarantees.md#atomic and #no-run-lost (with
+# #no-double-start and #audit) across a server crash.
 #
 # Concurrent enqueuers, workers (claim, complete, fail, recheck, heartbeat),
 # a canceller, a reaper and a revoker (memberships, tenant status,
@@ -255,7 +256,7 @@ my @invariants = (
 		 WHERE NOT EXISTS (SELECT 1 FROM rungate.runs r WHERE r.id = a.run_id)}
 	],
 	[
-		# A bulk parent is not handed to a worker and holds no lease (§5): it
+		# A bulk parent is not handed to a worker and holds no lease (#bulk): it
 		# moves on when its items do, so a running parent needs a live item.
 		'no running run lacks a started row for its attempt and a lease (a bulk parent: a live item)',
 		q{
@@ -421,7 +422,7 @@ diag("final claims started $claimed runs");
 check_invariants('after draining the queue');
 
 # ---------------------------------------------------------------------------
-# No run is lost (§10.5): driving every run on (complete what is running,
+# No run is lost (#no-run-lost): driving every run on (complete what is running,
 # claim what is queued) ends with every run terminal, bulk parents rolled up
 # ---------------------------------------------------------------------------
 for my $round (1 .. 50)

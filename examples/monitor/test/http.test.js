@@ -38,7 +38,7 @@ async function get(path, { viewer, workspace = 1, json = true, headers = {}, bas
 
 const ids = (body) => body.runs.map((r) => r.run_id);
 
-// ---------------------------------------------------------------- CONTRACT §6: who sees what
+// ---------------------------------------------------------------- who sees what (docs/guarantees.md#monitoring)
 
 test('list: viewers with operations.view get 200 and exactly the runs in their scope, newest first', async () => {
   const cases = [
@@ -172,7 +172,7 @@ test('JSON shapes: list, detail, audit rows, errors', async () => {
   assert.deepEqual(e.body, { error: { status: 404, code: 'RG404', message: 'run 999999 not found' } });
 });
 
-// ---------------------------------------------------------------- blocked vs failed (CONTRACT §6: never presented as failed)
+// ---------------------------------------------------------------- blocked vs failed (docs/guarantees.md#blocked-not-failed)
 
 test('blocked run: reason code, category and message; the deny check in its audit trail; never started', async () => {
   const { body: { run } } = await get(`/admin/operations/${R.blocked}`, { viewer: OLIVIA });
