@@ -13,7 +13,8 @@
 --     completed after the update, and enqueue / claim / complete work
 -- and brings what the versions add: 1.1's comments on the internal columns
 -- and triggers, 1.2's audit checks in the guard trigger, 1.3's batched
--- retention, and the later versions' triggers (section 8 lists them all).
+-- retention, the later versions' triggers (section 8 lists them all), and
+-- 1.7's indexes for operations.
 -- The C module is the current one throughout: it serves the 1.0 schema
 -- before the update, as it does any earlier schema until it is updated.
 SET client_min_messages = warning;
@@ -224,6 +225,19 @@ SELECT c.oid::regclass AS on_table, c.reloptions
                  'rungate.notifications'::regclass)
  ORDER BY 1;
 SELECT rungate.purge_batch(now() - interval '1 year', 10) AS purged_nothing_old;
+
+------------------------------------------------------------------------------
+-- 9d. What 1.7 changes: the indexes of rungate.runs that operations reads
+--     (runs_tenant_status_idx in; runs_tenant_idx and runs_workspace_idx
+--     out), and operations reads the runs written under 1.0 through them,
+--     newest first, as the plans did (sql/operations_paging.sql compares).
+------------------------------------------------------------------------------
+SELECT i.indexrelid::regclass AS index,
+       regexp_replace(pg_get_indexdef(i.indexrelid), '.* USING ', '') AS definition
+  FROM pg_index i WHERE i.indrelid = 'rungate.runs'::regclass
+ ORDER BY i.indexrelid::regclass::text;
+SELECT run_id, tenant_id, status FROM rungate.operations(100, 1);
+SELECT run_id, tenant_id, status FROM rungate.operations(101, 1, max_rows => 1, before_id => 11);
 
 ------------------------------------------------------------------------------
 -- 10. The guards still refuse (RG409; #transitions, #audit, #fence), in

@@ -3,6 +3,8 @@
 -- psql variables (defaults: make bench's model):
 --   tenants (200), actors (2000, 10 per tenant), memberships (2 per actor)
 -- BENCH_SCALE=1 loads it with 10,000 / 100,000 / 10 (1,000,000 memberships).
+--   extversion (default: the control file's default_version): the version
+--   of rungate created; BENCH_MODE=monitoring loads 1.6 beside it
 --
 -- One workspace. Every actor is a member of the workspace and of
 -- :memberships tenants: operator of its own tenant, analyst of the others.
@@ -15,7 +17,11 @@
 \if :{?actors} \else \set actors 2000 \endif
 \if :{?memberships} \else \set memberships 2 \endif
 SET client_min_messages = warning;
+\if :{?extversion}
+CREATE EXTENSION rungate VERSION :'extversion';
+\else
 CREATE EXTENSION rungate;
+\endif
 
 INSERT INTO rungate.workspaces (id, name) VALUES (1, 'bench');
 INSERT INTO rungate.tenants (id, workspace_id, name)
