@@ -297,14 +297,8 @@ rg_decide(PG_FUNCTION_ARGS)
 	MemoryContext spi;
 	char	   *operation;
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_RG_BAD_REQUEST),
-				 errmsg("operation must not be null")));
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_RG_BAD_REQUEST),
-				 errmsg("workspace_id must not be null")));
+	rg_require_arg(fcinfo, 0, "operation");
+	rg_require_arg(fcinfo, 1, "workspace_id");
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "rungate.decide must return a composite type");
 	tupdesc = BlessTupleDesc(tupdesc);

@@ -957,10 +957,7 @@ rg_resume(PG_FUNCTION_ARGS)
 	char		n[2] = {' ', ' '};
 	Datum		res;
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_RG_BAD_REQUEST),
-				 errmsg("hold_id must not be null")));
+	rg_require_arg(fcinfo, 0, "hold_id");
 	hold_id = PG_GETARG_INT64(0);
 
 	SPI_connect();

@@ -1,6 +1,7 @@
 /*
  * monitoring.c
- *     The canonical operations surfaces (CONTRACT §6): rungate.operations(),
+ *     The canonical operations surfaces (docs/guarantees.md#monitoring,
+ *     #blocked-not-failed): rungate.operations(),
  *     the list of runs a viewer may see in a workspace, and
  *     rungate.operation(), the detail of one run.
  *
@@ -56,6 +57,7 @@
 #include "utils/tuplestore.h"
 
 #include "rungate.h"
+#include "runstatus.h"
 
 PG_FUNCTION_INFO_V1(rg_operations);
 PG_FUNCTION_INFO_V1(rg_operation);
@@ -197,20 +199,10 @@ static RgPlan list_tenant_status_plan = {
 	LIST_ARGS
 };
 
-static const char *const run_statuses[] = {
-	"queued", "running", "succeeded", "partially_succeeded", "failed",
-	"blocked", "cancelled"
-};
-
 static bool
 valid_status(const char *status)
 {
-	size_t		i;
-
-	for (i = 0; i < lengthof(run_statuses); i++)
-		if (strcmp(status, run_statuses[i]) == 0)
-			return true;
-	return false;
+	return rg_status_of(status) != RG_NO_STATUS;
 }
 
 /*
@@ -310,7 +302,7 @@ typedef struct PageSource
 	bool		walk;			/* runs_workspace_status_idx, else the tenant index */
 	bool		tenantless;		/* tenant index: tenant_id IS NULL */
 	int64		tenant_id;		/* tenant index, !tenantless */
-	int			status;			/* in run_statuses */
+	int			status;			/* RgStatus, or -1: every status */
 	int64		below;			/* the next batch: ids below this */
 	bool		done;			/* no entries past the batch */
 	int			want;			/* entries of the next batch */
@@ -329,7 +321,7 @@ typedef struct PageRead
 	IndexScanDesc wscan;
 	Snapshot	snap;
 	int64		workspace_id;
-	Datum		status_text[lengthof(run_statuses)];
+	Datum		status_text[RG_NSTATUSES];
 	PageSource *src;
 	int			nsrc;
 } PageRead;
@@ -461,7 +453,7 @@ page_add_sources(PageRead *pr, bool walk, bool tenantless, int64 tenant_id,
 {
 	int			s;
 
-	for (s = 0; s < (int) lengthof(run_statuses); s++)
+	for (s = 0; s < RG_NSTATUSES; s++)
 	{
 		PageSource *src;
 
@@ -508,17 +500,15 @@ view_tenants(Datum array, int *ntenants)
 	return tenants;
 }
 
-/* status's place in run_statuses (a valid status) */
+/* status's place in rg_status_names (a valid status) */
 static int
 status_index(const char *status)
 {
-	int			i;
+	RgStatus	st = rg_status_of(status);
 
-	for (i = 0; i < (int) lengthof(run_statuses); i++)
-		if (strcmp(status, run_statuses[i]) == 0)
-			return i;
-	elog(ERROR, "rungate: unknown run status \"%s\"", status);
-	return -1;					/* keep the compiler quiet */
+	if (st == RG_NO_STATUS)
+		elog(ERROR, "rungate: unknown run status \"%s\"", status);
+	return (int) st;
 }
 
 /*
@@ -571,7 +561,7 @@ page_read(ReturnSetInfo *rsinfo, Relation rel, Oid tidx_oid, const PageView *v)
 	binaryheap *heap;
 	Datum		actor_text = CStringGetTextDatum("actor");
 	Datum		system_text = CStringGetTextDatum("system");
-	int			per_status = v->status >= 0 ? 1 : (int) lengthof(run_statuses);
+	int			per_status = v->status >= 0 ? 1 : RG_NSTATUSES;
 	int			want;
 	int			emitted = 0;
 	int			i;
@@ -589,8 +579,8 @@ page_read(ReturnSetInfo *rsinfo, Relation rel, Oid tidx_oid, const PageView *v)
 	memset(&pr, 0, sizeof(pr));
 	pr.rel = rel;
 	pr.workspace_id = v->workspace_id;
-	for (i = 0; i < (int) lengthof(run_statuses); i++)
-		pr.status_text[i] = CStringGetTextDatum(run_statuses[i]);
+	for (i = 0; i < RG_NSTATUSES; i++)
+		pr.status_text[i] = CStringGetTextDatum(rg_status_names[i]);
 	pr.tidx = index_open(tidx_oid, AccessShareLock);
 	{
 		Oid			widx_oid = page_index(rel, WALK_INDEX, walk_cols, lengthof(walk_cols));
@@ -736,14 +726,8 @@ rg_operations(PG_FUNCTION_ARGS)
 	Oid			tidx;
 
 	/* ---- arguments ---- */
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_RG_BAD_REQUEST),
-				 errmsg("viewer_id must not be null")));
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_RG_BAD_REQUEST),
-				 errmsg("workspace_id must not be null")));
+	rg_require_arg(fcinfo, 0, "viewer_id");
+	rg_require_arg(fcinfo, 1, "workspace_id");
 	viewer_id = PG_GETARG_INT64(0);
 	workspace_id = PG_GETARG_INT64(1);
 	if (!PG_ARGISNULL(2))
@@ -756,10 +740,7 @@ rg_operations(PG_FUNCTION_ARGS)
 					 errhint("A run status is one of queued, running, succeeded, "
 							 "partially_succeeded, failed, blocked, cancelled.")));
 	}
-	if (PG_ARGISNULL(4))
-		ereport(ERROR,
-				(errcode(ERRCODE_RG_BAD_REQUEST),
-				 errmsg("max_rows must not be null")));
+	rg_require_arg(fcinfo, 4, "max_rows");
 	max_rows = PG_GETARG_INT32(4);
 	if (max_rows < 1 || max_rows > RG_MAX_ROWS_CAP)
 		ereport(ERROR,
@@ -966,14 +947,8 @@ rg_operation(PG_FUNCTION_ARGS)
 	bool		isnull;
 	int			i;
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_RG_BAD_REQUEST),
-				 errmsg("viewer_id must not be null")));
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_RG_BAD_REQUEST),
-				 errmsg("run_id must not be null")));
+	rg_require_arg(fcinfo, 0, "viewer_id");
+	rg_require_arg(fcinfo, 1, "run_id");
 	viewer_id = PG_GETARG_INT64(0);
 	run_id = PG_GETARG_INT64(1);
 
@@ -1011,7 +986,7 @@ rg_operation(PG_FUNCTION_ARGS)
 		const char *waiting = NULL;
 		char	   *status = rg_get_text(0, 7);
 
-		if (strcmp(status, "queued") == 0)
+		if (rg_status_of(status) == RG_QUEUED)
 		{
 			bool		no_tenant;
 			int64		tenant = rg_get_int64(0, 3, &no_tenant);

@@ -140,9 +140,6 @@ extern bool rg_complete_leased(int64 run_id, pg_uuid_t *token,
 
 /* ---- small helpers of the SQL entry points (transition.c) ---- */
 
-/* RG400 "<name> must not be null" */
-extern void rg_require_arg(FunctionCallInfo fcinfo, int argno, const char *name);
-
 /* a text Datum for SPI, or null (n: ' ' or 'n') */
 extern Datum rg_text_or_null(const char *s, char *n);
 

@@ -301,6 +301,16 @@ static RgPlan tenant_workspace_plan = {
 	1, {INT8OID}, NULL
 };
 
+/* RG400 "<name> must not be null" */
+void
+rg_require_arg(FunctionCallInfo fcinfo, int argno, const char *name)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_RG_BAD_REQUEST),
+				 errmsg("%s must not be null", name)));
+}
+
 bool
 rg_workspace_exists(int64 id)
 {

@@ -103,6 +103,9 @@ extern int32 rg_get_int32(int row, int col, bool *isnull);
 extern char *rg_get_text(int row, int col);	/* NULL when null */
 extern Datum rg_get_datum(int row, int col, bool *isnull);
 
+/* RG400 "<name> must not be null" when argument argno is null */
+extern void rg_require_arg(FunctionCallInfo fcinfo, int argno, const char *name);
+
 /* authority rows by key, outside a decision (rungate.c; SPI connected) */
 extern bool rg_workspace_exists(int64 id);
 extern bool rg_actor_exists(int64 id);

@@ -187,15 +187,6 @@ rg_run_read(int64 run_id, bool lock, RunRow *r)
  * Helpers of the SQL entry points
  * ------------------------------------------------------------------------ */
 
-void
-rg_require_arg(FunctionCallInfo fcinfo, int argno, const char *name)
-{
-	if (PG_ARGISNULL(argno))
-		ereport(ERROR,
-				(errcode(ERRCODE_RG_BAD_REQUEST),
-				 errmsg("%s must not be null", name)));
-}
-
 Datum
 rg_text_or_null(const char *s, char *n)
 {
