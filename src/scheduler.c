@@ -49,6 +49,7 @@
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
+#include "portability/instr_time.h"
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
@@ -753,6 +754,7 @@ typedef struct PassState
 	TimestampTz since;			/* the wake-ups' window: (since, until] */
 	TimestampTz until;
 	int64		count;			/* what the last step did */
+	double		step_ms;		/* how long the last step took */
 } PassState;
 
 typedef void (*PassStep) (PassState *ps);
@@ -765,7 +767,10 @@ static bool
 worker_step(const char *what, PassStep step, PassState *ps)
 {
 	volatile bool ok = true;
+	instr_time	start,
+				took;
 
+	INSTR_TIME_SET_CURRENT(start);
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PG_TRY();
@@ -797,6 +802,9 @@ worker_step(const char *what, PassStep step, PassState *ps)
 	PG_END_TRY();
 	MemoryContextSwitchTo(pass_cxt);
 	pgstat_report_activity(STATE_IDLE, NULL);
+	INSTR_TIME_SET_CURRENT(took);
+	INSTR_TIME_SUBTRACT(took, start);
+	ps->step_ms = INSTR_TIME_GET_MILLISEC(took);
 	return ok;
 }
 
@@ -990,7 +998,12 @@ worker_pass(TimestampTz *since)
 	PassState	ps;
 	bool		failed = false;
 	int			batch;
+	instr_time	start,
+				took;
+	double		ms[4] = {0, 0, 0, 0};	/* reap, schedules, wake-ups, retention */
+	int64		did[4] = {0, 0, 0, 0};
 
+	INSTR_TIME_SET_CURRENT(start);
 	MemoryContextReset(pass_cxt);
 	MemoryContextSwitchTo(pass_cxt);
 	memset(&ps, 0, sizeof(ps));
@@ -1015,27 +1028,30 @@ worker_pass(TimestampTz *since)
 	{
 		if (!worker_step("reap_expired", step_reap, &ps))
 			failed = true;
-		else if (ps.count > 0)
+		else if ((did[0] = ps.count) > 0)
 			elog(DEBUG1, "rungate scheduler: database \"%s\": reaped " INT64_FORMAT " expired leases",
 				 my_dbname, ps.count);
+		ms[0] = ps.step_ms;
 	}
 	if (ps.has_schedules)
 	{
 		if (!worker_step("run_schedules", step_schedules, &ps))
 			failed = true;
-		else if (ps.count > 0)
+		else if ((did[1] = ps.count) > 0)
 			elog(DEBUG1, "rungate scheduler: database \"%s\": enqueued " INT64_FORMAT " scheduled runs",
 				 my_dbname, ps.count);
+		ms[1] = ps.step_ms;
 	}
 	if (!worker_step("wake-ups", step_wakeups, &ps))
 		failed = true;
 	else
 	{
 		*since = ps.until;
-		if (ps.count > 0)
+		if ((did[2] = ps.count) > 0)
 			elog(DEBUG1, "rungate scheduler: database \"%s\": notified rungate_queued for " INT64_FORMAT " operations with runs now due",
 				 my_dbname, ps.count);
 	}
+	ms[2] = ps.step_ms;
 	if (retention > 0 && ps.has_purge)
 	{
 		for (batch = 0; batch < PURGE_BATCHES; batch++)
@@ -1046,6 +1062,8 @@ worker_pass(TimestampTz *since)
 				failed = true;
 				break;
 			}
+			ms[3] += ps.step_ms;
+			did[3] += ps.count;
 			if (ps.count == 0)
 				break;
 			elog(DEBUG1, "rungate scheduler: database \"%s\": purged " INT64_FORMAT " runs finished more than %d s ago",
@@ -1053,6 +1071,15 @@ worker_pass(TimestampTz *since)
 		}
 	}
 	pgstat_report_stat(false);
+
+	/* what the pass cost, step by step (test/bench/scheduler.sh reads it) */
+	INSTR_TIME_SET_CURRENT(took);
+	INSTR_TIME_SUBTRACT(took, start);
+	elog(DEBUG2, "rungate scheduler: database \"%s\": pass took %.3f ms: "
+		 "reap %.3f ms (" INT64_FORMAT "), schedules %.3f ms (" INT64_FORMAT "), "
+		 "wake-ups %.3f ms (" INT64_FORMAT "), retention %.3f ms (" INT64_FORMAT ")",
+		 my_dbname, INSTR_TIME_GET_MILLISEC(took),
+		 ms[0], did[0], ms[1], did[1], ms[2], did[2], ms[3], did[3]);
 	return failed ? PASS_FAILED : PASS_OK;
 }
 

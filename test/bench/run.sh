@@ -25,7 +25,8 @@
 #                   "off on"); a documented run uses the defaults
 #   RG_KEEP=1       leave the throwaway cluster running afterwards
 #   BENCH_MODE      another mode instead: pileup, sustained, memory (modes.sh);
-#                   noisy, heldback, heartbeat, blocklimit (control.sh)
+#                   noisy, heldback, heartbeat, blocklimit (control.sh);
+#                   scheduler (scheduler.sh)
 # Output: results/bench/bench.md (or scale.md), pgbench logs next to it.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -34,7 +35,8 @@ case ${BENCH_MODE:-} in
   '') ;;
   pileup | sustained | memory) exec bash "$here/modes.sh" ;;
   noisy | heldback | heartbeat | blocklimit) exec bash "$here/control.sh" ;;
-  *) echo "error: unknown BENCH_MODE '$BENCH_MODE' (pileup, sustained, memory, noisy, heldback, heartbeat, blocklimit)" >&2
+  scheduler) exec bash "$here/scheduler.sh" ;;
+  *) echo "error: unknown BENCH_MODE '$BENCH_MODE' (pileup, sustained, memory, noisy, heldback, heartbeat, blocklimit, scheduler)" >&2
      exit 1 ;;
 esac
 source "$here/../lib.sh"

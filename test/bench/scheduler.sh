@@ -1,0 +1,333 @@
+#!/usr/bin/env bash
+# test/bench/scheduler.sh (BENCH_MODE=scheduler make bench): what the
+# built-in scheduler costs and how soon it wakes a worker (issue 18), in a
+# throwaway cluster with run.sh's settings and rungate preloaded, one
+# database loaded by setup.sql and sched_setup.sql: 1,000,000 runs (a day of
+# work: terminal, queued, delayed, running) and 10,000 hourly schedules.
+#
+#   1. wake-up latency: a listening worker (sched_listen.py, LISTEN
+#      rungate_queued) and BENCH_SCHED_DELAYED (100) runs enqueued with
+#      run_at in the future, BENCH_SCHED_SPACING (0.637) s apart (not a
+#      multiple of the naptime: their run_at fall at every phase of the
+#      passes); per run, the time from its run_at to the first notification
+#      that names it (payload {"run_id": first, "due": n}: the n delayed runs
+#      of bench.delayed from that id on, in id order, which is run_at order).
+#      Median and max. Target: max <= naptime + 0.5 s.
+#   2. the pass: the worker logs each pass's time, step by step, at DEBUG2
+#      (src/scheduler.c); log_min_messages is debug2 while parts 1 and 3 run,
+#      and the passes are read from the server log: median and max, passes
+#      with ticks apart. rungate.retention is set (BENCH_SCHED_RETENTION,
+#      1d: the loaded terminal runs age out a few a second). Target: a
+#      pass under 10 % of the naptime.
+#   3. claim throughput, scheduler on against off, same database, the
+#      setting rungate.scheduler switched by reload between measures (the
+#      worker leaves, or is started and has made a pass, before pgbench
+#      starts), BENCH_ROUNDS (7) rounds of one measure each, alternating
+#      which goes first, BENCH_SECONDS (5) s of BENCH_CLIENTS (4)
+#      rungate.claim(w) per measure, the queue topped up, vacuumed and
+#      checkpointed before each; per round the ratio on/off of claims/s,
+#      and its median. Target: >= 0.95.
+#
+# Environment: BENCH_SCHED_NAPTIME (1s), BENCH_SCHED_RUNS (1000000),
+# BENCH_SCHED_SCHEDULES (10000), BENCH_SYNC (off: the CPU cost),
+# BENCH_SCHED_PARTS ("1 3": part 2 comes with them), RG_KEEP=1.
+# Output: results/bench/scheduler.md. Reports, never asserts: exits non-zero
+# only when the benchmark itself breaks.
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+source "$here/../lib.sh"
+ROUNDS=${BENCH_ROUNDS:-7} SECS=${BENCH_SECONDS:-5}
+CLIENTS=${BENCH_CLIENTS:-4} THREADS=${BENCH_THREADS:-2}
+NAPTIME=${BENCH_SCHED_NAPTIME:-1s} SYNC=${BENCH_SYNC:-off}
+NRUNS=${BENCH_SCHED_RUNS:-1000000} NSCHED=${BENCH_SCHED_SCHEDULES:-10000}
+RETENTION=${BENCH_SCHED_RETENTION:-1d}
+DELAYED=${BENCH_SCHED_DELAYED:-100} SPACING=${BENCH_SCHED_SPACING:-0.637}
+PARTS=${BENCH_SCHED_PARTS:-"1 3"}
+PY=/usr/bin/python3
+if ! [ -x "$PY" ] || ! "$PY" -c 'import psycopg' 2>/dev/null; then
+  export RG_EXTRA_DEPS="${RG_EXTRA_DEPS:-} python3 python3-psycopg"
+fi
+source "$here/common.sh"
+BENCH_CONF+=("rungate.scheduler = off" "rungate.scheduler_naptime = '$NAPTIME'")
+bench_prepare
+DB=rungate_sched
+MD="$OUT/scheduler.md"
+LOG="$RG_TMP/server.log"
+
+median() {    # median [printf format] < numbers
+  sort -g | awk -v f="${1:-%.3f}" '{a[NR] = $1}
+    END { if (NR == 0) print "n/a"
+          else printf f "\n", (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2) }'
+}
+maxof() { sort -g | tail -1 | awk '{ print } END { if (NR == 0) print "n/a" }'; }
+atmost() { awk -v m="$1" -v t="$2" 'BEGIN { print (m != "n/a" && m + 0 <= t + 0) ? "PASS" : "BELOW" }'; }
+setting() {   # ALTER SYSTEM SET name = value, reload
+  q -d postgres -c "ALTER SYSTEM SET $1 = '$2'"
+  q -d postgres -c "SELECT pg_reload_conf()" >/dev/null
+}
+NAP_MS=$(q -d postgres -c "SELECT setting FROM pg_settings WHERE name = 'rungate.scheduler_naptime'")
+workers() { q -d postgres -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'rungate scheduler' AND datname = '$DB'"; }
+# scheduler on|off: the setting, then wait for the worker to be there and to
+# have made a pass (or to be gone)
+scheduler() {
+  local want i
+  setting rungate.scheduler "$1"
+  want=$([ "$1" = on ] && echo 1 || echo 0)
+  for ((i = 0; i < 200; i++)); do
+    [ "$(workers)" = "$want" ] && break
+    sleep 0.1
+  done
+  [ "$(workers)" = "$want" ] || rg_die "rungate.scheduler = $1: $(workers) workers in $DB after 20 s"
+  [ "$1" = off ] || sleep "$(awk -v n="$NAP_MS" 'BEGIN { printf "%.3f", n / 1000 + 0.5 }')"
+}
+
+TARGETS=()
+target() {   # LABEL MEASURED VERDICT TARGET
+  printf '  %-62s %-22s (target %s): %s\n' "$1" "$2" "$4" "$3"
+  TARGETS+=("| $1 | $2 | $4 | $3 |")
+}
+BODY="$OUT/.scheduler.$$.md"
+: >"$BODY"
+rg_on_exit "rm -f '$BODY'"
+md() { printf '%s\n' "$@" >>"$BODY"; }
+
+# ---------------------------------------------------------------------------
+# load
+# ---------------------------------------------------------------------------
+rg_log "loading the model, $NRUNS runs and $NSCHED schedules ($(elapsed))"
+psql -X -q -d postgres -c "CREATE DATABASE $DB"
+psql -X -q -v ON_ERROR_STOP=1 -d "$DB" -f "$here/setup.sql" >/dev/null
+psql -X -q -v ON_ERROR_STOP=1 -v runs="$NRUNS" -v schedules="$NSCHED" -v retention="$RETENTION" \
+  -d "$DB" -f "$here/sched_setup.sql" >/dev/null
+q -d "$DB" -c "CHECKPOINT"
+LOADED=$(q -d "$DB" -c "SELECT string_agg(status || ' ' || n, ', ' ORDER BY status)
+                          FROM (SELECT status, count(*) n FROM rungate.runs GROUP BY 1) s")
+LOADED+="; $(q -d "$DB" -c "SELECT count(*) FROM rungate.schedules") schedules"
+rg_log "loaded: $LOADED ($(elapsed))"
+setting rungate.retention "$RETENTION"
+q -d postgres -c "ALTER SYSTEM SET synchronous_commit = $SYNC"
+q -d postgres -c "SELECT pg_reload_conf()" >/dev/null
+
+# ---------------------------------------------------------------------------
+# 2. passes: the worker's DEBUG2 line per pass, read from the server log
+# ---------------------------------------------------------------------------
+# pass lines of the server log from byte offset $1 on, as
+# "total reap schedules ticks wakeups retention purged" per pass
+passes_since() {   # FROM [TO]
+  tail -c +"$(($1 + 1))" "$LOG" | head -c "$(( ${2:-$(stat -c %s "$LOG")} - $1 ))" | grep -a "database \"$DB\": pass took" |
+    sed -E 's/.*pass took ([0-9.]+) ms: reap ([0-9.]+) ms \(([0-9]+)\), schedules ([0-9.]+) ms \(([0-9]+)\), wake-ups ([0-9.]+) ms \(([0-9]+)\), retention ([0-9.]+) ms \(([0-9]+)\).*/\1 \2 \4 \5 \6 \8 \9/'
+}
+# pass_rows LABEL FILE: the pass table's rows for the passes in FILE
+pass_rows() {
+  local label=$1 f=$2 n sel
+  for sel in all quiet ticks; do
+    case $sel in
+      all) awk '1' "$f" >"$f.sel" ;;
+      quiet) awk '$4 == 0' "$f" >"$f.sel" ;;
+      ticks) awk '$4 > 0' "$f" >"$f.sel" ;;
+    esac
+    n=$(wc -l <"$f.sel")
+    [ "$n" -gt 0 ] || continue
+    col() { awk -v c="$1" '{ print $c }' "$f.sel"; }
+    md "| $label, $sel passes | $n | $(col 1 | median) | $(col 1 | maxof) | $(col 2 | median) | $(col 3 | median) ($(col 4 | median %.0f) ticks) | $(col 5 | median) | $(col 6 | median) ($(col 7 | median %.0f) runs) |"
+  done
+  rm -f "$f.sel"
+}
+
+# ---------------------------------------------------------------------------
+# 1. wake-up latency
+# ---------------------------------------------------------------------------
+part1() {
+  local heard="$OUT/sched_heard.tsv" lpid start last n
+  rg_log "1. wake-up latency: $DELAYED delayed runs, $SPACING s apart ($(elapsed))"
+  scheduler on
+  local off0
+  off0=$(stat -c %s "$LOG")
+  setting log_min_messages debug2
+  "$PY" "$here/sched_listen.py" "host=$PGHOST port=$PGPORT user=$PGUSER dbname=$DB" "$heard" \
+    >"$OUT/sched_listen.out" 2>&1 &
+  lpid=$!
+  for ((n = 0; n < 100; n++)); do
+    grep -q ready "$OUT/sched_listen.out" 2>/dev/null && break
+    kill -0 "$lpid" 2>/dev/null || { cat "$OUT/sched_listen.out" >&2; rg_die "the listener failed"; }
+    sleep 0.1
+  done
+  grep -q ready "$OUT/sched_listen.out" || rg_die "the listener did not start"
+  # in run_at order, one by one: ids grow with run_at
+  start=$(q -d "$DB" -c "
+    CREATE TABLE bench.delayed_runs (id bigint PRIMARY KEY, run_at timestamptz NOT NULL);
+    DO \$\$
+    DECLARE t0 timestamptz := clock_timestamp() + interval '3 seconds';
+    BEGIN
+      FOR i IN 0..$DELAYED - 1 LOOP
+        INSERT INTO bench.delayed_runs
+        SELECT e.id, e.run_at FROM rungate.enqueue('bench.delayed', 1, 1, NULL,
+                 run_at => t0 + i * interval '$SPACING seconds') e;
+      END LOOP;
+    END \$\$;
+    SELECT extract(epoch FROM max(run_at) - clock_timestamp()) FROM bench.delayed_runs")
+  last=$(awk -v s="$start" -v n="$NAP_MS" 'BEGIN { printf "%.0f", s + n / 1000 + 3 }')
+  rg_log "waiting ${last} s for the last run_at and a pass"
+  sleep "$last"
+  kill "$lpid" 2>/dev/null || true
+  wait "$lpid" 2>/dev/null || true
+  setting log_min_messages warning
+  passes_since "$off0" >"$OUT/sched_passes_idle.txt"
+
+  # per run: the first notification that names it
+  local res
+  res=$(q -d "$DB" <<SQL
+CREATE TEMP TABLE heard (received float8, payload text);
+\copy heard FROM '$heard'
+WITH d AS (SELECT id, run_at, row_number() OVER (ORDER BY id) AS k FROM bench.delayed_runs),
+     h AS (SELECT to_timestamp(received) AS received, (payload::jsonb ->> 'run_id')::bigint AS first,
+                  (payload::jsonb ->> 'due')::int AS due
+             FROM heard WHERE payload::jsonb ->> 'operation' = 'bench.delayed'),
+     cover AS (SELECT d.id, d.run_at, min(h.received) AS received
+                 FROM d LEFT JOIN (h JOIN d f ON f.id = h.first)
+                   ON d.k BETWEEN f.k AND f.k + h.due - 1
+                GROUP BY d.id, d.run_at),
+     lat AS (SELECT extract(epoch FROM received - run_at) AS s FROM cover)
+SELECT count(s) || ' ' || count(*) FILTER (WHERE s IS NULL) || ' '
+       || round(percentile_cont(0.5) WITHIN GROUP (ORDER BY s)::numeric, 3) || ' '
+       || round(max(s)::numeric, 3) || ' ' || round(min(s)::numeric, 3) || ' '
+       || round(percentile_cont(0.9) WITHIN GROUP (ORDER BY s)::numeric, 3) || ' '
+       || (SELECT count(*) FROM h)
+  FROM lat;
+SQL
+)
+  local heard_n lost med max min p90 notes goal
+  read -r heard_n lost med max min p90 notes <<<"$res"
+  goal=$(awk -v n="$NAP_MS" 'BEGIN { printf "%.3f", n / 1000 + 0.5 }')
+  echo "  $heard_n of $DELAYED delayed runs heard ($lost never), in $notes notifications;" \
+       "latency from run_at: median $med s, 90th percentile $p90 s, max $max s, min $min s"
+  target "wake-up latency, max over $DELAYED delayed runs (median $med s)" "$max s" \
+    "$([ "$lost" = 0 ] && atmost "$max" "$goal" || echo "BELOW ($lost not heard)")" "≤ naptime + 0.5 s = $goal s"
+  md "## 1. Wake-up latency" ""
+  md "A session LISTENs on \`rungate_queued\` ([sched_listen.py](../../test/bench/sched_listen.py), timing each"
+  md "notification as it arrives); $DELAYED runs are enqueued with \`run_at\` 3 s ahead and then every $SPACING s;"
+  md "per run, the time from its \`run_at\` to the first notification that names it. The worker serves"
+  md "the database of part 2 (1,000,000 runs, 10,000 schedules) with nothing else running."
+  md "" "| runs | heard | never heard | notifications | median | 90th percentile | max | min |" "|---|---|---|---|---|---|---|---|"
+  md "| $DELAYED | $heard_n | $lost | $notes | $med s | $p90 s | $max s | $min s |" ""
+}
+
+# ---------------------------------------------------------------------------
+# 3. claim throughput, scheduler on against off
+# ---------------------------------------------------------------------------
+part3() {
+  local i first second ratios=() ons=() offs=() r_on r_off x c0 b0 o others=()
+  rg_log "3. claims/s, scheduler on against off: $ROUNDS rounds x ${SECS} s, $CLIENTS clients ($(elapsed))"
+  : >"$OUT/sched_passes_load.txt"
+  setting log_min_messages debug2
+  local want=$((20000 * SECS))
+  measure() {   # SIDE -> RATE (claims/s), OTHER (others' CPU %)
+    local have log="$OUT/sched_claim_$1.log"
+    have=$(q -d "$DB" -c "SELECT count(*) FROM rungate.runs WHERE status = 'queued' AND run_at <= now()")
+    [ "$have" -ge "$want" ] || fill rungate $((want - have)) "$DB"
+    q -d "$DB" -c "VACUUM ANALYZE rungate.runs"
+    q -d "$DB" -c "CHECKPOINT"
+    scheduler "$1"
+    cpu_snapshot; c0=$SNAP
+    b0=$(stat -c %s "$LOG")
+    pgbench -n -M prepared -c "$CLIENTS" -j "$THREADS" -T "$SECS" -f "$here/rg_claim.sql" "$DB" >"$log" 2>&1 \
+      || { cat "$log" >&2; rg_die "pgbench rg_claim.sql failed (log: $log)"; }
+    cpu_snapshot; OTHER=$(other_cpu "$c0" "$SNAP")
+    # the passes made while pgbench ran
+    [ "$1" = off ] || passes_since "$b0" "$(stat -c %s "$LOG")" >>"$OUT/sched_passes_load.txt"
+    [ "$(q -d "$DB" -c "SELECT count(*) FROM rungate.runs WHERE status = 'queued' AND run_at <= now()")" -gt 0 ] \
+      || rg_die "the queue ran dry in a $1 round: raise the top-up"
+    RATE=$(awk '/^tps = / { printf "%d", $3 }' "$log")
+  }
+  for ((i = 1; i <= ROUNDS; i++)); do
+    if ((i % 2)); then first=off second=on; else first=on second=off; fi
+    measure "$first"; printf -v "r_$first" '%s' "$RATE"; o=$OTHER
+    measure "$second"; printf -v "r_$second" '%s' "$RATE"; o=$(( OTHER > o ? OTHER : o ))
+    x=$(ratio "$r_on" "$r_off")
+    printf '  round %d (%s first): on %6d claims/s   off %6d claims/s   ratio %s   (others used %d%% CPU)\n' \
+      "$i" "$first" "$r_on" "$r_off" "$x" "$o"
+    ratios+=("$x") ons+=("$r_on") offs+=("$r_off") others+=("$o")
+  done
+  scheduler off
+  setting log_min_messages warning
+  local m mo moff mx
+  m=$(printf '%s\n' "${ratios[@]}" | median)
+  mo=$(printf '%s\n' "${ons[@]}" | median %.0f)
+  moff=$(printf '%s\n' "${offs[@]}" | median %.0f)
+  mx=$(printf '%s\n' "${others[@]}" | maxof)
+  echo "  median: on $mo, off $moff claims/s; ratio $m"
+  target "claims/s with the scheduler on against off (median of $ROUNDS rounds)" "$m" "$(verdict "$m" 0.95)" "≥ 0.95"
+  md "## 3. Claim throughput, scheduler on against off" ""
+  md "\`rungate.claim(w)\` by $CLIENTS pgbench clients (-M prepared, $THREADS threads), ${SECS} s per measure, in the"
+  md "database of part 2; \`rungate.scheduler\` switched by reload before each measure (on: the worker"
+  md "has made a pass before pgbench starts; off: it has left); rounds alternate which side goes first;"
+  md "the queue is topped up, vacuumed and checkpointed before each measure. synchronous_commit = $SYNC."
+  md "" "| round | on (claims/s) | off (claims/s) | ratio on/off | others' CPU (max) |" "|---|---|---|---|---|"
+  for ((i = 0; i < ${#ratios[@]}; i++)); do
+    md "| $((i + 1)) | ${ons[i]} | ${offs[i]} | ${ratios[i]} | ${others[i]}% |"
+  done
+  md "| median | $mo | $moff | $m | max ${mx}% |" ""
+}
+
+for p in $PARTS; do "part$p"; done
+
+# ---------------------------------------------------------------------------
+# 2. the passes seen during parts 1 and 3
+# ---------------------------------------------------------------------------
+{
+  echo "## 2. The scheduler's passes"
+  echo
+  echo "Each pass of the worker, as it logs it at DEBUG2 (src/scheduler.c: the time of each step's"
+  echo "transaction, start to commit). rungate.retention = $RETENTION (the loaded terminal runs age out a"
+  echo "few a second: each pass purges those), naptime $NAPTIME. Quiet passes enqueue no tick; at each minute"
+  echo "boundary a pass enqueues that minute's ~$((NSCHED / 60)) ticks. Times in ms, medians but max."
+  echo
+  echo "| passes | n | total | total max | reap | schedules (ticks) | wake-ups | retention (runs purged) |"
+  echo "|---|---|---|---|---|---|---|---|"
+} >"$BODY.passes"
+mv "$BODY" "$BODY.parts"
+: >"$BODY"
+for f in idle load; do
+  [ -s "$OUT/sched_passes_$f.txt" ] || continue
+  pass_rows "$([ $f = idle ] && echo 'part 1 (idle)' || echo 'part 3 (while pgbench claims, on rounds)')" \
+    "$OUT/sched_passes_$f.txt"
+done
+cat "$BODY" >>"$BODY.passes"
+for f in idle load; do
+  [ -s "$OUT/sched_passes_$f.txt" ] || continue
+  local_med=$(awk '$4 == 0 { print $1 }' "$OUT/sched_passes_$f.txt" | median)
+  local_max=$(awk '{ print $1 }' "$OUT/sched_passes_$f.txt" | maxof)
+  tick_max=$(awk '$4 > 0 { print $1 }' "$OUT/sched_passes_$f.txt" | maxof)
+  goal=$(awk -v n="$NAP_MS" 'BEGIN { printf "%.1f", n / 10 }')
+  what=$([ $f = idle ] && echo "idle" || echo "claims running")
+  target "pass, $what: median of quiet passes (max $local_max ms, with ticks max $tick_max)" "$local_med ms" \
+    "$(atmost "$local_max" "$goal")" "all < 10 % of naptime = $goal ms"
+done
+
+{
+  echo "# make bench, BENCH_MODE=scheduler (test/bench/scheduler.sh)"
+  echo
+  echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(elapsed). Database: $LOADED."
+  echo
+  echo "| what | measured | target | verdict |"
+  echo "|---|---|---|---|"
+  printf '%s\n' "${TARGETS[@]}"
+  echo
+  cat "$BODY.parts"
+  cat "$BODY.passes"
+  echo
+  echo '```'
+  q -d postgres -c "SELECT version()"
+  echo "cpu: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')"
+  q -d postgres -c "SELECT string_agg(name || '=' || current_setting(name), ', ' ORDER BY name)
+      FROM unnest('{shared_buffers,max_wal_size,checkpoint_timeout,fsync,synchronous_commit,autovacuum,
+                    shared_preload_libraries,rungate.scheduler_naptime,rungate.retention}'::text[]) name"
+  echo "rungate commit $(git -C "$RG_ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(
+         git -C "$RG_ROOT" status --porcelain -- src '*.sql' 2>/dev/null | grep -v '^?? test/' |
+           grep -q . && echo ' (src or sql with uncommitted changes)')"
+  echo '```'
+} >"$MD"
+rm -f "$BODY.parts" "$BODY.passes"
+echo
+echo "== $MD ($(elapsed))"
+cat "$MD"
