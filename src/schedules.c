@@ -22,6 +22,7 @@
  */
 #include "postgres.h"
 
+#include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
@@ -30,8 +31,11 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
+#include "utils/hsearch.h"
 #include "utils/jsonb.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
+#include "utils/varlena.h"
 
 #include "rungate.h"
 
@@ -301,14 +305,56 @@ rg_validate_schedule(PG_FUNCTION_ARGS)
  * rungate.run_schedules(at)
  * ------------------------------------------------------------------------ */
 
-/* Every enabled schedule that may have a tick before `at`. */
+/*
+ * Every enabled schedule that may have a tick before `at`: all of them, as
+ * a rule, every pass. Unsorted: sorting every name by its collation cost
+ * more than the rest of a quiet pass (10,000 schedules: ~10 ms of ~15), so
+ * only the due ones are sorted, below.
+ */
 static RgPlan candidates_plan = {
 	"SELECT s.name, s.cron, COALESCE(s.last_tick, s.created_at)"
 	"  FROM rungate.schedules s"
-	" WHERE s.enabled AND COALESCE(s.last_tick, s.created_at)" LT "$1"
-	" ORDER BY s.name",
+	" WHERE s.enabled AND COALESCE(s.last_tick, s.created_at)" LT "$1",
 	1, {TIMESTAMPTZOID}, NULL
 };
+
+/* Names in the order of ORDER BY name: the column's (default) collation. */
+static int
+name_cmp(const void *a, const void *b)
+{
+	const char *x = *(const char *const *) a;
+	const char *y = *(const char *const *) b;
+
+	return varstr_cmp(x, (int) strlen(x), y, (int) strlen(y), DEFAULT_COLLATION_OID);
+}
+
+/*
+ * The parsed expressions of one call, by their text: schedules share a few
+ * expressions, and a pass reads every schedule's.
+ */
+typedef struct CronEntry
+{
+	char		key[NAMEDATALEN * 2];	/* the expression; longer ones are not kept */
+	bool		valid;
+	RgCron		cron;
+} CronEntry;
+
+static bool
+cron_cached(HTAB *cache, const char *expr, RgCron *c)
+{
+	char		err[256];
+	CronEntry  *e;
+	bool		found;
+
+	if (strlen(expr) >= sizeof(e->key))
+		return rg_cron_parse(expr, c, err, sizeof(err));
+	e = hash_search(cache, expr, HASH_ENTER, &found);
+	if (!found)
+		e->valid = rg_cron_parse(expr, &e->cron, err, sizeof(err));
+	if (e->valid)
+		*c = e->cron;
+	return e->valid;
+}
 
 /*
  * One schedule, locked, read again, with what decides whether its target is
@@ -517,21 +563,38 @@ rg_run_schedules(PG_FUNCTION_ARGS)
 	rg_exec(&candidates_plan, &arg, NULL, false, 0);
 	n = SPI_processed;
 	due = MemoryContextAlloc(caller, sizeof(char *) * Max(n, 1));
-	for (i = 0; i < (int) n; i++)
 	{
-		char	   *cron = rg_get_text(i, 2);
-		TimestampTz from = DatumGetTimestampTz(rg_get_datum(i, 3, NULL));
-		TimestampTz tick;
-		RgCron		c;
-		char		err[256];
+		HASHCTL		ctl;
+		HTAB	   *crons;
+		MemoryContext scan_cxt = AllocSetContextCreate(CurrentMemoryContext,
+													   "rungate run_schedules scan",
+													   ALLOCSET_DEFAULT_SIZES);
+		MemoryContext old = MemoryContextSwitchTo(scan_cxt);
 
-		if (rg_cron_parse(cron, &c, err, sizeof(err)) &&
-			rg_cron_latest(&c, from, at, &tick))
-			due[ndue++] = MemoryContextStrdup(caller, rg_get_text(i, 1));
-		else
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = sizeof(((CronEntry *) NULL)->key);
+		ctl.entrysize = sizeof(CronEntry);
+		ctl.hcxt = scan_cxt;
+		crons = hash_create("rungate cron expressions", 64, &ctl,
+							HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+		for (i = 0; i < (int) n; i++)
+		{
+			char	   *cron = rg_get_text(i, 2);
+			TimestampTz from = DatumGetTimestampTz(rg_get_datum(i, 3, NULL));
+			TimestampTz tick;
+			RgCron		c;
+
+			if (cron_cached(crons, cron, &c) && rg_cron_latest(&c, from, at, &tick))
+				due[ndue++] = MemoryContextStrdup(caller, rg_get_text(i, 1));
 			pfree(cron);
+		}
+		MemoryContextSwitchTo(old);
+		MemoryContextDelete(scan_cxt);
 	}
 	SPI_freetuptable(SPI_tuptable);
+	/* in name order, as before: the order the runs are created and returned in */
+	if (ndue > 1)
+		qsort(due, ndue, sizeof(char *), name_cmp);
 
 	/* Then each due one, locked and read again. */
 	for (i = 0; i < ndue; i++)
