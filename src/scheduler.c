@@ -296,6 +296,7 @@ typedef struct LauncherDb
 	BackgroundWorkerHandle *handle; /* NULL: started by an earlier launcher */
 	TimestampTz next_start;
 	int			failures;		/* workers in a row that ended before a pass */
+	bool		requested;		/* rungate was created there while a worker ran */
 	char		name[NAMEDATALEN];
 } LauncherDb;
 
@@ -345,6 +346,7 @@ launcher_db(Oid dboid, TimestampTz now)
 		db->handle = NULL;
 		db->next_start = now;
 		db->failures = 0;
+		db->requested = false;
 		snprintf(db->name, NAMEDATALEN, "%u", dboid);
 	}
 	return db;
@@ -376,6 +378,15 @@ launcher_take_requests(TimestampTz now)
 			db->state = DB_WAITING;
 			db->next_start = now;
 			db->failures = 0;
+		}
+		else
+		{
+			/*
+			 * A worker runs there, or has just ended: it may have looked
+			 * before the CREATE EXTENSION committed. If it says "absent",
+			 * start another at once instead of in ten minutes.
+			 */
+			db->requested = true;
 		}
 	}
 	if (overflow)
@@ -503,7 +514,14 @@ launcher_check_worker(LauncherDb *db, TimestampTz now)
 		pfree(db->handle);
 		db->handle = NULL;
 	}
-	if (ended && verdict.absent)
+	if (ended && verdict.absent && db->requested)
+	{
+		/* it looked before rungate was created there: look again now */
+		db->state = DB_WAITING;
+		db->next_start = now;
+		db->failures = 0;
+	}
+	else if (ended && verdict.absent)
 	{
 		elog(DEBUG1, "rungate launcher: no rungate in database \"%s\"", db->name);
 		db->state = DB_ABSENT;
@@ -564,6 +582,7 @@ launcher_start_worker(LauncherDb *db, TimestampTz now)
 	elog(DEBUG1, "rungate launcher: starting the scheduler of database \"%s\"", db->name);
 	db->handle = handle;
 	db->state = DB_RUNNING;
+	db->requested = false;		/* this one starts after the request's commit */
 }
 
 void
