@@ -26,7 +26,9 @@
 #      which goes first, BENCH_SECONDS (5) s of BENCH_CLIENTS (4)
 #      rungate.claim(w) per measure, the queue topped up, vacuumed and
 #      checkpointed before each; per round the ratio on/off of claims/s,
-#      and its median. Target: >= 0.95.
+#      and the ratio off/on of the CPU the cluster and pgbench spent per
+#      claim (the scheduler's worker included; steadier on a shared machine
+#      than the rate), and their medians. Target: >= 0.95.
 #
 # Environment: BENCH_SCHED_NAPTIME (1s), BENCH_SCHED_RUNS (1000000),
 # BENCH_SCHED_SCHEDULES (10000), BENCH_SYNC (off: the CPU cost),
@@ -112,24 +114,24 @@ q -d postgres -c "SELECT pg_reload_conf()" >/dev/null
 # 2. passes: the worker's DEBUG2 line per pass, read from the server log
 # ---------------------------------------------------------------------------
 # pass lines of the server log from byte offset $1 on, as
-# "total reap schedules ticks wakeups retention purged" per pass
+# "total reap schedules ticks wakeups retention purged cpu looking" per pass
 passes_since() {   # FROM [TO]
   tail -c +"$(($1 + 1))" "$LOG" | head -c "$(( ${2:-$(stat -c %s "$LOG")} - $1 ))" | grep -a "database \"$DB\": pass took" |
-    sed -E 's/.*pass took ([0-9.]+) ms: reap ([0-9.]+) ms \(([0-9]+)\), schedules ([0-9.]+) ms \(([0-9]+)\), wake-ups ([0-9.]+) ms \(([0-9]+)\), retention ([0-9.]+) ms \(([0-9]+)\).*/\1 \2 \4 \5 \6 \8 \9/'
+    sed -E 's/.*pass took ([0-9.]+) ms \(CPU (-?[0-9.]+) ms\): looking ([0-9.]+) ms, reap ([0-9.]+) ms \(([0-9]+)\), schedules ([0-9.]+) ms \(([0-9]+)\), wake-ups ([0-9.]+) ms \(([0-9]+)\), retention ([0-9.]+) ms \(([0-9]+)\).*/\1 \4 \6 \7 \8 \10 \11 \2 \3/'
 }
 # pass_rows LABEL FILE: the pass table's rows for the passes in FILE
 pass_rows() {
   local label=$1 f=$2 n sel
-  for sel in all quiet ticks; do
+  for sel in "all passes" "quiet passes" "passes with ticks"; do
     case $sel in
-      all) awk '1' "$f" >"$f.sel" ;;
-      quiet) awk '$4 == 0' "$f" >"$f.sel" ;;
-      ticks) awk '$4 > 0' "$f" >"$f.sel" ;;
+      all*) awk '1' "$f" >"$f.sel" ;;
+      quiet*) awk '$4 == 0' "$f" >"$f.sel" ;;
+      *) awk '$4 > 0' "$f" >"$f.sel" ;;
     esac
     n=$(wc -l <"$f.sel")
     [ "$n" -gt 0 ] || continue
     col() { awk -v c="$1" '{ print $c }' "$f.sel"; }
-    md "| $label, $sel passes | $n | $(col 1 | median) | $(col 1 | maxof) | $(col 2 | median) | $(col 3 | median) ($(col 4 | median %.0f) ticks) | $(col 5 | median) | $(col 6 | median) ($(col 7 | median %.0f) runs) |"
+    md "| $label, $sel | $n | $(col 1 | median) | $(col 1 | maxof) | $(col 8 | median) | $(col 8 | maxof) | $(col 9 | median) | $(col 2 | median) | $(col 3 | median) ($(col 4 | median %.0f) ticks) | $(col 5 | median) | $(col 6 | median) ($(col 7 | median %.0f) runs) |"
   done
   rm -f "$f.sel"
 }
@@ -217,12 +219,16 @@ SQL
 # ---------------------------------------------------------------------------
 part3() {
   local i first second ratios=() ons=() offs=() r_on r_off x c0 b0 o others=()
+  local cratios=() con=() coff=() c_on c_off cx
   rg_log "3. claims/s, scheduler on against off: $ROUNDS rounds x ${SECS} s, $CLIENTS clients ($(elapsed))"
   : >"$OUT/sched_passes_load.txt"
   setting log_min_messages debug2
   local want=$((20000 * SECS))
-  measure() {   # SIDE -> RATE (claims/s), OTHER (others' CPU %)
-    local have log="$OUT/sched_claim_$1.log"
+  # SIDE -> RATE (claims/s), CPU (ms of the cluster's and pgbench's CPU per
+  # 1,000 claims: the scheduler's worker included when on), OTHER (others'
+  # CPU %)
+  measure() {
+    local have log="$OUT/sched_claim_$1.log" n
     have=$(q -d "$DB" -c "SELECT count(*) FROM rungate.runs WHERE status = 'queued' AND run_at <= now()")
     [ "$have" -ge "$want" ] || fill rungate $((want - have)) "$DB"
     q -d "$DB" -c "VACUUM ANALYZE rungate.runs"
@@ -238,35 +244,49 @@ part3() {
     [ "$(q -d "$DB" -c "SELECT count(*) FROM rungate.runs WHERE status = 'queued' AND run_at <= now()")" -gt 0 ] \
       || rg_die "the queue ran dry in a $1 round: raise the top-up"
     RATE=$(awk '/^tps = / { printf "%d", $3 }' "$log")
+    n=$(awk '/actually processed:/ { n = $NF; sub(/\/.*/, "", n); print n }' "$log")
+    CPU=$(awk -v b="$c0" -v a="$SNAP" -v n="$n" -v hz="$(getconf CLK_TCK)" 'BEGIN {
+            split(b, x, " "); split(a, y, " ")
+            printf "%.1f", (n > 0 ? (y[3] - x[3]) * 1000 / hz * 1000 / n : 0) }')
   }
   for ((i = 1; i <= ROUNDS; i++)); do
     if ((i % 2)); then first=off second=on; else first=on second=off; fi
-    measure "$first"; printf -v "r_$first" '%s' "$RATE"; o=$OTHER
-    measure "$second"; printf -v "r_$second" '%s' "$RATE"; o=$(( OTHER > o ? OTHER : o ))
-    x=$(ratio "$r_on" "$r_off")
-    printf '  round %d (%s first): on %6d claims/s   off %6d claims/s   ratio %s   (others used %d%% CPU)\n' \
-      "$i" "$first" "$r_on" "$r_off" "$x" "$o"
+    measure "$first"; printf -v "r_$first" '%s' "$RATE"; printf -v "c_$first" '%s' "$CPU"; o=$OTHER
+    measure "$second"; printf -v "r_$second" '%s' "$RATE"; printf -v "c_$second" '%s' "$CPU"
+    o=$(( OTHER > o ? OTHER : o ))
+    x=$(ratio "$r_on" "$r_off") cx=$(ratio "$c_off" "$c_on")
+    printf '  round %d (%s first): on %6d claims/s   off %6d claims/s   ratio %s;   CPU per 1,000 claims: on %s ms, off %s ms, ratio off/on %s   (others used %d%% CPU)\n' \
+      "$i" "$first" "$r_on" "$r_off" "$x" "$c_on" "$c_off" "$cx" "$o"
     ratios+=("$x") ons+=("$r_on") offs+=("$r_off") others+=("$o")
+    cratios+=("$cx") con+=("$c_on") coff+=("$c_off")
   done
   scheduler off
   setting log_min_messages warning
-  local m mo moff mx
+  local m mo moff mx cm cmo cmoff
   m=$(printf '%s\n' "${ratios[@]}" | median)
   mo=$(printf '%s\n' "${ons[@]}" | median %.0f)
   moff=$(printf '%s\n' "${offs[@]}" | median %.0f)
   mx=$(printf '%s\n' "${others[@]}" | maxof)
-  echo "  median: on $mo, off $moff claims/s; ratio $m"
+  cm=$(printf '%s\n' "${cratios[@]}" | median)
+  cmo=$(printf '%s\n' "${con[@]}" | median %.1f)
+  cmoff=$(printf '%s\n' "${coff[@]}" | median %.1f)
+  echo "  median: on $mo, off $moff claims/s; ratio $m; CPU per 1,000 claims on $cmo ms, off $cmoff ms, ratio off/on $cm"
   target "claims/s with the scheduler on against off (median of $ROUNDS rounds)" "$m" "$(verdict "$m" 0.95)" "≥ 0.95"
+  target "CPU per claim, off against on (median of the same rounds)" "$cm" "$(verdict "$cm" 0.95)" "≥ 0.95"
   md "## 3. Claim throughput, scheduler on against off" ""
   md "\`rungate.claim(w)\` by $CLIENTS pgbench clients (-M prepared, $THREADS threads), ${SECS} s per measure, in the"
   md "database of part 2; \`rungate.scheduler\` switched by reload before each measure (on: the worker"
   md "has made a pass before pgbench starts; off: it has left); rounds alternate which side goes first;"
   md "the queue is topped up, vacuumed and checkpointed before each measure. synchronous_commit = $SYNC."
-  md "" "| round | on (claims/s) | off (claims/s) | ratio on/off | others' CPU (max) |" "|---|---|---|---|---|"
+  md "Claims/s is pgbench's rate. CPU per 1,000 claims: the CPU time the cluster (every backend and"
+  md "background process, the scheduler's worker included) and pgbench used during the measure, over"
+  md "the claims made, from /proc; what a claim costs whatever share of the machine others leave us,"
+  md "so on a shared machine its ratio (off over on: claims/s at equal CPU) is the steadier figure."
+  md "" "| round | on (claims/s) | off (claims/s) | ratio on/off | CPU per 1,000 claims, on (ms) | off (ms) | ratio off/on | others' CPU (max) |" "|---|---|---|---|---|---|---|---|"
   for ((i = 0; i < ${#ratios[@]}; i++)); do
-    md "| $((i + 1)) | ${ons[i]} | ${offs[i]} | ${ratios[i]} | ${others[i]}% |"
+    md "| $((i + 1)) | ${ons[i]} | ${offs[i]} | ${ratios[i]} | ${con[i]} | ${coff[i]} | ${cratios[i]} | ${others[i]}% |"
   done
-  md "| median | $mo | $moff | $m | max ${mx}% |" ""
+  md "| median | $mo | $moff | $m | $cmo | $cmoff | $cm | max ${mx}% |" ""
 }
 
 for p in $PARTS; do "part$p"; done
@@ -277,13 +297,14 @@ for p in $PARTS; do "part$p"; done
 {
   echo "## 2. The scheduler's passes"
   echo
-  echo "Each pass of the worker, as it logs it at DEBUG2 (src/scheduler.c: the time of each step's"
-  echo "transaction, start to commit). rungate.retention = $RETENTION (the loaded terminal runs age out a"
-  echo "few a second: each pass purges those), naptime $NAPTIME. Quiet passes enqueue no tick; at each minute"
-  echo "boundary a pass enqueues that minute's ~$((NSCHED / 60)) ticks. Times in ms, medians but max."
+  echo "Each pass of the worker, as it logs it at DEBUG2 (src/scheduler.c): its wall-clock time, the CPU"
+  echo "time the worker used in it, and the wall-clock time of each step's transaction, start to commit."
+  echo "rungate.retention = $RETENTION (the loaded terminal runs age out a few a second: each pass purges"
+  echo "those), naptime $NAPTIME. Quiet passes enqueue no tick; at each minute boundary a pass enqueues that"
+  echo "minute's ~$((NSCHED / 60)) ticks. Times in ms, medians but the max columns."
   echo
-  echo "| passes | n | total | total max | reap | schedules (ticks) | wake-ups | retention (runs purged) |"
-  echo "|---|---|---|---|---|---|---|---|"
+  echo "| passes | n | wall | wall max | CPU | CPU max | looking for rungate | reap | schedules (ticks) | wake-ups | retention (runs purged) |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|"
 } >"$BODY.passes"
 mv "$BODY" "$BODY.parts"
 : >"$BODY"
@@ -304,10 +325,11 @@ for f in idle load; do
     [ "$n" -gt 0 ] || continue
     med=$(awk "$cond { print \$1 }" "$OUT/sched_passes_$f.txt" | median)
     max=$(awk "$cond { print \$1 }" "$OUT/sched_passes_$f.txt" | maxof)
+    cpu=$(awk "$cond { print \$8 }" "$OUT/sched_passes_$f.txt" | maxof)
     if [ $sel = quiet ]; then
-      label="a pass ($what), the $n that enqueued no tick: max (median $med ms)"
+      label="a pass ($what), the $n that enqueued no tick: max (median $med ms; CPU max $cpu ms)"
     else
-      label="a pass ($what), the $n that enqueued ticks ($(awk "$cond { print \$4 }" "$OUT/sched_passes_$f.txt" | median %.0f) each): max (median $med ms)"
+      label="a pass ($what), the $n that enqueued ticks ($(awk "$cond { print \$4 }" "$OUT/sched_passes_$f.txt" | median %.0f) each): max (median $med ms; CPU max $cpu ms)"
     fi
     target "$label" "$max ms" "$(atmost "$max" "$goal")" "< 10 % of naptime = $goal ms"
   done
