@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # test/bench/scheduler.sh (BENCH_MODE=scheduler make bench): what the
 # built-in scheduler costs and how soon it wakes a worker (issue 18), in a
-# throwaway cluster with run.sh's settings and rungate preloaded, one
+# throwaway cluster with run.sh's settings and rungate preloaded (part 3: two), one
 # database loaded by setup.sql and sched_setup.sql: 1,000,000 runs (a day of
 # work: terminal, queued, delayed, running) and 10,000 hourly schedules.
 #
@@ -19,14 +19,15 @@
 #      with ticks apart. rungate.retention is set (BENCH_SCHED_RETENTION,
 #      1d: the loaded terminal runs age out a few a second). Target: a
 #      pass under 10 % of the naptime.
-#   3. claim throughput, scheduler on against off, same database, the
-#      setting rungate.scheduler switched by reload between measures (the
-#      worker leaves, or is started and has made a pass, before pgbench
-#      starts), BENCH_ROUNDS (9) rounds of a measure per side, alternating
-#      which goes first, BENCH_SECONDS (5) s of BENCH_CLIENTS (4)
-#      rungate.claim(w) per measure, the queue topped up, vacuumed and
-#      checkpointed before each (autovacuum off meanwhile); per round the
-#      ratio on/off of claims/s, and its median. Target: >= 0.95.
+#   3. claim throughput, scheduler on against off, side by side: a second
+#      cluster (B) with the same settings and load; in each of BENCH_ROUNDS
+#      (10) rounds both are claimed from at the same time, BENCH_CLIENTS (2)
+#      pgbench clients of rungate.claim(w) each for BENCH_SECONDS (5) s, the
+#      scheduler on in one (switched by reload; the worker has made a pass
+#      before pgbench starts) and off in the other, the roles swapping every
+#      round; queues topped up, vacuumed and checkpointed before each round,
+#      autovacuum off meanwhile. Per round the ratio on/off of claims/s, and
+#      its median. Target: >= 0.95.
 #
 # Environment: BENCH_SCHED_NAPTIME (1s), BENCH_SCHED_RUNS (1000000),
 # BENCH_SCHED_SCHEDULES (10000), BENCH_SYNC (off: the CPU cost),
@@ -36,8 +37,8 @@
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$here/../lib.sh"
-ROUNDS=${BENCH_ROUNDS:-9} SECS=${BENCH_SECONDS:-5}
-CLIENTS=${BENCH_CLIENTS:-4} THREADS=${BENCH_THREADS:-2}
+ROUNDS=${BENCH_ROUNDS:-10} SECS=${BENCH_SECONDS:-5}
+CLIENTS=${BENCH_CLIENTS:-2}
 NAPTIME=${BENCH_SCHED_NAPTIME:-1s} SYNC=${BENCH_SYNC:-off}
 NRUNS=${BENCH_SCHED_RUNS:-1000000} NSCHED=${BENCH_SCHED_SCHEDULES:-10000}
 RETENTION=${BENCH_SCHED_RETENTION:-1d}
@@ -86,27 +87,31 @@ target() {   # LABEL MEASURED VERDICT TARGET
   printf '  %-62s %-22s (target %s): %s\n' "$1" "$2" "$4" "$3"
   TARGETS+=("| $1 | $2 | $4 | $3 |")
 }
+# the report's sections: $BODY.1, .2, .3, written by the parts, joined at the end
 BODY="$OUT/.scheduler.$$.md"
-: >"$BODY"
-rg_on_exit "rm -f '$BODY'"
-md() { printf '%s\n' "$@" >>"$BODY"; }
+PART=1
+md() { printf '%s\n' "$@" >>"$BODY.$PART"; }
+rg_on_exit "rm -f '$BODY'.*"
+rm -f "$OUT"/sched_passes_*.txt
 
 # ---------------------------------------------------------------------------
 # load
 # ---------------------------------------------------------------------------
+load() {   # the database, in the cluster PGHOST/PGPORT name
+  psql -X -q -d postgres -c "CREATE DATABASE $DB"
+  psql -X -q -v ON_ERROR_STOP=1 -d "$DB" -f "$here/setup.sql" >/dev/null
+  psql -X -q -v ON_ERROR_STOP=1 -v runs="$NRUNS" -v schedules="$NSCHED" -v retention="$RETENTION" \
+    -d "$DB" -f "$here/sched_setup.sql" >/dev/null
+  q -d "$DB" -c "CHECKPOINT"
+  setting rungate.retention "$RETENTION"
+  setting synchronous_commit "$SYNC"
+}
 rg_log "loading the model, $NRUNS runs and $NSCHED schedules ($(elapsed))"
-psql -X -q -d postgres -c "CREATE DATABASE $DB"
-psql -X -q -v ON_ERROR_STOP=1 -d "$DB" -f "$here/setup.sql" >/dev/null
-psql -X -q -v ON_ERROR_STOP=1 -v runs="$NRUNS" -v schedules="$NSCHED" -v retention="$RETENTION" \
-  -d "$DB" -f "$here/sched_setup.sql" >/dev/null
-q -d "$DB" -c "CHECKPOINT"
+load
 LOADED=$(q -d "$DB" -c "SELECT string_agg(status || ' ' || n, ', ' ORDER BY status)
                           FROM (SELECT status, count(*) n FROM rungate.runs GROUP BY 1) s")
 LOADED+="; $(q -d "$DB" -c "SELECT count(*) FROM rungate.schedules") schedules"
 rg_log "loaded: $LOADED ($(elapsed))"
-setting rungate.retention "$RETENTION"
-q -d postgres -c "ALTER SYSTEM SET synchronous_commit = $SYNC"
-q -d postgres -c "SELECT pg_reload_conf()" >/dev/null
 
 # ---------------------------------------------------------------------------
 # 2. passes: the worker's DEBUG2 line per pass, read from the server log
@@ -139,6 +144,7 @@ pass_rows() {
 # 1. wake-up latency
 # ---------------------------------------------------------------------------
 part1() {
+  PART=1
   local heard="$OUT/sched_heard.tsv" lpid start last n
   rg_log "1. wake-up latency: $DELAYED delayed runs, $SPACING s apart ($(elapsed))"
   scheduler on
@@ -216,69 +222,130 @@ SQL
 # ---------------------------------------------------------------------------
 # 3. claim throughput, scheduler on against off
 # ---------------------------------------------------------------------------
+# A second cluster, B, for part 3: the same settings and the same load.
+B_DIR='' B_PORT=$((RG_PORT + 1))
+b_at_exit() {
+  [ -n "$B_DIR" ] || return 0
+  if [ "${RG_KEEP:-0}" = 1 ]; then
+    echo "RG_KEEP=1: cluster B left running in $B_DIR (port $B_PORT); stop it with:" \
+         "runuser -u postgres -- $RG_BINDIR/pg_ctl stop -D $B_DIR/data && rm -rf $B_DIR"
+    return 0
+  fi
+  [ ! -f "$B_DIR/data/postmaster.pid" ] ||
+    rg_as_pg "$RG_BINDIR/pg_ctl" stop -w -m immediate -D "$B_DIR/data" >/dev/null 2>&1 || true
+  rm -rf "$B_DIR"
+}
+on() {   # on A|B COMMAND...: with PGHOST/PGPORT (and LOG) of that cluster
+  local host=$PGHOST port=$PGPORT log=$LOG rc=0
+  if [ "$1" = B ]; then export PGHOST=$B_DIR PGPORT=$B_PORT; LOG=$B_DIR/server.log; fi
+  shift
+  "$@" || rc=$?
+  export PGHOST=$host PGPORT=$port; LOG=$log
+  return "$rc"
+}
+
+# ---------------------------------------------------------------------------
+# 3. claim throughput: two clusters side by side, the scheduler on in one
+# ---------------------------------------------------------------------------
+# Both clusters are claimed from at the same time, one with the scheduler
+# serving its database and one without, and the roles swap every round:
+# whatever else the machine does falls on both sides at once, and what
+# differs between the clusters cancels over the rounds.
 part3() {
-  local i first second ratios=() ons=() offs=() r_on r_off x c0 b0 o others=()
-  rg_log "3. claims/s, scheduler on against off: $ROUNDS rounds x ${SECS} s, $CLIENTS clients ($(elapsed))"
+  PART=3
+  local i c son soff ratios=() ons=() offs=() x o others=() pa pb clients=$CLIENTS
+  rg_log "3. claims/s, scheduler on against off: a second cluster with the same load ($(elapsed))"
+  B_DIR=$(mktemp -d /tmp/rungate-bench-b.XXXXXX)
+  chmod 755 "$B_DIR"
+  [ "$(id -u)" -ne 0 ] || chown postgres: "$B_DIR"
+  rg_on_exit b_at_exit
+  rg__init "$B_DIR" "$B_PORT" "${BENCH_CONF[@]}"
+  rg__start "$B_DIR"
+  # others' CPU: B's processes are ours too (common.sh)
+  # shellcheck disable=SC2034
+  BENCH_EXTRA_PM=$(head -1 "$B_DIR/data/postmaster.pid")
+  on B load
+  rg_log "3. $ROUNDS rounds x ${SECS} s, $clients clients on each cluster ($(elapsed))"
   : >"$OUT/sched_passes_load.txt"
   # The passes are logged at DEBUG2 while pgbench's own backends log at
   # WARNING (a DEBUG2 line per claim would be most of the work), and
   # autovacuum waits (each measure starts from a VACUUM instead): a
-  # vacuum of a million runs landing in one measure and not the other
-  # moves a ratio by far more than the scheduler does.
-  q -d postgres -c "CREATE ROLE rungate_bench_client LOGIN SUPERUSER"
-  q -d postgres -c "ALTER ROLE rungate_bench_client SET log_min_messages = 'warning'"
-  setting log_min_messages debug2
-  setting autovacuum off
+  # vacuum of a million runs landing on one side and not the other moves a
+  # ratio by far more than the scheduler does.
+  for c in A B; do
+    on $c q -d postgres -c "CREATE ROLE rungate_bench_client LOGIN SUPERUSER"
+    on $c q -d postgres -c "ALTER ROLE rungate_bench_client SET log_min_messages = 'warning'"
+    on $c setting log_min_messages debug2
+    on $c setting autovacuum off
+  done
   local want=$((20000 * SECS))
-  measure() {   # SIDE -> RATE (claims/s), OTHER (others' CPU %)
-    local have log="$OUT/sched_claim_$1.log"
+  prepare() {   # the queue topped up, vacuumed, checkpointed
+    local have
     have=$(q -d "$DB" -c "SELECT count(*) FROM rungate.runs WHERE status = 'queued' AND run_at <= now()")
     [ "$have" -ge "$want" ] || fill rungate $((want - have)) "$DB"
     q -d "$DB" -c "VACUUM ANALYZE rungate.runs, rungate.audit_log"
     q -d "$DB" -c "CHECKPOINT"
-    scheduler "$1"
-    cpu_snapshot; c0=$SNAP
-    b0=$(stat -c %s "$LOG")
-    pgbench -n -M prepared -U rungate_bench_client -c "$CLIENTS" -j "$THREADS" -T "$SECS" \
-      -f "$here/rg_claim.sql" "$DB" >"$log" 2>&1 \
-      || { cat "$log" >&2; rg_die "pgbench rg_claim.sql failed (log: $log)"; }
-    cpu_snapshot; OTHER=$(other_cpu "$c0" "$SNAP")
-    # the passes made while pgbench ran
-    [ "$1" = off ] || passes_since "$b0" "$(stat -c %s "$LOG")" >>"$OUT/sched_passes_load.txt"
-    [ "$(q -d "$DB" -c "SELECT count(*) FROM rungate.runs WHERE status = 'queued' AND run_at <= now()")" -gt 0 ] \
-      || rg_die "the queue ran dry in a $1 round: raise the top-up"
-    RATE=$(awk '/^tps = / { printf "%d", $3 }' "$log")
   }
+  claims() {   # CLUSTER LOG: pgbench against that cluster's database
+    local host=$RG_TMP port=$RG_PORT
+    [ "$1" = A ] || host=$B_DIR port=$B_PORT
+    pgbench -n -M prepared -h "$host" -p "$port" -U rungate_bench_client -c "$clients" -j 1 \
+      -T "$SECS" -f "$here/rg_claim.sql" "$DB" >"$2" 2>&1
+  }
+  rate() { awk '/^tps = / { printf "%d", $3 }' "$1"; }
   for ((i = 1; i <= ROUNDS; i++)); do
-    if ((i % 2)); then first=off second=on; else first=on second=off; fi
-    measure "$first"; printf -v "r_$first" '%s' "$RATE"; o=$OTHER
-    measure "$second"; printf -v "r_$second" '%s' "$RATE"; o=$(( OTHER > o ? OTHER : o ))
-    x=$(ratio "$r_on" "$r_off")
-    printf '  round %d (%s first): on %6d claims/s   off %6d claims/s   ratio %s   (others used %d%% CPU)\n' \
-      "$i" "$first" "$r_on" "$r_off" "$x" "$o"
-    ratios+=("$x") ons+=("$r_on") offs+=("$r_off") others+=("$o")
+    if ((i % 2)); then son=A soff=B; else son=B soff=A; fi
+    on A prepare
+    on B prepare
+    on $soff scheduler off
+    on $son scheduler on
+    local b0 c0 lg=$LOG
+    [ $son = A ] || lg=$B_DIR/server.log
+    b0=$(stat -c %s "$lg")
+    cpu_snapshot; c0=$SNAP
+    claims A "$OUT/sched_claim_A.log" & pa=$!
+    claims B "$OUT/sched_claim_B.log" & pb=$!
+    wait "$pa" || { cat "$OUT/sched_claim_A.log" >&2; rg_die "pgbench on A failed"; }
+    wait "$pb" || { cat "$OUT/sched_claim_B.log" >&2; rg_die "pgbench on B failed"; }
+    cpu_snapshot; o=$(other_cpu "$c0" "$SNAP")
+    # the passes of the worker that served during the round
+    on $son passes_since "$b0" >>"$OUT/sched_passes_load.txt"
+    for c in A B; do
+      [ "$(on $c q -d "$DB" -c "SELECT count(*) FROM rungate.runs WHERE status = 'queued' AND run_at <= now()")" -gt 0 ] \
+        || rg_die "the queue of $c ran dry: raise the top-up"
+    done
+    local ron roff
+    ron=$(rate "$OUT/sched_claim_$son.log") roff=$(rate "$OUT/sched_claim_$soff.log")
+    x=$(ratio "$ron" "$roff")
+    printf '  round %d (scheduler on in %s): on %6d claims/s   off %6d claims/s   ratio %s   (others used %d%% CPU)\n' \
+      "$i" "$son" "$ron" "$roff" "$x" "$o"
+    ratios+=("$x") ons+=("$ron") offs+=("$roff") others+=("$o")
   done
-  scheduler off
-  setting log_min_messages warning
-  setting autovacuum on
+  for c in A B; do
+    on $c scheduler off
+    on $c setting log_min_messages warning
+    on $c setting autovacuum on
+  done
   local m mo moff mx
   m=$(printf '%s\n' "${ratios[@]}" | median)
   mo=$(printf '%s\n' "${ons[@]}" | median %.0f)
   moff=$(printf '%s\n' "${offs[@]}" | median %.0f)
   mx=$(printf '%s\n' "${others[@]}" | maxof)
   echo "  median: on $mo, off $moff claims/s; ratio $m (ratio of the medians $(ratio "$mo" "$moff"))"
-  target "claims/s with the scheduler on against off (median of $ROUNDS rounds)" "$m" "$(verdict "$m" 0.95)" "≥ 0.95"
+  target "claims/s with the scheduler on against off, side by side (median of $ROUNDS rounds)" "$m" "$(verdict "$m" 0.95)" "≥ 0.95"
   md "## 3. Claim throughput, scheduler on against off" ""
-  md "\`rungate.claim(w)\` by $CLIENTS pgbench clients (-M prepared, $THREADS threads), ${SECS} s per measure, in the"
-  md "database of part 2; \`rungate.scheduler\` switched by reload before each measure (on: the worker"
-  md "has made a pass before pgbench starts; off: it has left); rounds alternate which side goes first;"
-  md "the queue is topped up, \`rungate.runs\` and the audit log vacuumed and the cluster checkpointed"
-  md "before each measure, and autovacuum is off meanwhile. synchronous_commit = $SYNC."
-  md "" "| round | on (claims/s) | off (claims/s) | ratio on/off | others' CPU (max) |" "|---|---|---|---|---|"
+  md "Two clusters with the same settings and the same load (A, the cluster of parts 1 and 2, and B),"
+  md "claimed from at the same time: $clients pgbench clients on each (\`rungate.claim(w)\`, -M prepared),"
+  md "${SECS} s a round. In each round the scheduler serves one of them (\`rungate.scheduler\` on by reload;"
+  md "the worker has made a pass before pgbench starts) and is off in the other; the roles swap every"
+  md "round, so the machine's noise falls on both sides at once and what differs between the clusters"
+  md "cancels. Before each round both queues are topped up, \`rungate.runs\` and the audit log"
+  md "vacuumed and both clusters checkpointed; autovacuum is off meanwhile. synchronous_commit = $SYNC."
+  md "" "| round | scheduler on in | on (claims/s) | off (claims/s) | ratio on/off | others' CPU |" "|---|---|---|---|---|---|"
   for ((i = 0; i < ${#ratios[@]}; i++)); do
-    md "| $((i + 1)) | ${ons[i]} | ${offs[i]} | ${ratios[i]} | ${others[i]}% |"
+    md "| $((i + 1)) | $( ((i % 2)) && echo B || echo A) | ${ons[i]} | ${offs[i]} | ${ratios[i]} | ${others[i]}% |"
   done
-  md "| median | $mo | $moff | $m (ratio of the medians $(ratio "$mo" "$moff")) | max ${mx}% |" ""
+  md "| median | | $mo | $moff | $m (ratio of the medians $(ratio "$mo" "$moff")) | max ${mx}% |" ""
 }
 
 for p in $PARTS; do "part$p"; done
@@ -297,19 +364,17 @@ for p in $PARTS; do "part$p"; done
   echo
   echo "| passes | n | wall | wall max | CPU | CPU max | looking for rungate | reap | schedules (ticks) | wake-ups | retention (runs purged) |"
   echo "|---|---|---|---|---|---|---|---|---|---|---|"
-} >"$BODY.passes"
-mv "$BODY" "$BODY.parts"
-: >"$BODY"
+} >"$BODY.2"
+PART=2
 for f in idle load; do
   [ -s "$OUT/sched_passes_$f.txt" ] || continue
-  pass_rows "$([ $f = idle ] && echo 'part 1 (idle)' || echo 'part 3 (while pgbench claims, on rounds)')" \
+  pass_rows "$([ $f = idle ] && echo 'part 1 (idle)' || echo 'part 3 (the serving cluster, while both are claimed from)')" \
     "$OUT/sched_passes_$f.txt"
 done
-cat "$BODY" >>"$BODY.passes"
 goal=$(awk -v n="$NAP_MS" 'BEGIN { printf "%.1f", n / 10 }')
 for f in idle load; do
   [ -s "$OUT/sched_passes_$f.txt" ] || continue
-  what=$([ $f = idle ] && echo "part 1, idle" || echo "part 3, while pgbench claims")
+  what=$([ $f = idle ] && echo "part 1, idle" || echo "part 3, while claimed from")
   for sel in quiet ticks; do
     # shellcheck disable=SC2016 # awk's fields
     if [ $sel = quiet ]; then cond='$4 == 0'; else cond='$4 > 0'; fi
@@ -336,8 +401,7 @@ done
   echo "|---|---|---|---|"
   printf '%s\n' "${TARGETS[@]}"
   echo
-  cat "$BODY.parts"
-  cat "$BODY.passes"
+  cat "$BODY".[123] 2>/dev/null || true
   echo
   echo '```'
   q -d postgres -c "SELECT version()"
@@ -350,7 +414,6 @@ done
            grep -q . && echo ' (src or sql with uncommitted changes)')"
   echo '```'
 } >"$MD"
-rm -f "$BODY.parts" "$BODY.passes"
 echo
 echo "== $MD ($(elapsed))"
 cat "$MD"
