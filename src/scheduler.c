@@ -49,6 +49,7 @@
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
+#include "portability/instr_time.h"
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
@@ -295,6 +296,7 @@ typedef struct LauncherDb
 	BackgroundWorkerHandle *handle; /* NULL: started by an earlier launcher */
 	TimestampTz next_start;
 	int			failures;		/* workers in a row that ended before a pass */
+	bool		requested;		/* rungate was created there while a worker ran */
 	char		name[NAMEDATALEN];
 } LauncherDb;
 
@@ -344,6 +346,7 @@ launcher_db(Oid dboid, TimestampTz now)
 		db->handle = NULL;
 		db->next_start = now;
 		db->failures = 0;
+		db->requested = false;
 		snprintf(db->name, NAMEDATALEN, "%u", dboid);
 	}
 	return db;
@@ -375,6 +378,15 @@ launcher_take_requests(TimestampTz now)
 			db->state = DB_WAITING;
 			db->next_start = now;
 			db->failures = 0;
+		}
+		else
+		{
+			/*
+			 * A worker runs there, or has just ended: it may have looked
+			 * before the CREATE EXTENSION committed. If it says "absent",
+			 * start another at once instead of in ten minutes.
+			 */
+			db->requested = true;
 		}
 	}
 	if (overflow)
@@ -502,7 +514,14 @@ launcher_check_worker(LauncherDb *db, TimestampTz now)
 		pfree(db->handle);
 		db->handle = NULL;
 	}
-	if (ended && verdict.absent)
+	if (ended && verdict.absent && db->requested)
+	{
+		/* it looked before rungate was created there: look again now */
+		db->state = DB_WAITING;
+		db->next_start = now;
+		db->failures = 0;
+	}
+	else if (ended && verdict.absent)
 	{
 		elog(DEBUG1, "rungate launcher: no rungate in database \"%s\"", db->name);
 		db->state = DB_ABSENT;
@@ -563,6 +582,7 @@ launcher_start_worker(LauncherDb *db, TimestampTz now)
 	elog(DEBUG1, "rungate launcher: starting the scheduler of database \"%s\"", db->name);
 	db->handle = handle;
 	db->state = DB_RUNNING;
+	db->requested = false;		/* this one starts after the request's commit */
 }
 
 void
@@ -753,6 +773,7 @@ typedef struct PassState
 	TimestampTz since;			/* the wake-ups' window: (since, until] */
 	TimestampTz until;
 	int64		count;			/* what the last step did */
+	double		step_ms;		/* how long the last step took */
 } PassState;
 
 typedef void (*PassStep) (PassState *ps);
@@ -765,7 +786,10 @@ static bool
 worker_step(const char *what, PassStep step, PassState *ps)
 {
 	volatile bool ok = true;
+	instr_time	start,
+				took;
 
+	INSTR_TIME_SET_CURRENT(start);
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PG_TRY();
@@ -797,6 +821,9 @@ worker_step(const char *what, PassStep step, PassState *ps)
 	PG_END_TRY();
 	MemoryContextSwitchTo(pass_cxt);
 	pgstat_report_activity(STATE_IDLE, NULL);
+	INSTR_TIME_SET_CURRENT(took);
+	INSTR_TIME_SUBTRACT(took, start);
+	ps->step_ms = INSTR_TIME_GET_MILLISEC(took);
 	return ok;
 }
 
@@ -984,13 +1011,33 @@ typedef enum
 	PASS_REPLACED				/* a new rungate: leave, the launcher starts afresh */
 } PassResult;
 
+/* This process's CPU time in ms (user and system), or -1 where unknown. */
+static double
+cpu_ms(void)
+{
+#ifdef CLOCK_PROCESS_CPUTIME_ID
+	struct timespec ts;
+
+	if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts) == 0)
+		return ts.tv_sec * 1000.0 + ts.tv_nsec / 1000000.0;
+#endif
+	return -1;
+}
+
 static PassResult
 worker_pass(TimestampTz *since)
 {
 	PassState	ps;
 	bool		failed = false;
 	int			batch;
+	instr_time	start,
+				took;
+	double		ms[5] = {0, 0, 0, 0, 0};	/* reap, schedules, wake-ups, retention,
+											 * looking */
+	int64		did[4] = {0, 0, 0, 0};
+	double		cpu0 = cpu_ms();
 
+	INSTR_TIME_SET_CURRENT(start);
 	MemoryContextReset(pass_cxt);
 	MemoryContextSwitchTo(pass_cxt);
 	memset(&ps, 0, sizeof(ps));
@@ -998,6 +1045,7 @@ worker_pass(TimestampTz *since)
 
 	if (!worker_step("looking for rungate", step_inventory, &ps))
 		return PASS_FAILED;
+	ms[4] = ps.step_ms;
 	if (ps.absent)
 		return PASS_ABSENT;
 	if (ps.replaced)
@@ -1015,27 +1063,30 @@ worker_pass(TimestampTz *since)
 	{
 		if (!worker_step("reap_expired", step_reap, &ps))
 			failed = true;
-		else if (ps.count > 0)
+		else if ((did[0] = ps.count) > 0)
 			elog(DEBUG1, "rungate scheduler: database \"%s\": reaped " INT64_FORMAT " expired leases",
 				 my_dbname, ps.count);
+		ms[0] = ps.step_ms;
 	}
 	if (ps.has_schedules)
 	{
 		if (!worker_step("run_schedules", step_schedules, &ps))
 			failed = true;
-		else if (ps.count > 0)
+		else if ((did[1] = ps.count) > 0)
 			elog(DEBUG1, "rungate scheduler: database \"%s\": enqueued " INT64_FORMAT " scheduled runs",
 				 my_dbname, ps.count);
+		ms[1] = ps.step_ms;
 	}
 	if (!worker_step("wake-ups", step_wakeups, &ps))
 		failed = true;
 	else
 	{
 		*since = ps.until;
-		if (ps.count > 0)
+		if ((did[2] = ps.count) > 0)
 			elog(DEBUG1, "rungate scheduler: database \"%s\": notified rungate_queued for " INT64_FORMAT " operations with runs now due",
 				 my_dbname, ps.count);
 	}
+	ms[2] = ps.step_ms;
 	if (retention > 0 && ps.has_purge)
 	{
 		for (batch = 0; batch < PURGE_BATCHES; batch++)
@@ -1046,6 +1097,8 @@ worker_pass(TimestampTz *since)
 				failed = true;
 				break;
 			}
+			ms[3] += ps.step_ms;
+			did[3] += ps.count;
 			if (ps.count == 0)
 				break;
 			elog(DEBUG1, "rungate scheduler: database \"%s\": purged " INT64_FORMAT " runs finished more than %d s ago",
@@ -1053,6 +1106,15 @@ worker_pass(TimestampTz *since)
 		}
 	}
 	pgstat_report_stat(false);
+
+	/* what the pass cost, step by step (test/bench/scheduler.sh reads it) */
+	INSTR_TIME_SET_CURRENT(took);
+	INSTR_TIME_SUBTRACT(took, start);
+	elog(DEBUG2, "rungate scheduler: database \"%s\": pass took %.3f ms (CPU %.3f ms): "
+		 "looking %.3f ms, reap %.3f ms (" INT64_FORMAT "), schedules %.3f ms (" INT64_FORMAT "), "
+		 "wake-ups %.3f ms (" INT64_FORMAT "), retention %.3f ms (" INT64_FORMAT ")",
+		 my_dbname, INSTR_TIME_GET_MILLISEC(took), cpu0 < 0 ? -1 : cpu_ms() - cpu0,
+		 ms[4], ms[0], did[0], ms[1], did[1], ms[2], did[2], ms[3], did[3]);
 	return failed ? PASS_FAILED : PASS_OK;
 }
 
