@@ -3,7 +3,9 @@
 # with the spec's mandatory fields, and agrees with rungate.control: the same
 # name, and a version that is default_version as a semantic version
 # ('1.0' -> '1.0.0'), for the distribution and for the extension it
-# provides, whose install script and docfile exist. Perl core modules only.
+# provides, whose install script and docfile exist; the PostgreSQL prereq
+# is a version or a range that admits every major x_postgresql lists as
+# tested or untested. Perl core modules only.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
@@ -51,9 +53,37 @@ my @lic = ref $meta->{license} eq "HASH" ? () : ref $meta->{license} ? @{ $meta-
 for (@lic) { push @err, "unknown license $_" unless $licenses{$_} }
 my $rs = $meta->{release_status} // "stable";
 push @err, "release_status $rs" unless $rs =~ /^(stable|testing|unstable)$/;
-if (my $pg = $meta->{prereqs}{runtime}{requires}{PostgreSQL}) {
-    push @err, "prereqs PostgreSQL $pg is not a semantic version" unless $pg =~ $semver_re;
+# prereqs PostgreSQL: a version (at least) or a range of comparisons
+# (">= 15.0.0, < 20.0.0"); the majors x_postgresql names tested or untested
+# must be inside it
+sub vcmp {   # semantic versions, a pre-release before its release
+    my @a = $_[0] =~ $semver_re; my @b = $_[1] =~ $semver_re;
+    for my $i (0 .. 2) { my $c = $a[$i] <=> $b[$i]; return $c if $c }
+    return defined $a[3] ? (defined $b[3] ? $a[3] cmp $b[3] : -1) : (defined $b[3] ? 1 : 0);
 }
+my %ops = (">=" => sub { $_[0] >= 0 }, ">" => sub { $_[0] > 0 }, "<=" => sub { $_[0] <= 0 },
+           "<" => sub { $_[0] < 0 }, "==" => sub { $_[0] == 0 }, "!=" => sub { $_[0] != 0 });
+my @range;
+if (defined(my $pg = $meta->{prereqs}{runtime}{requires}{PostgreSQL})) {
+    for my $c (split /\s*,\s*/, $pg) {
+        my ($op, $v) = $c =~ /^\s*(>=|<=|==|!=|>|<)?\s*(\S+)\s*$/;
+        if (!defined $v || $v !~ $semver_re) { push @err, "prereqs PostgreSQL: \"$c\" is not a version or a comparison with one"; next }
+        push @range, [$op // ">=", $v];
+    }
+}
+my $x = $meta->{x_postgresql} // {};
+for my $kind (qw(tested untested)) {
+    for my $m (@{ $x->{$kind} // [] }) {
+        # 19rc1 -> 19.0.0-rc1
+        my ($maj, $pre) = $m =~ /^(\d+)(?:(beta|rc)(\d+))?$/ or do { push @err, "x_postgresql.$kind: $m is not a major (18, 19rc1)"; next };
+        my $v = "$maj.0.0" . (defined $pre ? "-$pre" . ($m =~ /(\d+)$/)[0] : "");
+        for my $r (@range) {
+            push @err, "x_postgresql.$kind: PostgreSQL $m is outside prereqs PostgreSQL ($r->[0] $r->[1])"
+                unless $ops{$r->[0]}->(vcmp($v, $r->[1]));
+        }
+    }
+}
+push @err, "x_postgresql.tested is empty" if ref $x->{tested} ne "ARRAY" || !@{ $x->{tested} };
 if (@err) { print "FAIL: $_\n" for @err; exit 1 }
 print "META.json: $meta->{name} $meta->{version} (rungate.control default_version $dv): ok\n";
 '

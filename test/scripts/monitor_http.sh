@@ -132,6 +132,7 @@ done
 # ---- the service (PORT=0: a free port, read from its first line)
 start_server() {  # start_server NAME ROLE [METRICS-ROLE] -> sets URL
   local name=$1 role=$2 i
+  : >"$TMP/$name.log"   # exists before the background job opens it (sed below reads it at once)
   PORT=0 PGUSER=$role PGDATABASE=$DB METRICS_PGUSER=${3:-} METRICS_INTERVAL_MS=200 \
     node "$APP/server.js" >"$TMP/$name.log" 2>&1 &
   PIDS+=($!)
