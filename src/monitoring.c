@@ -84,6 +84,8 @@ PG_FUNCTION_INFO_V1(rg_operation);
 	" r.started_at, r.finished_at"
 
 #define SUMMARY_NATTS 16
+#define SUMMARY_AUTHORITY 4		/* 0-based: computed from initiator_id */
+#define SUMMARY_INITIATOR 5
 #define DETAIL_NATTS 20			/* before 1.6 */
 #define DETAIL_NATTS_WAITING 21 /* 1.6: ... waiting */
 
@@ -670,8 +672,8 @@ page_read(ReturnSetInfo *rsinfo, Relation rel, Oid tidx_oid, const PageView *v)
 					values[i] = slot->tts_values[att];
 					nulls[i] = slot->tts_isnull[att];
 				}
-				nulls[4] = false;
-				values[4] = nulls[5] ? system_text : actor_text;
+				nulls[SUMMARY_AUTHORITY] = false;
+				values[SUMMARY_AUTHORITY] = nulls[SUMMARY_INITIATOR] ? system_text : actor_text;
 				flatten_values(rsinfo->setDesc, values, nulls, SUMMARY_NATTS);
 				tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 				MemoryContextSwitchTo(outer);
