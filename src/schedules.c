@@ -718,7 +718,7 @@ rg_run_schedules(PG_FUNCTION_ARGS)
 		HTAB	   *crons;
 		MemoryContext scan_cxt = AllocSetContextCreate(CurrentMemoryContext,
 													   "rungate run_schedules scan",
-													   ALLOCSET_DEFAULT_SIZES);
+													   (Size) 0, (Size) 8192, (Size) 65536);
 		MemoryContext old = MemoryContextSwitchTo(scan_cxt);
 
 		memset(&ctl, 0, sizeof(ctl));

@@ -147,7 +147,7 @@ take_run(TupleTableSlot *slot, void *arg)
  * back (two system calls and fresh pages per call). Only the outermost
  * claim of a backend uses it; a claim inside one (a trigger's) uses SPI's.
  */
-#define CLAIM_CXT_SIZE (256 * 1024)
+#define CLAIM_CXT_SIZE ((Size) 256 * 1024)
 static MemoryContext claim_cxt = NULL;
 static bool claim_cxt_busy = false;
 
