@@ -10,7 +10,7 @@
 # (regress, isolation, pgtap, scripts) is passed on. 15 runs with PG_CONFIG
 # when that names a 15 server (a private copy: `make install` goes there),
 # else with bookworm's packages (PG=15). A full run takes about four times
-# `make test` (15 about 4 min, 17 3.5, 18 2.5, 19 2.5 on an idle machine).
+# `make test` (15 about 4 to 6 min; 18 about 5.5 with the pg_upgrade test; 17 and 19 about as long).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 read -r -a MAJORS <<<"${RG_MATRIX:-15 17 18 19}"
