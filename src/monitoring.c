@@ -614,7 +614,7 @@ page_read(ReturnSetInfo *rsinfo, Relation rel, Oid tidx_oid, const PageView *v)
 	pr.tscan->xs_want_itup = true;	/* ids from the entries */
 	pr.wscan = rg_index_beginscan(rel, pr.widx, pr.snap, 3, 0);
 	pr.wscan->xs_want_itup = true;
-	fetch = table_index_fetch_begin(rel);
+	fetch = rg_table_index_fetch_begin(rel);
 	slot = table_slot_create(rel, NULL);
 
 	/* the first batch: a share of the page each, at least a few entries */

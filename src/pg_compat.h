@@ -175,6 +175,17 @@ rg_index_beginscan(Relation heap, Relation index, Snapshot snapshot,
 #endif
 }
 
+/* table_index_fetch_begin: 19 added the table scan options (SO_NONE). */
+static inline IndexFetchTableData *
+rg_table_index_fetch_begin(Relation rel)
+{
+#if PG_VERSION_NUM >= 190000
+	return table_index_fetch_begin(rel, SO_NONE);
+#else
+	return table_index_fetch_begin(rel);
+#endif
+}
+
 /* ---- the executor's single-row writes (rowwrite.c) ---- */
 
 /*
