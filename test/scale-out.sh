@@ -403,17 +403,22 @@ SQL
   "$PY" -u examples/proxy/worker.py --worker so "${wargs[@]}" -- --poll 60 --exit-when-idle 8 --batch 5 \
     >"$wlog" 2>&1 &
   wpid=$!
-  for ((i = 0; i < 50; i++)); do
+  # every loop listening before the runs come (else only its 60 s poll
+  # would find them); generous limits: CI machines can be slow to start
+  for ((i = 0; ; i++)); do
     ready=$(grep -c 'listening on rungate_queued' "$wlog" 2>/dev/null) || true
     [ "${ready:-0}" -ge "$N" ] && break
+    if [ "$i" -ge 300 ]; then
+      echo "FAIL: N=$N the worker loops were not listening after 60 s"; cat "$wlog"; exit 1
+    fi
     sleep 0.2
   done
   fq "INSERT INTO t.runs SELECT r.id, w, 'worker' FROM t.ws, generate_series(1, 5) k,
         rungate_proxy.enqueue('provider.connection.verify', w, w * 10, 100, jsonb_build_object('k', k)) r" >/dev/null
-  deadline=$((SECONDS + 20))
+  deadline=$((SECONDS + 60))
   until [ "$(fq "SELECT count(*) FROM t.runs r, rungate_proxy.operation(100, r.id) d WHERE d.status = 'succeeded'")" = $((10 * N)) ]; do
     if [ $SECONDS -ge $deadline ]; then
-      echo "FAIL: N=$N the workers did not finish the runs within 20 s (LISTEN per shard?)"; cat "$wlog"; exit 1
+      echo "FAIL: N=$N the workers did not finish the runs within 60 s (LISTEN per shard?)"; cat "$wlog"; exit 1
     fi
     sleep 0.3
   done

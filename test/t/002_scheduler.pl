@@ -48,8 +48,10 @@ sub sql
 }
 
 # Poll $query in $db until it returns $want, for at most $secs seconds;
-# connection errors (a server restarting) count as not yet. Returns whether
-# it did, and how long it took.
+# connection errors (a server restarting) count as not yet, and so does an
+# exception from psql(): a psql that exits at once while the postmaster
+# restarts leaves IPC::Run writing the query to a closed pipe (EPIPE), which
+# psql() rethrows. Returns whether it did, and how long it took.
 sub wait_for
 {
 	my ($db, $query, $want, $secs) = @_;
@@ -57,7 +59,8 @@ sub wait_for
 	my ($rc, $got, $err) = (0, '', '');
 	while (time() - $start < $secs)
 	{
-		($rc, $got, $err) = $node->psql($db, $query);
+		($rc, $got, $err) = eval { $node->psql($db, $query) };
+		($rc, $got, $err) = (-1, '', "psql: $@") unless defined $rc;
 		return (1, time() - $start) if $rc == 0 && $got eq $want;
 		usleep(50_000);
 	}
