@@ -604,11 +604,23 @@ static RgPlan rate_record_plan = {
 	3, {TEXTOID, INT8OID, TIMESTAMPTZOID}, NULL
 };
 
-/* How many runs of key k run now (or started in its window); needs SPI. */
+/*
+ * How many runs of key k run now (or started in its window); needs SPI. A
+ * workspace's or a tenant's running runs by index (running.c); the global
+ * scope, and a schema without the index, by SQL.
+ */
 static int32
 key_count(const FlowKey *k, TimestampTz window_start)
 {
 	Datum		v[3];
+	int32		n = -1;
+
+	if (k->kind == KEY_WORKSPACE)
+		n = rg_running_count(false, k->id, NULL);
+	else if (k->kind == KEY_CONCURRENCY && k->scope != RG_LIMIT_GLOBAL)
+		n = rg_running_count(k->scope == RG_LIMIT_TENANT, k->id, k->operation);
+	if (n >= 0)
+		return n;
 
 	v[0] = k->operation ? CStringGetTextDatum(k->operation) : (Datum) 0;
 	v[1] = Int64GetDatum(k->id);

@@ -177,6 +177,9 @@ extern void rg_wakeup_queued(const char *operation, int64 run_id);
 extern bool rg_wakeup_attach(void); /* the scheduler worker of this database */
 extern long rg_wakeup_flush(void);
 
+/* ---- running runs of a limit key (running.c) ---- */
+extern int32 rg_running_count(bool by_tenant, int64 id, const char *operation);
+
 /* ---- flow control (flow.c) ---- */
 extern Size rg_flow_shmem_size(void);
 extern void rg_flow_shmem_request(void);	/* from the shmem request hook */

@@ -17,9 +17,9 @@
  * register in shared memory by database and a second one exits at once.
  *
  * A worker's pass is a few short transactions, each calling rungate's SQL
- * functions as any caller would: reap_expired(), run_schedules(), the
- * wake-ups (scheduler_wakeups(), the one place the per-pass NOTIFYs come
- * from), purge_batch() per batch. An error aborts that transaction only; it
+ * functions as any caller would: reap_expired(), the wake-ups
+ * (scheduler_wakeups(), the one place the per-pass NOTIFYs come from),
+ * run_schedules(), purge_batch() per batch. An error aborts that transaction only; it
  * is logged at LOG and the next pass waits longer (doubling, up to a
  * minute). It locks nothing a claim waits on beyond one of those
  * transactions (reap and purge skip what others hold; claims never lock
@@ -1068,15 +1068,10 @@ worker_pass(TimestampTz *since)
 				 my_dbname, ps.count);
 		ms[0] = ps.step_ms;
 	}
-	if (ps.has_schedules)
-	{
-		if (!worker_step("run_schedules", step_schedules, &ps))
-			failed = true;
-		else if ((did[1] = ps.count) > 0)
-			elog(DEBUG1, "rungate scheduler: database \"%s\": enqueued " INT64_FORMAT " scheduled runs",
-				 my_dbname, ps.count);
-		ms[1] = ps.step_ms;
-	}
+	/*
+	 * Wake-ups before the schedules: a tick that enqueues thousands of runs
+	 * must not delay the notice that a delayed run is due.
+	 */
 	if (!worker_step("wake-ups", step_wakeups, &ps))
 		failed = true;
 	else
@@ -1087,6 +1082,15 @@ worker_pass(TimestampTz *since)
 				 my_dbname, ps.count);
 	}
 	ms[2] = ps.step_ms;
+	if (ps.has_schedules)
+	{
+		if (!worker_step("run_schedules", step_schedules, &ps))
+			failed = true;
+		else if ((did[1] = ps.count) > 0)
+			elog(DEBUG1, "rungate scheduler: database \"%s\": enqueued " INT64_FORMAT " scheduled runs",
+				 my_dbname, ps.count);
+		ms[1] = ps.step_ms;
+	}
 	if (retention > 0 && ps.has_purge)
 	{
 		for (batch = 0; batch < PURGE_BATCHES; batch++)
