@@ -26,7 +26,8 @@
 #   RG_KEEP=1       leave the throwaway cluster running afterwards
 #   BENCH_MODE      another mode instead: pileup, sustained, memory (modes.sh);
 #                   noisy, heldback, heartbeat, blocklimit (control.sh);
-#                   monitoring (monitoring.sh); scheduler (scheduler.sh)
+#                   monitoring (monitoring.sh); scheduler (scheduler.sh);
+#                   enqueue (enqueue.sh)
 # Output: results/bench/bench.md (or scale.md), pgbench logs next to it.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -37,7 +38,8 @@ case ${BENCH_MODE:-} in
   noisy | heldback | heartbeat | blocklimit) exec bash "$here/control.sh" ;;
   monitoring) exec bash "$here/monitoring.sh" ;;
   scheduler) exec bash "$here/scheduler.sh" ;;
-  *) echo "error: unknown BENCH_MODE '$BENCH_MODE' (pileup, sustained, memory, noisy, heldback, heartbeat, blocklimit, monitoring, scheduler)" >&2
+  enqueue) exec bash "$here/enqueue.sh" ;;
+  *) echo "error: unknown BENCH_MODE '$BENCH_MODE' (pileup, sustained, memory, noisy, heldback, heartbeat, blocklimit, monitoring, scheduler, enqueue)" >&2
      exit 1 ;;
 esac
 source "$here/../lib.sh"
