@@ -333,6 +333,7 @@ extern bool rg_cron_latest(const RgCron *cron, TimestampTz after, TimestampTz up
 extern void rg_cron_format_utc(TimestampTz t, char *buf, size_t buflen);
 
 /* ---- the scheduler's background workers (scheduler.c) ---- */
+extern void rg_scheduler_note_schedule_write(void);	/* validate_schedule */
 extern void rg_scheduler_init(void);	/* from _PG_init: settings, the launcher */
 extern Size rg_scheduler_shmem_size(void);
 extern void rg_scheduler_shmem_init(void);	/* under AddinShmemInitLock */

@@ -116,6 +116,7 @@ typedef struct SchedShared
 	int			nrequests;		/* databases where rungate was created */
 	bool		overflow;		/* more than MAX_REQUESTS: look everywhere */
 	Oid			requests[MAX_REQUESTS];
+	pg_atomic_uint64 schedule_writes;	/* commits that wrote rungate.schedules */
 	int			nslots;
 	SchedSlot	slots[FLEXIBLE_ARRAY_MEMBER];
 } SchedShared;
@@ -145,6 +146,7 @@ rg_scheduler_shmem_init(void)
 	{
 		memset(shared, 0, rg_scheduler_shmem_size());
 		SpinLockInit(&shared->mutex);
+		pg_atomic_init_u64(&shared->schedule_writes, 0);
 		shared->nslots = sched_nslots();
 	}
 }
@@ -156,6 +158,18 @@ rg_scheduler_shmem_init(void)
 static object_access_hook_type prev_object_access_hook = NULL;
 static bool extension_created = false;	/* some extension, this transaction */
 static bool tell_launcher = false;		/* rungate is there: at commit */
+static bool wrote_schedules = false;	/* this transaction: count it at commit */
+
+/*
+ * A schedule was inserted or updated (rungate.validate_schedule): once the
+ * commit is visible, the workers' next pass runs the schedules even within
+ * the minute of their last run (worker_pass).
+ */
+void
+rg_scheduler_note_schedule_write(void)
+{
+	wrote_schedules = true;
+}
 
 static void
 sched_object_access(ObjectAccessType access, Oid classId, Oid objectId,
@@ -209,13 +223,18 @@ sched_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_COMMIT:
 			if (tell_launcher)
 				sched_request(MyDatabaseId);
+			/* after the commit is visible: a pass that reads the count sees it */
+			if (wrote_schedules && shared != NULL)
+				pg_atomic_fetch_add_u64(&shared->schedule_writes, 1);
 			tell_launcher = false;
+			wrote_schedules = false;
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
 			extension_created = false;
 			tell_launcher = false;
+			wrote_schedules = false;
 			break;
 		default:
 			break;
@@ -487,15 +506,21 @@ launcher_check_worker(LauncherDb *db, TimestampTz now)
 		alive = GetBackgroundWorkerPid(db->handle, &pid) != BGWH_STOPPED;
 	}
 	SpinLockAcquire(&shared->mutex);
-	for (i = 0; i < shared->nslots; i++)
+	for (i = 0; i < shared->nslots && !alive; i++)
+		if (shared->slots[i].dboid == db->dboid && shared->slots[i].pid != 0)
+			alive = true;
+
+	/*
+	 * A verdict is taken only once its worker is gone: a worker leaves its
+	 * slot before the postmaster has reaped it, and a verdict read (and its
+	 * slot freed) while the handle still said running would be lost, its
+	 * end then counted as a failure.
+	 */
+	for (i = 0; i < shared->nslots && !alive && !ended; i++)
 	{
 		SchedSlot  *s = &shared->slots[i];
 
-		if (s->dboid != db->dboid)
-			continue;
-		if (s->pid != 0)
-			alive = true;
-		else if (!ended)
+		if (s->dboid == db->dboid)
 		{
 			verdict = *s;
 			ended = true;
@@ -778,6 +803,11 @@ typedef struct PassState
 
 typedef void (*PassStep) (PassState *ps);
 
+/* the last run of the schedules that succeeded: its minute, the writes before it */
+static bool sched_ran = false;
+static uint64 sched_ran_writes = 0;
+static int64 sched_ran_minute = 0;
+
 /*
  * Run one step in a transaction of its own. An error aborts it, is logged,
  * and returns false.
@@ -1046,6 +1076,8 @@ worker_pass(TimestampTz *since)
 	if (!worker_step("looking for rungate", step_inventory, &ps))
 		return PASS_FAILED;
 	ms[4] = ps.step_ms;
+	if (ps.absent || ps.replaced)
+		sched_ran = false;
 	if (ps.absent)
 		return PASS_ABSENT;
 	if (ps.replaced)
@@ -1084,12 +1116,35 @@ worker_pass(TimestampTz *since)
 	ms[2] = ps.step_ms;
 	if (ps.has_schedules)
 	{
-		if (!worker_step("run_schedules", step_schedules, &ps))
+		/*
+		 * Ticks are whole minutes: within the minute of the last run, with
+		 * no schedule written since, nothing new can be due. The count is
+		 * read before the step's snapshot, and a writer adds to it only
+		 * once its commit is visible, so a write the step does not see
+		 * makes the next pass run.
+		 */
+		uint64		writes = pg_atomic_read_u64(&shared->schedule_writes);
+		int64		minute = GetCurrentTimestamp() / USECS_PER_MINUTE;
+
+		pg_memory_barrier();
+		if (sched_ran && writes == sched_ran_writes && minute == sched_ran_minute)
+			ms[1] = 0;
+		else if (!worker_step("run_schedules", step_schedules, &ps))
+		{
 			failed = true;
-		else if ((did[1] = ps.count) > 0)
-			elog(DEBUG1, "rungate scheduler: database \"%s\": enqueued " INT64_FORMAT " scheduled runs",
-				 my_dbname, ps.count);
-		ms[1] = ps.step_ms;
+			sched_ran = false;
+			ms[1] = ps.step_ms;
+		}
+		else
+		{
+			sched_ran = true;
+			sched_ran_writes = writes;
+			sched_ran_minute = minute;
+			if ((did[1] = ps.count) > 0)
+				elog(DEBUG1, "rungate scheduler: database \"%s\": enqueued " INT64_FORMAT " scheduled runs",
+					 my_dbname, ps.count);
+			ms[1] = ps.step_ms;
+		}
 	}
 	if (retention > 0 && ps.has_purge)
 	{

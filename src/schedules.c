@@ -259,6 +259,8 @@ rg_validate_schedule(PG_FUNCTION_ARGS)
 	is_update = TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event);
 	newtup = is_update ? trigdata->tg_newtuple : trigdata->tg_trigtuple;
 	tupdesc = RelationGetDescr(trigdata->tg_relation);
+	/* the scheduler's next pass runs the schedules, this minute or not */
+	rg_scheduler_note_schedule_write();
 
 	sched_row(newtup, tupdesc, &n);
 	if (n.n[S_NAME])

@@ -10,6 +10,7 @@
 # temporary copy of test/t and test/fixtures (TESTDIR: logs and nodes under
 # its tmp_check/). Installs libipc-run-perl when missing. Bounded by
 # RG_TAP_TIMEOUT seconds (default 600). Keep the logs with RG_TAP_KEEP=1.
+# RG_TAP_ONLY=002_scheduler runs one test (a glob of test/t/*.pl names).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 case ${RG_PG:-} in
@@ -22,7 +23,7 @@ PERL_LIB=$PGXS_DIR/test/perl
 PG_REGRESS=$PGXS_DIR/test/regress/pg_regress
 
 shopt -s nullglob
-tests=("$ROOT"/test/t/*.pl)
+tests=("$ROOT"/test/t/${RG_TAP_ONLY:-*}.pl)
 [ ${#tests[@]} -gt 0 ] || { echo "no test/t/*.pl"; exit 1; }
 
 # ---- dependencies: IPC::Run (libipc-run-perl); prove is in perl itself

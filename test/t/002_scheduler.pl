@@ -142,6 +142,22 @@ is(sql('app', q{SELECT count(*) FROM (SELECT idempotency_key FROM rungate.runs
                  WHERE idempotency_key IS NOT NULL GROUP BY 1 HAVING count(*) > 1) d}),
 	'0', 'no tick enqueued twice over several passes');
 
+# Within the minute of its last run of the schedules a pass skips them
+# (ticks are whole minutes), unless a schedule was written since: one
+# written mid-minute with a tick already due is enqueued in that minute,
+# not at the next. Not in a minute's last seconds, so that no minute
+# boundary can explain it.
+usleep(250_000) while sql('app', q{SELECT extract(second FROM clock_timestamp()) < 50}) ne 't';
+my $minute = sql('app', q{SELECT date_trunc('minute', clock_timestamp())});
+sql('app', q{INSERT INTO rungate.schedules (name, cron, operation, workspace_id, tenant_id, created_at, last_tick)
+             VALUES ('mid-minute', '* * * * *', 'inventory.sync', 1, 10, now() - interval '1 day',
+                     date_trunc('minute', now()) - interval '2 minutes')});
+($ok, $took) = wait_for('app',
+	q{SELECT count(*) FROM rungate.runs WHERE idempotency_key LIKE 'schedule:mid-minute:%'}, '1', 20);
+is($ok ? sql('app', q{SELECT string_agg(date_trunc('minute', created_at)::text, ',') FROM rungate.runs
+                        WHERE idempotency_key LIKE 'schedule:mid-minute:%'}) : 'none',
+	$minute, sprintf('a schedule written mid-minute is run in that minute (%.2f s)', $took));
+
 # ---------------------------------------------------------------------------
 # A delayed run becomes due: LISTEN hears it
 # ---------------------------------------------------------------------------
@@ -258,6 +274,24 @@ sql('app', q{SELECT count(*) FROM rungate.claim('dead-worker', '{reports.export}
 ($ok, $took) = wait_for('app',
 	q{SELECT status FROM rungate.runs WHERE idempotency_key = 'dies-again'}, 'queued', 5);
 ok($ok, sprintf('and reaps again after the restart (%.2f s)', $took));
+
+# rungate.scheduler off and on again, ten times: each time the worker leaves
+# and the launcher starts another within a few naptimes. (A worker's verdict
+# lost to the launcher would count as a failed start and back off: 2 s, 4 s,
+# 8 s, ...)
+my @late;
+for my $i (1 .. 10)
+{
+	sql('postgres', 'ALTER SYSTEM SET rungate.scheduler = off');
+	sql('postgres', 'SELECT pg_reload_conf()');
+	my ($gone) = wait_for('postgres', $workers_q, '0', 10);
+	sql('postgres', 'ALTER SYSTEM SET rungate.scheduler = on');
+	sql('postgres', 'SELECT pg_reload_conf()');
+	($ok, $took) = wait_for('postgres', $workers_q, '1', 10);
+	push @late, sprintf('%d: %s', $i, $gone ? sprintf('%.2f s', $took) : 'never left')
+	  unless $gone && $ok && $took < 3;
+}
+is(join(', ', @late), '', 'rungate.scheduler off and on ten times: the worker leaves and is back within 3 s each time');
 
 # ---------------------------------------------------------------------------
 # No tick doubled, none lost beyond coalescing
