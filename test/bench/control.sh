@@ -471,37 +471,16 @@ base_at_exit() {
 }
 
 base_install() {   # COMMIT: BASE_PG_CONFIG, BASE_VERSION
-  local commit=$1 bindir sharedir incdir pkglibdir prefix d rel=() src
-  bindir=$("$PG_CONFIG" --bindir) sharedir=$("$PG_CONFIG" --sharedir)
-  incdir=$("$PG_CONFIG" --includedir-server) pkglibdir=$("$PG_CONFIG" --pkglibdir)
+  local commit=$1 src
   git -C "$RG_ROOT" rev-parse --verify -q "$commit^{commit}" >/dev/null \
     || rg_die "baseline commit $commit not found in $RG_ROOT"
-  # the install's directories, under their longest common parent
-  prefix=$(printf '%s\n' "$(dirname "$bindir")" "$(dirname "$pkglibdir")" "$sharedir" "$(dirname "$incdir")" |
-    awk -F/ 'NR == 1 { n = NF; for (i = 1; i <= NF; i++) p[i] = $i; next }
-             { for (i = 1; i <= n; i++) if (p[i] != $i) { n = i - 1; break } }
-             END { s = ""; for (i = 2; i <= n; i++) s = s "/" p[i]; print s }')
-  [ -n "$prefix" ] || rg_die "cannot find the common parent of $bindir, $sharedir, $incdir"
-  for d in "$(dirname "$bindir")" "$(dirname "$pkglibdir")" "$sharedir" "$(dirname "$incdir")"; do
-    rel+=("${d#"$prefix"/}")
-  done
-  mapfile -t rel < <(printf '%s\n' "${rel[@]}" | sort -u)
   BASE_ROOT=$(mktemp -d /tmp/rungate-bench-base.XXXXXX)
   chmod 755 "$BASE_ROOT"
   rg_on_exit base_at_exit
-  rg_log "heartbeat: copying the PostgreSQL install ($prefix: ${rel[*]}) to $BASE_ROOT/pg ($(elapsed))"
-  mkdir -p "$BASE_ROOT/pg"
-  (cd "$prefix" && cp -a --parents "${rel[@]}" "$BASE_ROOT/pg/") \
-    || rg_die "copying the PostgreSQL install failed"
+  rg_log "heartbeat: copying the PostgreSQL install to $BASE_ROOT/pg ($(elapsed))"
+  BASE_PG_CONFIG=$(pg_copy "$BASE_ROOT/pg")
   chmod -R go+rX "$BASE_ROOT/pg"   # the parents cp made, under any umask: the server runs as postgres
-  BASE_PG_CONFIG=$BASE_ROOT/pg/${bindir#"$prefix"/}/pg_config
   BASE_BINDIR=$("$BASE_PG_CONFIG" --bindir)
-  case $("$BASE_PG_CONFIG" --sharedir) in
-    "$BASE_ROOT"/*) ;;
-    *) rg_die "the copied install is not relocatable (its sharedir is $("$BASE_PG_CONFIG" --sharedir))" ;;
-  esac
-  rm -f "$("$BASE_PG_CONFIG" --sharedir)"/extension/rungate[.-]* "$("$BASE_PG_CONFIG" --pkglibdir)"/rungate.so
-  rm -rf "$("$BASE_PG_CONFIG" --pkglibdir)"/bitcode/rungate "$("$BASE_PG_CONFIG" --pkglibdir)"/bitcode/rungate.index.bc
   src=$BASE_ROOT/src
   mkdir -p "$src"
   git -C "$RG_ROOT" archive "$commit" | tar -x -C "$src" || rg_die "git archive $commit failed"

@@ -103,34 +103,6 @@ LOGS=$OUT/versus
 rm -rf "$LOGS"
 mkdir -p "$LOGS"
 
-# pg_copy DEST: a copy of $PG_CONFIG's install in DEST (its binaries, share
-# and lib directories and server headers, under their longest common parent),
-# without rungate; prints the copy's pg_config
-pg_copy() {
-  local dest=$1 bindir sharedir incdir pkglibdir prefix d rel=() pgc
-  bindir=$("$PG_CONFIG" --bindir) sharedir=$("$PG_CONFIG" --sharedir)
-  incdir=$("$PG_CONFIG" --includedir-server) pkglibdir=$("$PG_CONFIG" --pkglibdir)
-  prefix=$(printf '%s\n' "$(dirname "$bindir")" "$(dirname "$pkglibdir")" "$sharedir" "$(dirname "$incdir")" |
-    awk -F/ 'NR == 1 { n = NF; for (i = 1; i <= NF; i++) p[i] = $i; next }
-             { for (i = 1; i <= n; i++) if (p[i] != $i) { n = i - 1; break } }
-             END { s = ""; for (i = 2; i <= n; i++) s = s "/" p[i]; print s }')
-  [ -n "$prefix" ] || rg_die "cannot find the common parent of $bindir, $sharedir, $incdir"
-  for d in "$(dirname "$bindir")" "$(dirname "$pkglibdir")" "$sharedir" "$(dirname "$incdir")"; do
-    rel+=("${d#"$prefix"/}")
-  done
-  mapfile -t rel < <(printf '%s\n' "${rel[@]}" | sort -u)
-  mkdir -p "$dest"
-  (cd "$prefix" && cp -a --parents "${rel[@]}" "$dest/") || rg_die "copying the PostgreSQL install failed"
-  pgc=$dest/${bindir#"$prefix"/}/pg_config
-  case $("$pgc" --sharedir) in
-    "$dest"/*) ;;
-    *) rg_die "the copied install is not relocatable (its sharedir is $("$pgc" --sharedir))" ;;
-  esac
-  rm -f "$("$pgc" --sharedir)"/extension/rungate[.-]* "$("$pgc" --pkglibdir)"/rungate.so
-  rm -rf "$("$pgc" --pkglibdir)"/bitcode/rungate "$("$pgc" --pkglibdir)"/bitcode/rungate.index.bc
-  echo "$pgc"
-}
-
 declare -A SRC PGC
 rg_log "work directory $WORK; base $BASE_LABEL, head $HEAD_LABEL ($(elapsed))"
 # head: this tree as it is now (tracked and untracked files, not the ignored
