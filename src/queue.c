@@ -609,13 +609,6 @@ queue_lookup(Relation rel)
 
 /* ---- the scan ---- */
 
-/* Are the text t and the len bytes at s the same, bytewise? */
-static bool
-text_is(text *t, const char *s, size_t len)
-{
-	return VARSIZE_ANY_EXHDR(t) == len && memcmp(VARDATA_ANY(t), s, len) == 0;
-}
-
 /* Is a status datum 'queued'? */
 static inline bool
 is_queued(Datum status)
@@ -636,7 +629,7 @@ op_matches(Datum e, Datum *ops, int nops)
 	{
 		text	   *o = DatumGetTextPP(ops[i]);
 
-		if (text_is(t, VARDATA_ANY(o), VARSIZE_ANY_EXHDR(o)))
+		if (rg_text_is(t, VARDATA_ANY(o), VARSIZE_ANY_EXHDR(o)))
 			return true;
 	}
 	return false;
@@ -1073,7 +1066,7 @@ fair_walk_group(FairScan *fs, int64 ws, const char *op, FairCand *c,
 		bool		dead;
 		TimestampTz due;
 
-		if (fs->e_ws != ws || !text_is(fs->e_op, op, oplen))
+		if (fs->e_ws != ws || !rg_text_is(fs->e_op, op, oplen))
 			return false;		/* the group ended */
 		if (fair_eligible(fs, &dead, &due))
 		{

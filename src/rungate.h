@@ -177,6 +177,13 @@ extern void rg_wakeup_queued(const char *operation, int64 run_id);
 extern bool rg_wakeup_attach(void); /* the scheduler worker of this database */
 extern long rg_wakeup_flush(void);
 
+/* Are the text t and the len bytes at s the same, bytewise? */
+static inline bool
+rg_text_is(const text *t, const char *s, size_t len)
+{
+	return VARSIZE_ANY_EXHDR(t) == len && memcmp(VARDATA_ANY(t), s, len) == 0;
+}
+
 /* ---- running runs of a limit key (running.c) ---- */
 extern int32 rg_running_count(bool by_tenant, int64 id, const char *operation);
 
@@ -328,6 +335,9 @@ extern bool rg_cron_parse(const char *expr, RgCron *cron, char *err, size_t errl
 /* The latest tick t with after < t <= upto (UTC), if there is one. */
 extern bool rg_cron_latest(const RgCron *cron, TimestampTz after, TimestampTz upto,
 						   TimestampTz *tick);
+
+/* did the last run_schedules() of this backend lock every due schedule? */
+extern bool rg_run_schedules_complete(void);
 
 /* t as YYYY-MM-DDTHH:MI:SSZ in UTC (the schedules' idempotency keys) */
 extern void rg_cron_format_utc(TimestampTz t, char *buf, size_t buflen);

@@ -3,8 +3,8 @@
  *     Counting the running runs of one workspace or one tenant, for the
  *     concurrency limits of flow.c: a scan of (workspace_id, 'running') in
  *     rungate.runs_workspace_status_idx or of (tenant_id, 'running') in
- *     rungate.runs_tenant_status_idx (1.7), each entry checked against its
- *     row.
+ *     rungate.runs_tenant_status_idx (1.7), the operation and bulk parents
+ *     told by the row.
  *
  * A kept SPI plan of the same count is planned once for every key, and with
  * few workspaces its generic plan scans every running run (runs_lease_idx):
@@ -112,16 +112,6 @@ rc_lookup(void)
 	rc.valid = true;
 }
 
-/* Is the text datum d the NUL-terminated s, bytewise? */
-static bool
-text_equals(Datum d, const char *s)
-{
-	text	   *t = DatumGetTextPP(d);
-	size_t		len = strlen(s);
-
-	return VARSIZE_ANY_EXHDR(t) == len && memcmp(VARDATA_ANY(t), s, len) == 0;
-}
-
 /*
  * The running runs of workspace (by_tenant false) or tenant id: of
  * operation, when not NULL; bulk parents never (their limits are their
@@ -137,6 +127,7 @@ rg_running_count(bool by_tenant, int64 id, const char *operation)
 	IndexScanDesc scan;
 	TupleTableSlot *slot;
 	ScanKeyData keys[2];
+	size_t		oplen = operation ? strlen(operation) : 0;
 	int32		n = 0;
 
 	rc_lookup();
@@ -154,27 +145,24 @@ rg_running_count(bool by_tenant, int64 id, const char *operation)
 	scan = rg_index_beginscan(rel, idx, snap, 2, 0);
 	index_rescan(scan, keys, 2, NULL, 0);
 	slot = table_slot_create(rel, NULL);
+	/*
+	 * The visible version an entry leads to has the entry's keys (a HOT
+	 * chain changes no indexed column): only the columns beyond them are
+	 * read.
+	 */
 	while (index_getnext_slot(scan, ForwardScanDirection, slot))
 	{
 		bool		isnull;
 		Datum		d;
 
 		CHECK_FOR_INTERRUPTS();
-		/* the row decides: the entry may be an older version's */
-		d = slot_getattr(slot, rc.att[RC_STATUS], &isnull);
-		if (isnull || !text_equals(d, rg_status_name(RG_RUNNING)))
-			continue;
-		d = slot_getattr(slot, by_tenant ? rc.att[RC_TENANT] : rc.att[RC_WORKSPACE],
-						 &isnull);
-		if (isnull || DatumGetInt64(d) != id)
-			continue;
 		(void) slot_getattr(slot, rc.att[RC_ITEM_TENANTS], &isnull);
 		if (!isnull)
 			continue;			/* a bulk parent */
 		if (operation != NULL)
 		{
 			d = slot_getattr(slot, rc.att[RC_OPERATION], &isnull);
-			if (isnull || !text_equals(d, operation))
+			if (isnull || !rg_text_is(DatumGetTextPP(d), operation, oplen))
 				continue;
 		}
 		n++;

@@ -1117,11 +1117,12 @@ worker_pass(TimestampTz *since)
 	if (ps.has_schedules)
 	{
 		/*
-		 * Ticks are whole minutes: within the minute of the last run, with
-		 * no schedule written since, nothing new can be due. The count is
-		 * read before the step's snapshot, and a writer adds to it only
-		 * once its commit is visible, so a write the step does not see
-		 * makes the next pass run.
+		 * Ticks are whole minutes: within the minute of a run that took
+		 * every due schedule, with no schedule written since, nothing new
+		 * can be due. The count is read before the step's snapshot, and a
+		 * writer adds to it only once its commit is visible, so a write the
+		 * step does not see makes the next pass run; so does a due
+		 * schedule the run found locked by another transaction.
 		 */
 		uint64		writes = pg_atomic_read_u64(&shared->schedule_writes);
 		int64		minute = GetCurrentTimestamp() / USECS_PER_MINUTE;
@@ -1137,7 +1138,7 @@ worker_pass(TimestampTz *since)
 		}
 		else
 		{
-			sched_ran = true;
+			sched_ran = rg_run_schedules_complete();
 			sched_ran_writes = writes;
 			sched_ran_minute = minute;
 			if ((did[1] = ps.count) > 0)

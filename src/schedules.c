@@ -322,6 +322,20 @@ static RgPlan candidates_plan = {
 	1, {TIMESTAMPTZOID}, NULL
 };
 
+/*
+ * Did this backend's last run_schedules() lock every schedule it found due?
+ * One another transaction held was skipped (SKIP LOCKED): its tick is
+ * enqueued by that transaction, or, if it ends without doing so, by a later
+ * call, which the scheduler must then not skip (rg_run_schedules_complete).
+ */
+static bool all_taken = true;
+
+bool
+rg_run_schedules_complete(void)
+{
+	return all_taken;
+}
+
 /* Names in the order of ORDER BY name: the column's (default) collation. */
 static int
 name_cmp(const void *a, const void *b)
@@ -526,8 +540,10 @@ run_due(char **due, int ndue, TimestampTz at, Tuplestorestate *ts)
 	arg = make_array(elems, NULL, ndue, TEXTOID);
 	rg_exec(&lock_due_plan, &arg, NULL, false, 0);
 	nrows = (int) SPI_processed;
+	if (nrows < ndue)
+		all_taken = false;		/* another transaction holds some (or they are gone) */
 	if (nrows == 0)
-		return;					/* other callers hold them, or they are gone */
+		return;
 
 	/* in name order: the order the runs are created and returned in */
 	names = palloc(sizeof(char *) * nrows);
@@ -706,6 +722,7 @@ rg_run_schedules(PG_FUNCTION_ARGS)
 
 	RG_MATERIALIZE_SRF(fcinfo);
 	SPI_connect();
+	all_taken = true;
 
 	/*
 	 * First, unlocked: which schedules have a tick in (from, at]. Most have
