@@ -19,7 +19,7 @@ EXTVERSION := $(shell sed -n "s/^default_version[[:space:]]*=[[:space:]]*'\([^']
 MODULE_big  = rungate
 OBJS        = src/rungate.o src/authcache.o src/decision.o src/transition.o src/dispatch.o src/worker.o src/control.o src/maintenance.o src/triggers.o src/monitoring.o src/rowwrite.o \
               src/queue.o src/flow.o src/running.o src/wakeup.o src/metrics.o src/replication.o \
-              src/cron.o src/schedules.o src/scheduler.o src/runstatus.o src/catalog.o src/optypes.o src/facts.o
+              src/cron.o src/schedules.o src/scheduler.o src/runstatus.o src/catalog.o src/optypes.o src/facts.o src/references.o
 
 DATA        = $(wildcard $(EXTENSION)--*.sql)
 PGFILEDESC  = "rungate - queued runs re-authorized when they start"

@@ -13,8 +13,9 @@
 --     completed after the update, and enqueue / claim / complete work
 -- and brings what the versions add: 1.1's comments on the internal columns
 -- and triggers, 1.2's audit checks in the guard trigger, 1.3's batched
--- retention, the later versions' triggers (section 8 lists them all), and
--- 1.7's indexes for operations.
+-- retention, the later versions' triggers (section 8 lists them all),
+-- 1.7's indexes for operations, and 1.8's own check of a new run's
+-- workspace and operation type.
 -- The C module is the current one throughout: it serves the 1.0 schema
 -- before the update, as it does any earlier schema until it is updated.
 SET client_min_messages = warning;
@@ -238,6 +239,18 @@ SELECT i.indexrelid::regclass AS index,
  ORDER BY i.indexrelid::regclass::text;
 SELECT run_id, tenant_id, status FROM rungate.operations(100, 1);
 SELECT run_id, tenant_id, status FROM rungate.operations(101, 1, max_rows => 1, before_id => 11);
+
+------------------------------------------------------------------------------
+-- 9e. What 1.8 changes: the foreign keys from runs to workspaces and
+--     operation_types keep their delete side, and their insert triggers are
+--     off (src/references.c checks those rows); the others are unchanged.
+------------------------------------------------------------------------------
+SELECT c.conname, t.tgfoid::regproc::text AS check_function, t.tgenabled
+  FROM pg_trigger t JOIN pg_constraint c ON c.oid = t.tgconstraint
+ WHERE t.tgrelid = 'rungate.runs'::regclass AND c.conrelid = 'rungate.runs'::regclass
+   AND c.contype = 'f'
+ ORDER BY 1, 2;
+SELECT pg_temp.try($$DELETE FROM rungate.operation_types WHERE name = 'reports.export'$$);
 
 ------------------------------------------------------------------------------
 -- 10. The guards still refuse (RG409; #transitions, #audit, #fence), in

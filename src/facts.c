@@ -619,3 +619,33 @@ rg_flow_limits(const char *operation, int64 workspace_id, RgOpType *op,
 	reader_done(&rd);
 	return found;
 }
+
+/*
+ * Does a new run's operation type, then its workspace, exist now, as a
+ * decision would read them (the authority cache when it may, else the
+ * latest snapshot)? Returns the name of the table that lacks its row, or
+ * NULL when both are there. references.c asks, once the insert holds its
+ * lock on rungate.runs.
+ */
+const char *
+rg_missing_run_reference(const char *operation, int64 workspace_id)
+{
+	Reader		rd;
+	RgFactKey	key;
+	const char *missing = NULL;
+
+	probes_init();
+	rd.use_cache = probes_watched && rg_authcache_begin();
+	rd.snap = NULL;
+	key = fact_key(P_OPTYPE, 0, 0, operation, NULL);
+	if (!probe(&rd, &key, NULL, NULL))
+		missing = probe_rels[P_OPTYPE].name;
+	else
+	{
+		key = fact_key(P_WORKSPACE, workspace_id, 0, NULL, NULL);
+		if (!probe(&rd, &key, NULL, NULL))
+			missing = probe_rels[P_WORKSPACE].name;
+	}
+	reader_done(&rd);
+	return missing;
+}

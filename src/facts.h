@@ -49,4 +49,11 @@ extern void rg_gather_facts(const char *operation, int64 workspace_id,
 							bool has_tenant, int64 tenant_id,
 							bool has_actor, int64 actor_id, RgFacts *f);
 
+/*
+ * The table ("operation_types", "workspaces") that lacks the row a new run
+ * names, read as a decision reads facts; NULL when both rows are there.
+ */
+extern const char *rg_missing_run_reference(const char *operation,
+											int64 workspace_id);
+
 #endif							/* RUNGATE_FACTS_H */

@@ -63,6 +63,12 @@ extern bool rg_gate_is_open(void);
  */
 extern bool rg_restore_mode(void);
 
+/* ---- references of runs (references.c) ----
+ * A run rungate inserts names a workspace and an operation type that exist
+ * (23503 otherwise): the check the foreign keys' insert triggers made
+ * before 1.8. */
+extern void rg_check_run_references(HeapTuple tuple, TupleDesc desc);
+
 /* ---- logical replication (replication.c) ----
  * True only in a subscription's apply or table-sync worker: what it writes
  * was made by rungate's functions on the publisher and is accepted as it

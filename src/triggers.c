@@ -245,6 +245,7 @@ rg_guard_runs(PG_FUNCTION_ARGS)
 							RunLabel(newtup, tupdesc, id_att),
 							status ? status : "null"),
 					 errdetail("A run is created queued, or blocked when it is denied at dispatch.")));
+		rg_check_run_references(newtup, tupdesc);
 		return PointerGetDatum(newtup);
 	}
 

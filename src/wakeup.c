@@ -216,6 +216,7 @@ wakeup_committed(void)
 	TimestampTz now = GetCurrentTimestamp();
 	Latch	   *latch = NULL;
 	bool		any = false;
+	bool		news = false;
 	int			i;
 
 	for (i = 0; i < nnoted; i++)
@@ -230,10 +231,19 @@ wakeup_committed(void)
 		if (!noted[i].deferred)
 			continue;
 		s = slot_for(noted[i].operation, now);
-		if (s != NULL)
+		/*
+		 * Only a hint newly owed wakes the worker: one already pending is
+		 * sent after this commit, since the worker clears it under this
+		 * mutex before it notifies. So a window of commits wakes it once.
+		 */
+		if (s != NULL && !s->pending)
+		{
 			s->pending = true;
+			news = true;
+		}
 	}
-	latch = worker_latch();
+	if (news)
+		latch = worker_latch();
 	SpinLockRelease(&wake->mutex);
 	if (latch != NULL)
 		SetLatch(latch);

@@ -1,0 +1,111 @@
+/*
+ * references.c
+ *     The two references of a run that every enqueue shares with every
+ *     other: its workspace and its operation type. Since 1.8 rungate checks
+ *     them itself when it inserts a run, instead of the foreign keys' insert
+ *     triggers (docs/guarantees.md#authority-data):
+ *
+ *     rg_check_run_references   guard_runs, on every run rungate inserts:
+ *                               both rows are there, read as a decision
+ *                               reads facts, once the insert holds its lock
+ *                               on rungate.runs
+ *     rungate.guard_run_references()
+ *                               BEFORE DELETE OR UPDATE OF the key, on
+ *                               workspaces and operation_types: waits for
+ *                               the runs being inserted and holds back new
+ *                               ones until this transaction ends
+ *
+ * Why: a foreign key's insert check locks the referenced row FOR KEY SHARE.
+ * Every enqueue names one of a few workspaces and operation types, so
+ * concurrent enqueues kept locking the same two rows, each lock a new
+ * multixact and a write of that row's page. The foreign keys stay declared
+ * and their delete side is PostgreSQL's own; only their insert triggers are
+ * disabled (rungate--1.7--1.8.sql).
+ *
+ * Must never let a run name a workspace or operation type that a committed
+ * transaction deleted. The two sides meet on the lock of rungate.runs: a
+ * deleter takes SHARE, which waits for every transaction that inserted
+ * runs (ROW EXCLUSIVE) and holds new inserts back until it ends; the
+ * foreign key's delete check then sees every run committed before, and an
+ * insert let through afterwards reads the rows on a snapshot (or authority
+ * cache generation) that shows the delete.
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "storage/lmgr.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/rel.h"
+
+#include "rungate.h"
+#include "facts.h"
+#include "triggers.h"
+
+PG_FUNCTION_INFO_V1(rg_guard_run_references);
+
+/* A run rungate is inserting (tuple of rungate.runs) names rows that exist. */
+void
+rg_check_run_references(HeapTuple tuple, TupleDesc desc)
+{
+	int			ws_att = RgAttnum(desc, "workspace_id");
+	int			op_att = RgAttnum(desc, "operation");
+	bool		ws_null,
+				op_null;
+	Datum		ws = heap_getattr(tuple, ws_att, desc, &ws_null);
+	Datum		op = heap_getattr(tuple, op_att, desc, &op_null);
+	const char *missing;
+	char	   *operation;
+
+	/* NOT NULL says so, after this trigger */
+	if (ws_null || op_null)
+		return;
+	operation = TextDatumGetCString(op);
+	missing = rg_missing_run_reference(operation, DatumGetInt64(ws));
+	if (missing == NULL)
+		return;
+	if (strcmp(missing, "workspaces") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FOREIGN_KEY_VIOLATION),
+				 errmsg("insert or update on table \"runs\" violates foreign key constraint \"runs_workspace_id_fkey\""),
+				 errdetail("Key (workspace_id)=(" INT64_FORMAT ") is not present in table \"workspaces\".",
+						   DatumGetInt64(ws))));
+	ereport(ERROR,
+			(errcode(ERRCODE_FOREIGN_KEY_VIOLATION),
+			 errmsg("insert or update on table \"runs\" violates foreign key constraint \"runs_operation_fkey\""),
+			 errdetail("Key (operation)=(%s) is not present in table \"operation_types\".",
+					   operation)));
+}
+
+/*
+ * rungate.guard_run_references(key column): BEFORE DELETE OR UPDATE OF the
+ * key column, FOR EACH ROW. A key that stays the same changes nothing.
+ */
+Datum
+rg_guard_run_references(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = RgTriggerData(fcinfo, "rungate.guard_run_references()");
+	TriggerEvent event = trigdata->tg_event;
+
+	if (!TRIGGER_FIRED_BEFORE(event) ||
+		!(TRIGGER_FIRED_BY_DELETE(event) || TRIGGER_FIRED_BY_UPDATE(event)) ||
+		trigdata->tg_trigger->tgnargs != 1)
+		elog(ERROR, "rungate.guard_run_references(key) must fire BEFORE DELETE OR UPDATE");
+
+	if (TRIGGER_FIRED_BY_UPDATE(event))
+	{
+		TupleDesc	desc = RelationGetDescr(trigdata->tg_relation);
+		int			att = RgAttnum(desc, trigdata->tg_trigger->tgargs[0]);
+		Form_pg_attribute a = TupleDescAttr(desc, att - 1);
+		bool		old_null,
+					new_null;
+		Datum		old = heap_getattr(trigdata->tg_trigtuple, att, desc, &old_null);
+		Datum		new = heap_getattr(trigdata->tg_newtuple, att, desc, &new_null);
+
+		if (old_null == new_null &&
+			(old_null || datumIsEqual(old, new, a->attbyval, a->attlen)))
+			return PointerGetDatum(trigdata->tg_newtuple);
+	}
+	LockRelationOid(rg_relid("runs", false), ShareLock);
+	return RgUnchanged(trigdata);
+}
