@@ -33,3 +33,18 @@ SELECT pg_temp.try(format('UPDATE rungate.runs SET lease_token = gen_random_uuid
 -- the refused edits changed nothing: oscar's run is still his, queued, attempt 0
 SELECT initiator_id, tenant_id, status, attempt, priority, max_attempts
   FROM rungate.runs WHERE id = :queued_run;
+
+-- a column of the owner's own on rungate.runs: a new run gets its default
+-- (enqueue writes through the INSERT then, not its single-row writer), and
+-- the run is otherwise the same as one written without the column
+ALTER TABLE rungate.runs ADD COLUMN owner_note text NOT NULL DEFAULT 'from the default';
+SELECT r.owner_note, r.status, r.attempt, r.priority, r.payload,
+       r.created_at = now() AS created_now, r.run_at = now() AS due_now
+  FROM rungate.enqueue('inventory.sync', 1, 10, 101) r;
+ALTER TABLE rungate.runs DROP COLUMN owner_note;
+SELECT r.status, r.attempt, r.priority, r.payload, r.created_at = now() AS created_now,
+       r.run_at = now() AS due_now, r.finished_at IS NULL AS not_finished
+  FROM rungate.enqueue('inventory.sync', 1, 10, 101) r;
+-- blocked at dispatch (actor 103 holds no membership): finished at once
+SELECT r.status, r.reason_code IS NOT NULL AS has_reason, r.finished_at = now() AS finished_now
+  FROM rungate.enqueue('inventory.sync', 1, 10, 103) r;
