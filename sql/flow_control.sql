@@ -79,6 +79,31 @@ SELECT run_id = :hi AS high_first FROM rungate.claim('w');
 SELECT pg_temp.finish_all() >= 0 AS finished;
 SELECT count(*) AS drained FROM (SELECT rungate.claim('w', NULL, 1000)) s;
 SELECT pg_temp.finish_all() >= 0 AS finished;
+-- one workspace, two operations, runs alternating: single claims take them in
+-- age order across the operations, also once each operation's group has a
+-- floor (a claim walks only the groups whose floor comes before the oldest
+-- run it found); twice round, the second from the floors the first left
+CREATE FUNCTION pg_temp.enqueue_alternating() RETURNS bigint LANGUAGE sql AS $$
+    SELECT min((rungate.enqueue(CASE WHEN g % 2 = 0 THEN 'inventory.sync'
+                                     ELSE 'provider.connection.verify' END,
+                                1, 10, 100)).id) - 1
+      FROM generate_series(1, 6) g
+$$;
+SELECT pg_temp.enqueue_alternating() AS base \gset
+SELECT run_id - :base AS nth, operation FROM rungate.claim('w');
+SELECT run_id - :base AS nth, operation FROM rungate.claim('w');
+SELECT run_id - :base AS nth, operation FROM rungate.claim('w');
+SELECT run_id - :base AS nth, operation FROM rungate.claim('w');
+SELECT run_id - :base AS nth, operation FROM rungate.claim('w');
+SELECT run_id - :base AS nth, operation FROM rungate.claim('w');
+SELECT pg_temp.enqueue_alternating() AS base \gset
+SELECT run_id - :base AS nth FROM rungate.claim('w');
+SELECT run_id - :base AS nth FROM rungate.claim('w');
+SELECT run_id - :base AS nth FROM rungate.claim('w');
+SELECT run_id - :base AS nth FROM rungate.claim('w');
+SELECT run_id - :base AS nth FROM rungate.claim('w');
+SELECT run_id - :base AS nth FROM rungate.claim('w');
+SELECT pg_temp.finish_all() >= 0 AS finished;
 
 ------------------------------------------------------------------------------
 -- 2. Concurrency limits

@@ -403,6 +403,41 @@ gf_begin(Oid relid, int32 prio, int64 ws, const char *op, TimestampTz now,
 	return known;
 }
 
+/*
+ * A lower bound on the id of the first run of group (prio, ws, op) that a
+ * walk beginning at `now` could find, without walking: its floor (lowered
+ * to a held run that is due by now, as gf_begin would), PG_INT64_MIN when
+ * the group has no known floor. False: the group has no run live and due.
+ * Any run our snapshot sees was noted (note_queued) before its writer
+ * committed, so before this read; and a floor only rises past entries dead
+ * to every transaction: the bound holds for the whole fetch.
+ */
+static bool
+gf_peek(Oid relid, int32 prio, int64 ws, const char *op, TimestampTz now,
+		int64 *bound)
+{
+	size_t		oplen = strlen(op);
+	bool		any = true;
+	int			k;
+
+	*bound = PG_INT64_MIN;
+	if (qshared == NULL || !q_watched || !floor_enabled || oplen >= GF_OPLEN)
+		return true;
+	SpinLockAcquire(&qshared->mutex);
+	k = gf_slot(relid, prio, ws, op, oplen, false);
+	if (k >= 0 && qshared->group[k].valid)
+	{
+		GFloor	   *g = &qshared->group[k];
+
+		*bound = g->floor;
+		if (g->held && g->hold_due <= now)
+			*bound = Min(*bound, g->hold);
+		any = *bound != GF_EMPTY;
+	}
+	SpinLockRelease(&qshared->mutex);
+	return any;
+}
+
 /* The runs not yet due that a walk passed: GF_EMPTY id when none. */
 typedef struct GfHeld
 {
@@ -904,12 +939,14 @@ rg_queue_fetch(Relation rel, int max, ArrayType *ops_array,
  * whose last turn is the longest ago (no turn yet sorts first; ties go to
  * the oldest run). runs_fair_idx (priority DESC, workspace_id, operation,
  * id WHERE status = 'queued') keeps each workspace's runs of a priority
- * together, by operation: the scan finds the oldest run of each (workspace,
- * operation) group with one descent and passes over the rest of a group
- * with another. So a workspace with 100,000 runs queued costs a neighbour
- * one descent, and a group that flow control closes as a whole (a hold on
- * the workspace or the operation, a limit of the workspace or of the type
- * that is full) costs one descent too, not one step per held-back run.
+ * together, by operation: the scan finds the oldest run of a (workspace,
+ * operation) group with one descent, and walks a group only while its
+ * floor (a lower bound of its oldest run, read without a descent) comes
+ * before the best run found in the groups walked so far. So a workspace
+ * with 100,000 runs queued costs a neighbour at most one descent, and a
+ * group that flow control closes as a whole (a hold on the workspace or
+ * the operation, a limit of the workspace or of the type that is full)
+ * costs none, not one step per held-back run.
  * Runs held back one by one (a tenant's hold or limit) are still passed
  * one at a time; runs not yet due are passed once (below).
  *
@@ -940,6 +977,7 @@ typedef struct FairCand
 	int64		ws;
 	char	   *operation;
 	uint64		turn;			/* its workspace's last turn, as this fetch sees it */
+	bool		walked;			/* else id is only a bound (gf_peek), tid unset */
 	int64		id;				/* the group's oldest run that may start */
 	ItemPointerData tid;
 } FairCand;
@@ -961,6 +999,9 @@ typedef struct FairScan
 	int64		e_ws;
 	int64		e_id;
 	text	   *e_op;
+	/* the walk stopped on candidate at_id and has not moved since */
+	bool		at_valid;
+	int64		at_id;
 } FairScan;
 
 /*
@@ -991,6 +1032,7 @@ fair_seek(FairScan *fs, IndexScanDesc scan, int nkeys, int32 p, int64 ws,
 					from ? BTGreaterEqualStrategyNumber : BTGreaterStrategyNumber,
 					from ? F_INT8GE : F_INT8GT, Int64GetDatum(id));
 	fs->scan = scan;
+	fs->at_valid = false;
 	index_rescan(scan, keys, nkeys, NULL, 0);
 }
 
@@ -1072,6 +1114,8 @@ fair_walk_group(FairScan *fs, int64 ws, const char *op, FairCand *c,
 		{
 			c->id = fs->e_id;
 			c->tid = fs->heap->tts_tid;
+			fs->at_valid = true;
+			fs->at_id = c->id;
 			if (*live == GF_EMPTY)
 				*live = fs->e_id;
 			return true;
@@ -1094,24 +1138,31 @@ fair_walk_group(FairScan *fs, int64 ws, const char *op, FairCand *c,
 	return false;
 }
 
-/* The next run of c's group at priority p after c->id that may start. */
+/*
+ * The next run of c's group at priority p after c->id that may start: where
+ * the walk that found c stopped, if the scan has not moved since (a run
+ * held by another claim costs no new descent), else from a new descent.
+ */
 static bool
 fair_next_in(FairScan *fs, int32 p, FairCand *c)
 {
 	int64		live;
 
-	fair_seek(fs, fs->walk4, 4, p, c->ws, true, c->operation, true, c->id, false);
+	if (!fs->at_valid || fs->at_id != c->id)
+		fair_seek(fs, fs->walk4, 4, p, c->ws, true, c->operation, true, c->id, false);
 	return fair_next(fs) && fair_walk_group(fs, c->ws, c->operation, c, &live, NULL);
 }
 
 /*
- * The oldest run of group (p, ws, op) that may start, walking from the
- * group's floor (the entries before it are dead), and raising the floor to
- * the first entry found live.
+ * The oldest run of c's group (p, c->ws, c->operation) that may start, in
+ * c->id and c->tid, walking from the group's floor (the entries before it
+ * are dead), and raising the floor to the first entry found live.
  */
 static bool
-fair_first_in(FairScan *fs, int32 p, int64 ws, const char *op, FairCand *c)
+fair_first_in(FairScan *fs, int32 p, FairCand *c)
 {
+	int64		ws = c->ws;
+	const char *op = c->operation;
 	int64		floor = 0;
 	int64		live = GF_EMPTY;
 	GfHeld		held = {GF_EMPTY, 0};
@@ -1199,9 +1250,11 @@ fair_list_level(FairScan *fs, int32 p, GlLevel *lv)
 }
 
 /*
- * Every group of level lv with a run that may start, with its oldest such
- * run. Returns how many (in *cands, grown as needed). A workspace held as a
- * whole, and a group flow control closes as a whole, cost no descent.
+ * Every group of level lv that may have a run that may start, not walked
+ * yet: its id is the bound gf_peek gives. Returns how many (in *cands,
+ * grown as needed). A workspace held as a whole, a group flow control
+ * closes as a whole, and a group whose floor says it has no live run left
+ * cost no descent.
  */
 static int
 fair_level(FairScan *fs, GlLevel *lv, FairCand **cands, int *size)
@@ -1216,7 +1269,8 @@ fair_level(FairScan *fs, GlLevel *lv, FairCand **cands, int *size)
 	for (i = 0; i < lv->ngroups; i++)
 	{
 		GlGroup    *g = &lv->groups[i];
-		FairCand	c;
+		FairCand   *nc;
+		int64		bound;
 
 		if (!has_ws || g->ws != ws)
 		{
@@ -1226,17 +1280,15 @@ fair_level(FairScan *fs, GlLevel *lv, FairCand **cands, int *size)
 			if (!held)
 				turn = rg_turn_of(q_relid, ws);
 		}
-		if (held || rg_flow_skip_group(ws, g->op))
+		if (held || rg_flow_skip_group(ws, g->op) ||
+			!gf_peek(q_relid, lv->prio, ws, g->op, fs->now, &bound))
 			continue;
-		if (fair_first_in(fs, lv->prio, ws, g->op, &c))
-		{
-			FairCand   *nc = fair_add(cands, &n, size);
-
-			*nc = c;
-			nc->ws = ws;
-			nc->operation = g->op;
-			nc->turn = turn;
-		}
+		nc = fair_add(cands, &n, size);
+		nc->ws = ws;
+		nc->operation = g->op;
+		nc->turn = turn;
+		nc->walked = false;
+		nc->id = bound;
 	}
 	return n;
 }
@@ -1254,6 +1306,7 @@ fair_next_priority(FairScan *fs, bool has_below, int32 below, int32 *p)
 		ScanKeyInit(&key, 1, BTLessEqualStrategyNumber, F_INT4LE,
 					Int32GetDatum(PG_INT32_MAX));
 	fs->scan = fs->find[1];
+	fs->at_valid = false;
 	index_rescan(fs->scan, &key, 1, NULL, 0);
 	if (index_getnext_tid(fs->scan, ForwardScanDirection) == NULL)
 		return false;
@@ -1333,6 +1386,23 @@ gl_begin(void)
 	gl_valid = keep;
 }
 
+/*
+ * Does a come before b in fair order: the earlier turn, then the older run.
+ * A group not walked yet sorts by its bound (none of its runs is older),
+ * after a walked run of the same id: so a group is walked only while its
+ * bound comes before every run found, and one whose bound comes after the
+ * run taken is never walked.
+ */
+static inline bool
+cand_before(const FairCand *a, const FairCand *b)
+{
+	if (a->turn != b->turn)
+		return a->turn < b->turn;
+	if (a->id != b->id)
+		return a->id < b->id;
+	return a->walked && !b->walked;
+}
+
 /* Take up to max runs in fair order (rg_queue_fetch_fair's loop). */
 static int
 fair_fetch(Relation rel, FairScan *fs, int max, RgQueueTake take, void *arg)
@@ -1360,10 +1430,18 @@ fair_fetch(Relation rel, FairScan *fs, int max, RgQueueTake take, void *arg)
 			TM_FailureData tmfd;
 
 			for (i = 1; i < ncands; i++)
-				if (cands[i].turn < cands[best].turn ||
-					(cands[i].turn == cands[best].turn && cands[i].id < cands[best].id))
+				if (cand_before(&cands[i], &cands[best]))
 					best = i;
 			c = &cands[best];
+			if (!c->walked)
+			{
+				/* its bound comes first: walk it, then choose again */
+				if (fair_first_in(fs, p, c))
+					c->walked = true;
+				else
+					cands[best] = cands[--ncands];
+				continue;
+			}
 			if (table_tuple_lock(rel, &c->tid, fs->snap, locked, cid,
 								 LockTupleNoKeyExclusive, LockWaitSkip, 0,
 								 &tmfd) == TM_Ok)
