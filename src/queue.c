@@ -94,6 +94,17 @@ before(QPos a, QPos b)
 }
 
 #define QF_SLOTS 32				/* databases with a floor at once */
+#define GF_OPLEN 64				/* longer operation names get no floor */
+#define QW_RING 64				/* queued writes remembered per database */
+
+/* The group a queued write went to (note_queued), for kept group lists. */
+typedef struct QWrite
+{
+	bool		known;			/* false: its operation name is too long */
+	int32		prio;
+	int64		ws;
+	char		op[GF_OPLEN];	/* NUL-terminated */
+} QWrite;
 
 typedef struct QFloor
 {
@@ -107,6 +118,7 @@ typedef struct QFloor
 	bool		held;			/* live runs not yet due, passed by the floor */
 	QPos		hold;			/* the earliest of them */
 	TimestampTz hold_due;		/* the earliest run_at among them */
+	QWrite		ring[QW_RING];	/* queued write n is ring[n % QW_RING] */
 } QFloor;
 
 /*
@@ -117,7 +129,6 @@ typedef struct QFloor
  */
 #define GF_SLOTS 4096			/* groups with a floor at once, all databases */
 #define GF_PROBE 8				/* slots a group may take, from its hash on */
-#define GF_OPLEN 64				/* longer operation names get no floor */
 #define GF_EMPTY PG_INT64_MAX
 
 typedef struct GFloor
@@ -263,11 +274,12 @@ forget(Oid relid)
 
 /*
  * This backend's list of the fair index's groups, level by level, as found
- * when the database's qgen was gl_qgen: no queued write since means no new
- * group (a group only appears by a queued write, and note_queued bumps qgen
- * after the entry exists), so a claim may walk the listed groups without
- * finding them again. Groups emptied since are still listed, and cost their
- * floor's look-up.
+ * when the database's qgen was gl_qgen. A group only appears by a queued
+ * write, and note_queued counts it in qgen and puts its group in the ring
+ * after the entry exists: while every write since gl_qgen is still in the
+ * ring and went to a listed group (or to a level not listed yet), the list
+ * is whole, and a claim walks it without finding the groups again. Groups
+ * emptied since are still listed, and cost their floor's look-up.
  */
 typedef struct GlGroup
 {
@@ -293,6 +305,14 @@ static GlLevel *gl_levels;
 static bool gl_levels_end;		/* every level is listed */
 static int	gl_ngroups;
 static MemoryContext gl_cxt = NULL;
+static HTAB *gl_index = NULL;	/* the listed groups, by GlKey (in gl_cxt) */
+
+typedef struct GlKey
+{
+	int64		ws;
+	int32		prio;
+	char		op[GF_OPLEN];	/* NUL-padded */
+} GlKey;
 
 /* The walk between gf_begin and gf_end, if one is open (at most one). */
 static struct
@@ -1209,6 +1229,16 @@ gl_add(GlLevel *lv, int *size, int64 ws, text *op)
 	}
 	lv->groups[lv->ngroups].ws = ws;
 	lv->groups[lv->ngroups].op = text_to_cstring(op);
+	if (strlen(lv->groups[lv->ngroups].op) < GF_OPLEN)
+	{
+		GlKey		k;
+
+		memset(&k, 0, sizeof(k));
+		k.ws = ws;
+		k.prio = lv->prio;
+		strlcpy(k.op, lv->groups[lv->ngroups].op, sizeof(k.op));
+		(void) hash_search(gl_index, &k, HASH_ENTER, NULL);
+	}
 	lv->ngroups++;
 	gl_ngroups++;
 	MemoryContextSwitchTo(old);
@@ -1348,15 +1378,54 @@ gl_level(FairScan *fs, int i)
 }
 
 /*
- * Start this fetch's group list: the kept one if no queued write came since
- * it was made, else an empty one (kept for later fetches only when rungate
- * is preloaded and note_queued watches the table).
+ * Does the kept list hold the group of every write in w[0..n)? A write to
+ * a level not listed yet is found when that level is listed.
+ */
+static bool
+gl_holds(const QWrite *w, int n)
+{
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		GlKey		k;
+		int			l;
+
+		if (!w[i].known)
+			return false;
+		for (l = 0; l < gl_nlevels && gl_levels[l].prio != w[i].prio; l++)
+			;
+		if (l == gl_nlevels)
+		{
+			if (gl_levels_end ||
+				(gl_nlevels > 0 && w[i].prio > gl_levels[gl_nlevels - 1].prio))
+				return false;	/* a new level among the listed ones */
+			continue;
+		}
+		memset(&k, 0, sizeof(k));
+		k.ws = w[i].ws;
+		k.prio = w[i].prio;
+		strlcpy(k.op, w[i].op, sizeof(k.op));
+		if (hash_search(gl_index, &k, HASH_FIND, NULL) == NULL)
+			return false;
+	}
+	return true;
+}
+
+/*
+ * Start this fetch's group list: the kept one if every queued write since
+ * it was made went to a group it holds, else an empty one (kept for later
+ * fetches only when rungate is preloaded and note_queued watches the
+ * table).
  */
 static void
 gl_begin(void)
 {
+	static QWrite since[QW_RING];
 	bool		keep = qshared != NULL && q_watched && floor_enabled;
+	bool		kept = keep && gl_valid && gl_relid == q_relid;
 	uint64		qgen = 0;
+	int			n = -1;			/* the writes since gl_qgen; -1: too many */
 
 	if (keep)
 	{
@@ -1365,17 +1434,40 @@ gl_begin(void)
 		SpinLockAcquire(&qshared->mutex);
 		s = slot_of(q_relid, true);
 		if (s != NULL)
+		{
 			qgen = s->qgen;
+			if (kept && qgen - gl_qgen <= QW_RING)
+			{
+				uint64		g;
+
+				n = 0;
+				for (g = gl_qgen; g < qgen; g++)
+					since[n++] = s->ring[g % QW_RING];
+			}
+		}
 		else
 			keep = false;
 		SpinLockRelease(&qshared->mutex);
 	}
-	if (keep && gl_valid && gl_relid == q_relid && gl_qgen == qgen)
+	if (keep && kept && n >= 0 && gl_holds(since, n))
+	{
+		gl_qgen = qgen;
 		return;
+	}
 	if (gl_cxt == NULL)
 		gl_cxt = AllocSetContextCreate(TopMemoryContext, "rungate fair groups",
 									   (Size) 0, (Size) 8192, (Size) 65536);
 	MemoryContextReset(gl_cxt);
+	{
+		HASHCTL		ctl;
+
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = sizeof(GlKey);
+		ctl.entrysize = sizeof(GlKey);
+		ctl.hcxt = gl_cxt;
+		gl_index = hash_create("rungate fair group index", 64, &ctl,
+							   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
 	gl_size = 4;
 	gl_levels = MemoryContextAlloc(gl_cxt, sizeof(GlLevel) * gl_size);
 	gl_nlevels = 0;
@@ -1545,6 +1637,7 @@ rg_note_queued(PG_FUNCTION_ARGS)
 	bool		op_null;
 	Datum		ws;
 	Datum		op;
+	text	   *optext = NULL;
 	QFloor	   *s;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(td->tg_event) ||
@@ -1568,14 +1661,26 @@ rg_note_queued(PG_FUNCTION_ARGS)
 	ws = heap_getattr(tup, queue_table.att[QT_WORKSPACE], desc, &isnull);
 	op = heap_getattr(tup, queue_table.att[QT_OPERATION], desc, &op_null);
 	if (!isnull && !op_null)
-		gf_note(queue_table.relid, p.prio, DatumGetInt64(ws), DatumGetTextPP(op), p.id);
+	{
+		optext = DatumGetTextPP(op);
+		gf_note(queue_table.relid, p.prio, DatumGetInt64(ws), optext, p.id);
+	}
 
 	SpinLockAcquire(&qshared->mutex);
 	s = slot_of(queue_table.relid, false);
 	if (s != NULL)
 	{
 		bool		lower = s->valid && before(p, s->floor);
+		QWrite	   *w = &s->ring[s->qgen % QW_RING];
 
+		w->known = optext != NULL && VARSIZE_ANY_EXHDR(optext) < GF_OPLEN;
+		if (w->known)
+		{
+			w->prio = p.prio;
+			w->ws = DatumGetInt64(ws);
+			memcpy(w->op, VARDATA_ANY(optext), VARSIZE_ANY_EXHDR(optext));
+			w->op[VARSIZE_ANY_EXHDR(optext)] = '\0';
+		}
 		s->qgen++;
 
 		if (lower)
