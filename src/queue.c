@@ -380,6 +380,13 @@ gf_slot(Oid relid, int32 prio, int64 ws, const char *op, size_t oplen,
 	return take;
 }
 
+/* May walks keep and use group floors (for an operation name of oplen)? */
+static inline bool
+gf_usable(size_t oplen)
+{
+	return qshared != NULL && q_watched && floor_enabled && oplen < GF_OPLEN;
+}
+
 /*
  * A walk of group (prio, ws, op) begins at `now`: its floor in *floor
  * (false: none known, walk from the group's start). Once a run the floor
@@ -396,7 +403,7 @@ gf_begin(Oid relid, int32 prio, int64 ws, const char *op, TimestampTz now,
 	int			k;
 
 	Assert(!gf_walk.open);
-	if (qshared == NULL || !q_watched || !floor_enabled || oplen >= GF_OPLEN)
+	if (!gf_usable(oplen))
 		return false;
 	SpinLockAcquire(&qshared->mutex);
 	k = gf_slot(relid, prio, ws, op, oplen, true);
@@ -429,8 +436,9 @@ gf_begin(Oid relid, int32 prio, int64 ws, const char *op, TimestampTz now,
  * to a held run that is due by now, as gf_begin would), PG_INT64_MIN when
  * the group has no known floor. False: the group has no run live and due.
  * Any run our snapshot sees was noted (note_queued) before its writer
- * committed, so before this read; and a floor only rises past entries dead
- * to every transaction: the bound holds for the whole fetch.
+ * committed, so before this read; a floor only rises past entries dead to
+ * every transaction and runs not yet due, which it comes back to (the
+ * hold) once they are: the bound holds for the whole fetch.
  */
 static bool
 gf_peek(Oid relid, int32 prio, int64 ws, const char *op, TimestampTz now,
@@ -441,7 +449,7 @@ gf_peek(Oid relid, int32 prio, int64 ws, const char *op, TimestampTz now,
 	int			k;
 
 	*bound = PG_INT64_MIN;
-	if (qshared == NULL || !q_watched || !floor_enabled || oplen >= GF_OPLEN)
+	if (!gf_usable(oplen))
 		return true;
 	SpinLockAcquire(&qshared->mutex);
 	k = gf_slot(relid, prio, ws, op, oplen, false);
@@ -449,6 +457,7 @@ gf_peek(Oid relid, int32 prio, int64 ws, const char *op, TimestampTz now,
 	{
 		GFloor	   *g = &qshared->group[k];
 
+		g->used = ++qshared->gf_clock;	/* in use, if not walked */
 		*bound = g->floor;
 		if (g->held && g->hold_due <= now)
 			*bound = Min(*bound, g->hold);
@@ -1063,6 +1072,7 @@ fair_next(FairScan *fs)
 	bool		isnull;
 
 	CHECK_FOR_INTERRUPTS();
+	fs->at_valid = false;		/* the scan moves; a walk that stops says so */
 	if (index_getnext_tid(fs->scan, ForwardScanDirection) == NULL)
 		return false;
 	fs->e_ws = DatumGetInt64(index_getattr(fs->scan->xs_itup, 2, fs->scan->xs_itupdesc, &isnull));
@@ -1216,7 +1226,17 @@ fair_add(FairCand **cands, int *n, int *size)
 	return &(*cands)[(*n)++];
 }
 
-/* Append group (ws, op) to level lv (in gl_cxt). */
+/* The key of group (prio, ws, op) in gl_index; false: op is too long. */
+static bool
+gl_key(GlKey *k, int32 prio, int64 ws, const char *op)
+{
+	memset(k, 0, sizeof(*k));
+	k->ws = ws;
+	k->prio = prio;
+	return strlcpy(k->op, op, sizeof(k->op)) < sizeof(k->op);
+}
+
+/* Append group (ws, op) to level lv (in gl_cxt), and to gl_index if kept. */
 static void
 gl_add(GlLevel *lv, int *size, int64 ws, text *op)
 {
@@ -1229,15 +1249,12 @@ gl_add(GlLevel *lv, int *size, int64 ws, text *op)
 	}
 	lv->groups[lv->ngroups].ws = ws;
 	lv->groups[lv->ngroups].op = text_to_cstring(op);
-	if (strlen(lv->groups[lv->ngroups].op) < GF_OPLEN)
+	if (gl_index != NULL)
 	{
 		GlKey		k;
 
-		memset(&k, 0, sizeof(k));
-		k.ws = ws;
-		k.prio = lv->prio;
-		strlcpy(k.op, lv->groups[lv->ngroups].op, sizeof(k.op));
-		(void) hash_search(gl_index, &k, HASH_ENTER, NULL);
+		if (gl_key(&k, lv->prio, ws, lv->groups[lv->ngroups].op))
+			(void) hash_search(gl_index, &k, HASH_ENTER, NULL);
 	}
 	lv->ngroups++;
 	gl_ngroups++;
@@ -1402,11 +1419,8 @@ gl_holds(const QWrite *w, int n)
 				return false;	/* a new level among the listed ones */
 			continue;
 		}
-		memset(&k, 0, sizeof(k));
-		k.ws = w[i].ws;
-		k.prio = w[i].prio;
-		strlcpy(k.op, w[i].op, sizeof(k.op));
-		if (hash_search(gl_index, &k, HASH_FIND, NULL) == NULL)
+		if (!gl_key(&k, w[i].prio, w[i].ws, w[i].op) ||
+			hash_search(gl_index, &k, HASH_FIND, NULL) == NULL)
 			return false;
 	}
 	return true;
@@ -1421,7 +1435,7 @@ gl_holds(const QWrite *w, int n)
 static void
 gl_begin(void)
 {
-	static QWrite since[QW_RING];
+	static QWrite since[QW_RING];	/* 5 kB: not on the stack */
 	bool		keep = qshared != NULL && q_watched && floor_enabled;
 	bool		kept = keep && gl_valid && gl_relid == q_relid;
 	uint64		qgen = 0;
@@ -1458,6 +1472,8 @@ gl_begin(void)
 		gl_cxt = AllocSetContextCreate(TopMemoryContext, "rungate fair groups",
 									   (Size) 0, (Size) 8192, (Size) 65536);
 	MemoryContextReset(gl_cxt);
+	gl_index = NULL;
+	if (keep)
 	{
 		HASHCTL		ctl;
 
@@ -1638,6 +1654,7 @@ rg_note_queued(PG_FUNCTION_ARGS)
 	Datum		ws;
 	Datum		op;
 	text	   *optext = NULL;
+	size_t		oplen = 0;
 	QFloor	   *s;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(td->tg_event) ||
@@ -1663,6 +1680,7 @@ rg_note_queued(PG_FUNCTION_ARGS)
 	if (!isnull && !op_null)
 	{
 		optext = DatumGetTextPP(op);
+		oplen = VARSIZE_ANY_EXHDR(optext);
 		gf_note(queue_table.relid, p.prio, DatumGetInt64(ws), optext, p.id);
 	}
 
@@ -1673,13 +1691,13 @@ rg_note_queued(PG_FUNCTION_ARGS)
 		bool		lower = s->valid && before(p, s->floor);
 		QWrite	   *w = &s->ring[s->qgen % QW_RING];
 
-		w->known = optext != NULL && VARSIZE_ANY_EXHDR(optext) < GF_OPLEN;
+		w->known = optext != NULL && oplen < GF_OPLEN;
 		if (w->known)
 		{
 			w->prio = p.prio;
 			w->ws = DatumGetInt64(ws);
-			memcpy(w->op, VARDATA_ANY(optext), VARSIZE_ANY_EXHDR(optext));
-			w->op[VARSIZE_ANY_EXHDR(optext)] = '\0';
+			memcpy(w->op, VARDATA_ANY(optext), oplen);
+			w->op[oplen] = '\0';
 		}
 		s->qgen++;
 
