@@ -315,6 +315,20 @@ rg_enqueue(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(dispatch(&q, &d));
 }
 
+/*
+ * The bulk run's tenants are locked as a foreign key would lock them: a
+ * concurrent delete of one waits for this transaction, whose queued run
+ * guard_tenant_delete then finds; a delete that came first is seen by the
+ * check below, a statement of its own (a new snapshot in READ COMMITTED).
+ */
+static RgPlan bulk_lock_plan = {
+	"SELECT pg_catalog.count(*) FROM ("
+	"  SELECT 1 FROM rungate.tenants tn"
+	"   WHERE tn.id" EQ "ANY ($1) AND tn.workspace_id" EQ "$2"
+	"   ORDER BY tn.id FOR KEY SHARE OF tn) s",
+	2, {INT8ARRAYOID, INT8OID}, NULL
+};
+
 static RgPlan bulk_tenants_plan = {
 	"SELECT (SELECT pg_catalog.array_agg(DISTINCT x.t ORDER BY x.t)"
 	"          FROM pg_catalog.unnest($1) AS x(t)),"
@@ -377,6 +391,7 @@ rg_enqueue_bulk(PG_FUNCTION_ARGS)
 
 	v[0] = PointerGetDatum(tenants);
 	v[1] = Int64GetDatum(q.workspace_id);
+	rg_exec(&bulk_lock_plan, v, NULL, false, 1);
 	rg_exec(&bulk_tenants_plan, v, NULL, false, 1);
 	(void) rg_get_datum(0, 2, &isnull);
 	if (!isnull)

@@ -46,6 +46,7 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
@@ -800,8 +801,10 @@ rg_unguard_writes(PG_FUNCTION_ARGS)
  * Tenants that runs reference are never deleted: foreign keys protect those
  * of recorded runs, and this trigger those a queued bulk run will fan out to
  * (kept in its item_tenants array, which no foreign key can cover). Fired
- * AFTER the row is deleted, so the row lock has settled any concurrent
- * enqueue_bulk and the query's fresh snapshot sees its run.
+ * AFTER the row is deleted: enqueue_bulk locks its tenants FOR KEY SHARE,
+ * so the delete has waited for any concurrent one to end, and the query,
+ * on the latest snapshot (as a foreign key's check in REPEATABLE READ),
+ * sees its run.
  */
 static RgPlan bulk_holder_plan = {
 	"SELECT r.id FROM rungate.runs r"
@@ -830,7 +833,11 @@ rg_guard_tenant_delete(PG_FUNCTION_ARGS)
 										   tupdesc, &isnull));
 	v[0] = Int64GetDatum(tenant_id);
 	SPI_connect();
-	rg_exec(&bulk_holder_plan, v, NULL, false, 1);
+	if (SPI_execute_snapshot(rg_plan(&bulk_holder_plan), v, NULL,
+							 GetLatestSnapshot(), InvalidSnapshot,
+							 false, false, 1) < 0)
+		elog(ERROR, "rungate: the queued bulk runs of tenant " INT64_FORMAT
+			 " could not be read", tenant_id);
 	if (SPI_processed > 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_FOREIGN_KEY_VIOLATION),
