@@ -1009,18 +1009,10 @@ typedef struct FairCand
 	bool		walked;			/* else id is only a bound (gf_peek), tid unset */
 	int64		id;				/* the group's oldest run that may start */
 	ItemPointerData tid;
-	IndexScanDesc own;			/* a scan of its own, on id; or NULL */
 } FairCand;
-
-#define FS_OWN_MAX 16			/* groups of one fetch with a scan of their own */
-
-struct FairScan;
-static IndexScanDesc fair_beginscan(Relation rel, struct FairScan *fs,
-									int nkeys, bool skip_dead);
 
 typedef struct FairScan
 {
-	Relation	rel;
 	Relation	idx;
 	IndexScanDesc scan;			/* the one in use */
 	IndexScanDesc find[4];		/* by number of keys: finding groups */
@@ -1039,10 +1031,6 @@ typedef struct FairScan
 	/* the walk stopped on candidate at_id and has not moved since */
 	bool		at_valid;
 	int64		at_id;
-	/* a fetch of more than one run gives each group walked its own scan */
-	bool		own_scans;
-	int			nowned;
-	IndexScanDesc owned[FS_OWN_MAX];
 } FairScan;
 
 /*
@@ -1182,18 +1170,15 @@ fair_walk_group(FairScan *fs, int64 ws, const char *op, FairCand *c,
 
 /*
  * The next run of c's group at priority p after c->id that may start: where
- * the walk that found c stopped, if the group has a scan of its own or the
- * shared one has not moved since (a run taken, or held by another claim,
- * costs no new descent), else from a new descent.
+ * the walk that found c stopped, if the scan has not moved since (a run
+ * held by another claim costs no new descent), else from a new descent.
  */
 static bool
 fair_next_in(FairScan *fs, int32 p, FairCand *c)
 {
 	int64		live;
 
-	if (c->own != NULL)
-		fs->scan = c->own;		/* it stopped on c->id */
-	else if (!fs->at_valid || fs->at_id != c->id)
+	if (!fs->at_valid || fs->at_id != c->id)
 		fair_seek(fs, fs->walk4, 4, p, c->ws, true, c->operation, true, c->id, false);
 	return fair_next(fs) && fair_walk_group(fs, c->ws, c->operation, c, &live, NULL);
 }
@@ -1212,23 +1197,16 @@ fair_first_in(FairScan *fs, int32 p, FairCand *c)
 	int64		live = GF_EMPTY;
 	GfHeld		held = {GF_EMPTY, 0};
 	bool		found = false;
-	bool		known = gf_begin(q_relid, p, ws, op, fs->now, &floor);
 
-	if (known && floor == GF_EMPTY)
+	if (gf_begin(q_relid, p, ws, op, fs->now, &floor))
 	{
-		gf_end(false, 0, NULL); /* no run of it is live or due */
-		return false;
-	}
-	c->own = NULL;
-	if (fs->own_scans && fs->nowned < FS_OWN_MAX)
-	{
-		c->own = fair_beginscan(fs->rel, fs, 4, true);
-		fs->owned[fs->nowned++] = c->own;
-		fair_seek(fs, c->own, 4, p, ws, true, op, true,
-				  known ? floor : PG_INT64_MIN, true);
-	}
-	else if (known)
+		if (floor == GF_EMPTY)
+		{
+			gf_end(false, 0, NULL); /* no run of it is live or due */
+			return false;
+		}
 		fair_seek(fs, fs->walk4, 4, p, ws, true, op, true, floor, true);
+	}
 	else
 		fair_seek(fs, fs->walk3, 3, p, ws, true, op, true, 0, false);
 	if (fair_next(fs))
@@ -1358,7 +1336,6 @@ fair_level(FairScan *fs, GlLevel *lv, FairCand **cands, int *size)
 		nc->turn = turn;
 		nc->walked = false;
 		nc->id = bound;
-		nc->own = NULL;
 	}
 	return n;
 }
@@ -1620,8 +1597,6 @@ rg_queue_fetch_fair(Relation rel, int max, ArrayType *ops_array,
 		return rg_queue_fetch(rel, max, ops_array, take, arg);
 
 	memset(&fs, 0, sizeof(fs));
-	fs.rel = rel;
-	fs.own_scans = max > 1;
 	if (ops_array != NULL)
 		deconstruct_array(ops_array, TEXTOID, -1, false, TYPALIGN_INT,
 						  &fs.ops, NULL, &fs.nops);
@@ -1652,8 +1627,6 @@ rg_queue_fetch_fair(Relation rel, int max, ArrayType *ops_array,
 		index_endscan(fs.find[i]);
 	index_endscan(fs.walk3);
 	index_endscan(fs.walk4);
-	for (i = 0; i < fs.nowned; i++)
-		index_endscan(fs.owned[i]);
 	UnregisterSnapshot(fs.snap);
 	ExecDropSingleTupleTableSlot(fs.heap);
 	index_close(fs.idx, AccessShareLock);
