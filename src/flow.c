@@ -159,16 +159,8 @@ local_turn_table(Oid runs)
 	}
 	local_runs = runs;
 	if (local_turns == NULL)
-	{
-		HASHCTL		ctl;
-
-		memset(&ctl, 0, sizeof(ctl));
-		ctl.keysize = sizeof(int64);
-		ctl.entrysize = sizeof(LocalTurn);
-		ctl.hcxt = TopMemoryContext;
-		local_turns = hash_create("rungate turns", 256, &ctl,
-								  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	}
+		local_turns = rg_blob_hash("rungate turns", 256, sizeof(int64),
+								   sizeof(LocalTurn), TopMemoryContext);
 	return local_turns;
 }
 

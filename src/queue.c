@@ -1474,16 +1474,8 @@ gl_begin(void)
 	MemoryContextReset(gl_cxt);
 	gl_index = NULL;
 	if (keep)
-	{
-		HASHCTL		ctl;
-
-		memset(&ctl, 0, sizeof(ctl));
-		ctl.keysize = sizeof(GlKey);
-		ctl.entrysize = sizeof(GlKey);
-		ctl.hcxt = gl_cxt;
-		gl_index = hash_create("rungate fair group index", 64, &ctl,
-							   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	}
+		gl_index = rg_blob_hash("rungate fair group index", 64, sizeof(GlKey),
+								sizeof(GlKey), gl_cxt);
 	gl_size = 4;
 	gl_levels = MemoryContextAlloc(gl_cxt, sizeof(GlLevel) * gl_size);
 	gl_nlevels = 0;

@@ -17,6 +17,7 @@
 #include "nodes/execnodes.h"
 #include "fmgr.h"
 #include "utils/array.h"
+#include "utils/hsearch.h"
 #include "utils/relcache.h"
 #include "utils/timestamp.h"
 
@@ -182,6 +183,20 @@ extern void rg_wakeup_shmem_init(void); /* under AddinShmemInitLock */
 extern void rg_wakeup_queued(const char *operation, int64 run_id);
 extern bool rg_wakeup_attach(void); /* the scheduler worker of this database */
 extern long rg_wakeup_flush(void);
+
+/* A hash table in cxt whose keys are compared and hashed as bytes. */
+static inline HTAB *
+rg_blob_hash(const char *name, long nelem, Size keysize, Size entrysize,
+			 MemoryContext cxt)
+{
+	HASHCTL		ctl;
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = keysize;
+	ctl.entrysize = entrysize;
+	ctl.hcxt = cxt;
+	return hash_create(name, nelem, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+}
 
 /* Are the text t and the len bytes at s the same, bytewise? */
 static inline bool

@@ -615,7 +615,6 @@ rg_scheduler_launcher_main(Datum arg)
 {
 	TimestampTz next_read = 0;
 	MemoryContext loop_cxt;
-	HASHCTL		ctl;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -636,12 +635,8 @@ rg_scheduler_launcher_main(Datum arg)
 										 (Size) 0, (Size) 8192, (Size) 65536);
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "rungate launcher loop",
 									 (Size) 0, (Size) 8192, (Size) 65536);
-	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = sizeof(Oid);
-	ctl.entrysize = sizeof(LauncherDb);
-	ctl.hcxt = launcher_cxt;
-	launcher_dbs = hash_create("rungate launcher databases", 64, &ctl,
-							   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	launcher_dbs = rg_blob_hash("rungate launcher databases", 64, sizeof(Oid),
+								sizeof(LauncherDb), launcher_cxt);
 	elog(DEBUG1, "rungate launcher: started");
 
 	for (;;)
