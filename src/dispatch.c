@@ -75,16 +75,6 @@ static RgTable runs_new_table = {
 	"attempt", "created_at"}
 };
 
-/*
- * The other columns of rungate.runs, which a new run leaves null: a column
- * beyond these (an administrator's, perhaps with a default) sends the run
- * through INSERT_RUN_SQL, which applies defaults.
- */
-static const char *const runs_null_cols[] = {
-	"id", "parent_id", "error", "result", "worker", "lease_expires_at",
-	"idempotency_key", "started_at", "lease_token", "rerun_of"
-};
-
 typedef struct EnqueueRequest
 {
 	const char *operation;
@@ -103,33 +93,6 @@ typedef struct EnqueueRequest
 	bool		has_rerun_of;
 } EnqueueRequest;
 
-/* Does rungate.runs have only the columns a new run is written with? */
-static bool
-runs_new_table_fits(Relation rel)
-{
-	TupleDesc	desc = RelationGetDescr(rel);
-	int			i,
-				j;
-
-	for (i = 0; i < desc->natts; i++)
-	{
-		Form_pg_attribute att = TupleDescAttr(desc, i);
-		const char *name = NameStr(att->attname);
-		bool		known = false;
-
-		if (att->attisdropped)
-			continue;
-		for (j = 0; !known && runs_new_table.cols[j] != NULL; j++)
-			known = strcmp(name, runs_new_table.cols[j]) == 0;
-		for (j = 0; !known && j < (int) lengthof(runs_null_cols); j++)
-			known = strcmp(name, runs_null_cols[j]) == 0 &&
-				(strcmp(name, "id") == 0 || (!att->attnotnull && !att->atthasdef));
-		if (!known)
-			return false;
-	}
-	return true;
-}
-
 /*
  * Insert the run q as d decided through a writer, into r; *due says whether
  * it is due now. False, having written nothing, when the table has columns
@@ -147,7 +110,8 @@ insert_run_direct(EnqueueRequest *q, RgDecision *d, RunRow *r, bool *due)
 	/* as the INSERT it replaces says it */
 	PreventCommandIfReadOnly("INSERT");
 	rg_writer_open(&w, &runs_new_table, false);
-	if (!runs_new_table_fits(w.rel))
+	/* a column of the administrator's with a default: INSERT_RUN_SQL sets it */
+	if (runs_new_table.unlisted_filled)
 	{
 		rg_writer_close(&w);
 		return false;

@@ -90,6 +90,26 @@ rg_table_lookup(RgTable *t)
 	}
 
 	/*
+	 * A row a writer inserts has nulls in the columns it does not set; an
+	 * INSERT would give them their defaults, identities or generated values
+	 * (or fail their NOT NULL).
+	 */
+	t->unlisted_filled = false;
+	for (i = 0; i < RelationGetDescr(rel)->natts && !t->unlisted_filled; i++)
+	{
+		Form_pg_attribute a = TupleDescAttr(RelationGetDescr(rel), i);
+		bool		listed = OidIsValid(t->idseq) && a->attnum == t->idatt;
+		int			j;
+
+		for (j = 0; !listed && j < t->ncols; j++)
+			listed = t->att[j] == a->attnum;
+		if (!listed && !a->attisdropped &&
+			(a->attnotnull || a->atthasdef || a->attidentity != '\0' ||
+			 a->attgenerated != '\0'))
+			t->unlisted_filled = true;
+	}
+
+	/*
 	 * The executor parses and plans a table's CHECK constraints again for
 	 * every statement that writes it; a writer reuses these.
 	 */

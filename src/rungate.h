@@ -274,6 +274,8 @@ typedef struct RgTable
 	AttrNumber	idatt;
 	int			ncols;
 	AttrNumber	att[RG_TABLE_MAX_COLS];
+	/* a column beyond cols (and the identity id) that an INSERT would fill */
+	bool		unlisted_filled;
 	/* the table's CHECK constraints, parsed and planned once (or NULL) */
 	MemoryContext cxt;
 	int			nchecks;
