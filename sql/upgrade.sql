@@ -14,8 +14,8 @@
 -- and brings what the versions add: 1.1's comments on the internal columns
 -- and triggers, 1.2's audit checks in the guard trigger, 1.3's batched
 -- retention, the later versions' triggers (section 8 lists them all),
--- 1.7's indexes for operations, and 1.8's own check of a new run's
--- workspace and operation type.
+-- 1.7's indexes for operations, 1.8's own check of a new run's workspace
+-- and operation type, and 1.9's own lock of its tenant and initiator.
 -- The C module is the current one throughout: it serves the 1.0 schema
 -- before the update, as it does any earlier schema until it is updated.
 SET client_min_messages = warning;
@@ -241,9 +241,10 @@ SELECT run_id, tenant_id, status FROM rungate.operations(100, 1);
 SELECT run_id, tenant_id, status FROM rungate.operations(101, 1, max_rows => 1, before_id => 11);
 
 ------------------------------------------------------------------------------
--- 9e. What 1.8 changes: the foreign keys from runs to workspaces and
---     operation_types keep their delete side, and their insert triggers are
---     off (src/references.c checks those rows); the others are unchanged.
+-- 9e. What 1.8 and 1.9 change: the foreign keys from runs to workspaces,
+--     operation_types (1.8), tenants and actors (1.9) keep their delete
+--     side, and their insert triggers are off (src/references.c checks and
+--     locks those rows); the parent's is unchanged.
 ------------------------------------------------------------------------------
 SELECT c.conname, t.tgfoid::regproc::text AS check_function, t.tgenabled
   FROM pg_trigger t JOIN pg_constraint c ON c.oid = t.tgconstraint
@@ -251,6 +252,13 @@ SELECT c.conname, t.tgfoid::regproc::text AS check_function, t.tgenabled
    AND c.contype = 'f'
  ORDER BY 1, 2;
 SELECT pg_temp.try($$DELETE FROM rungate.operation_types WHERE name = 'reports.export'$$);
+SELECT pg_temp.try($$WITH m AS (DELETE FROM rungate.tenant_members WHERE tenant_id = 10),
+                          p AS (DELETE FROM rungate.tenant_prerequisites WHERE tenant_id = 10)
+                     DELETE FROM rungate.tenants WHERE id = 10$$);
+SELECT pg_temp.try($$WITH w AS (DELETE FROM rungate.workspace_members WHERE actor_id = 100),
+                          t AS (DELETE FROM rungate.tenant_members WHERE actor_id = 100),
+                          n AS (DELETE FROM rungate.notifications WHERE actor_id = 100)
+                     DELETE FROM rungate.actors WHERE id = 100$$);
 
 ------------------------------------------------------------------------------
 -- 10. The guards still refuse (RG409; #transitions, #audit, #fence), in

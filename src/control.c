@@ -23,7 +23,7 @@ static RgPlan live_items_plan = {
 	"SELECT " RUN_COLS " FROM rungate.runs r"
 	" WHERE r.parent_id" EQ "$1 AND r.status IN ('queued', 'running')"
 	" ORDER BY r.id FOR NO KEY UPDATE",
-	1, {INT8OID}, NULL
+	1, {INT8OID}, NULL, RG_PER_CALL
 };
 
 /* Cancel the live items of bulk parent parent_id, in id order, without roll-up. */

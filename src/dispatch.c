@@ -46,18 +46,18 @@ PG_FUNCTION_INFO_V1(rg_rerun);
 	INT4OID, INT4OID, TIMESTAMPTZOID, JSONBOID, TEXTOID, INT8ARRAYOID
 
 static RgPlan insert_run_plan = {
-	INSERT_RUN_SQL("", ""), 14, {INSERT_RUN_TYPES}, NULL
+	INSERT_RUN_SQL("", ""), 14, {INSERT_RUN_TYPES}, NULL, false
 };
 
 static RgPlan insert_rerun_plan = {
-	INSERT_RUN_SQL(", rerun_of", ", $15"), 15, {INSERT_RUN_TYPES, INT8OID}, NULL
+	INSERT_RUN_SQL(", rerun_of", ", $15"), 15, {INSERT_RUN_TYPES, INT8OID}, NULL, false
 };
 
 static RgPlan idempotent_plan = {
 	"SELECT " RUN_COLS " FROM rungate.runs r"
 	" WHERE r.workspace_id" EQ "$1 AND r.idempotency_key" EQ "$2"
 	"   AND r.status IN ('queued', 'running')",
-	2, {INT8OID, TEXTOID}, NULL
+	2, {INT8OID, TEXTOID}, NULL, false
 };
 
 /*
@@ -290,7 +290,7 @@ static RgPlan bulk_lock_plan = {
 	"  SELECT 1 FROM rungate.tenants tn"
 	"   WHERE tn.id" EQ "ANY ($1) AND tn.workspace_id" EQ "$2"
 	"   ORDER BY tn.id FOR KEY SHARE OF tn) s",
-	2, {INT8ARRAYOID, INT8OID}, NULL
+	2, {INT8ARRAYOID, INT8OID}, NULL, false
 };
 
 static RgPlan bulk_tenants_plan = {
@@ -300,7 +300,7 @@ static RgPlan bulk_tenants_plan = {
 	"         WHERE NOT EXISTS (SELECT 1 FROM rungate.tenants tn"
 	"                            WHERE tn.id" EQ "x.t AND tn.workspace_id" EQ "$2)"
 	"         ORDER BY x.o LIMIT 1)",
-	2, {INT8ARRAYOID, INT8OID}, NULL
+	2, {INT8ARRAYOID, INT8OID}, NULL, false
 };
 
 /*

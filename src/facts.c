@@ -17,10 +17,13 @@
 #include "access/skey.h"
 #include "access/stratnum.h"
 #include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "catalog/pg_trigger.h"
 #include "commands/trigger.h"
+#include "executor/tuptable.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -648,4 +651,85 @@ rg_missing_run_reference(const char *operation, int64 workspace_id)
 	}
 	reader_done(&rd);
 	return missing;
+}
+
+/*
+ * Lock the row of rungate.tenants (tenant) or rungate.actors whose id a new
+ * run names FOR KEY SHARE, as the foreign key's insert check did before 1.9
+ * (a SELECT ... FOR KEY SHARE through SPI): found on the transaction's
+ * snapshot (a new one in READ COMMITTED), a concurrent change waited for;
+ * in READ COMMITTED the row's latest version is locked, in REPEATABLE READ
+ * and SERIALIZABLE a row changed since the snapshot is a serialization
+ * failure. False when there is no such row (any more).
+ */
+bool
+rg_lock_run_reference(bool tenant, int64 id)
+{
+	ProbeRel   *p;
+	Relation	rel;
+	Snapshot	snap;
+	ScanKeyData sk;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	ItemPointerData tid;
+	bool		have;
+	bool		found = false;
+
+	probes_init();
+	p = &probe_rels[tenant ? P_TENANT : P_ACTOR];
+	rel = table_open(p->relid, RowShareLock);
+	snap = RegisterSnapshot(GetTransactionSnapshot());
+	ScanKeyInit(&sk, 1, BTEqualStrategyNumber, p->keyproc[0], Int64GetDatum(id));
+	sk.sk_collation = p->keycoll[0];
+	scan = systable_beginscan(rel, p->pkey, true, snap, 1, &sk);
+	tup = systable_getnext(scan);
+	have = HeapTupleIsValid(tup);
+	if (have)
+		tid = tup->t_self;
+	systable_endscan(scan);
+
+	if (have)
+	{
+		TupleTableSlot *slot = table_slot_create(rel, NULL);
+		TM_FailureData tmfd;
+		uint8		flags = TUPLE_LOCK_FLAG_LOCK_UPDATE_IN_PROGRESS;
+		TM_Result	res;
+
+		if (!IsolationUsesXactSnapshot())
+			flags |= TUPLE_LOCK_FLAG_FIND_LAST_VERSION;
+		res = table_tuple_lock(rel, &tid, snap, slot, GetCurrentCommandId(true),
+							   LockTupleKeyShare, LockWaitBlock, flags, &tmfd);
+		switch (res)
+		{
+			case TM_Ok:
+				found = true;
+				if (tmfd.traversed)
+				{
+					/* a later version: its key may have changed */
+					bool		isnull;
+					Datum		v = slot_getattr(slot, p->keyatt[0], &isnull);
+
+					found = !isnull && DatumGetInt64(v) == id;
+				}
+				break;
+			case TM_SelfModified:
+				/* changed by this very command: as if it were gone */
+				break;
+			case TM_Updated:
+			case TM_Deleted:
+				if (IsolationUsesXactSnapshot())
+					ereport(ERROR,
+							(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+							 errmsg("could not serialize access due to concurrent update")));
+				if (res == TM_Updated)
+					elog(ERROR, "rungate: unexpected tuple lock result %d", (int) res);
+				break;
+			default:
+				elog(ERROR, "rungate: unexpected tuple lock result %d", (int) res);
+		}
+		ExecDropSingleTupleTableSlot(slot);
+	}
+	UnregisterSnapshot(snap);
+	table_close(rel, NoLock);
+	return found;
 }

@@ -56,4 +56,11 @@ extern void rg_gather_facts(const char *operation, int64 workspace_id,
 extern const char *rg_missing_run_reference(const char *operation,
 											int64 workspace_id);
 
+/*
+ * Lock the row of rungate.tenants (tenant) or rungate.actors with this id
+ * FOR KEY SHARE, as a foreign key's insert check would; false when there is
+ * none. Since 1.9 for the tenant and the initiator of every new run.
+ */
+extern bool rg_lock_run_reference(bool tenant, int64 id);
+
 #endif							/* RUNGATE_FACTS_H */

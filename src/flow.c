@@ -268,7 +268,7 @@ static Oid	holds_relid = InvalidOid;
 static RgPlan holds_plan = {
 	"SELECT h.workspace_id, h.tenant_id, h.operation FROM rungate.holds h"
 	" WHERE h.released_at IS NULL",
-	0, {InvalidOid}, NULL
+	0, {InvalidOid}, NULL, false
 };
 
 static void
@@ -555,45 +555,45 @@ static RgPlan count_ws_plan = {
 	"SELECT pg_catalog.count(*)::integer FROM rungate.runs r"
 	" WHERE r.workspace_id" EQ "$1 AND r.status" EQ "'running'"
 	"   AND r.item_tenants IS NULL",
-	1, {INT8OID}, NULL
+	1, {INT8OID}, NULL, false
 };
 
 static RgPlan count_op_global_plan = {
 	"SELECT pg_catalog.count(*)::integer FROM rungate.runs r"
 	" WHERE r.status" EQ "'running' AND r.operation" EQ "$1",
-	1, {TEXTOID}, NULL
+	1, {TEXTOID}, NULL, false
 };
 
 static RgPlan count_op_ws_plan = {
 	"SELECT pg_catalog.count(*)::integer FROM rungate.runs r"
 	" WHERE r.workspace_id" EQ "$2 AND r.status" EQ "'running'"
 	"   AND r.operation" EQ "$1",
-	2, {TEXTOID, INT8OID}, NULL
+	2, {TEXTOID, INT8OID}, NULL, false
 };
 
 static RgPlan count_op_tenant_plan = {
 	"SELECT pg_catalog.count(*)::integer FROM rungate.runs r"
 	" WHERE r.status" EQ "'running' AND r.tenant_id" EQ "$2"
 	"   AND r.operation" EQ "$1",
-	2, {TEXTOID, INT8OID}, NULL
+	2, {TEXTOID, INT8OID}, NULL, false
 };
 
 static RgPlan rate_forget_plan = {
 	"DELETE FROM rungate.flow_starts s"
 	" WHERE s.operation" EQ "$1 AND s.limit_key" EQ "$2 AND s.started_at" LE "$3",
-	3, {TEXTOID, INT8OID, TIMESTAMPTZOID}, NULL
+	3, {TEXTOID, INT8OID, TIMESTAMPTZOID}, NULL, false
 };
 
 static RgPlan rate_count_plan = {
 	"SELECT pg_catalog.count(*)::integer FROM rungate.flow_starts s"
 	" WHERE s.operation" EQ "$1 AND s.limit_key" EQ "$2 AND s.started_at" GT "$3",
-	3, {TEXTOID, INT8OID, TIMESTAMPTZOID}, NULL
+	3, {TEXTOID, INT8OID, TIMESTAMPTZOID}, NULL, false
 };
 
 static RgPlan rate_record_plan = {
 	"INSERT INTO rungate.flow_starts (operation, limit_key, started_at)"
 	" VALUES ($1, $2, $3)",
-	3, {TEXTOID, INT8OID, TIMESTAMPTZOID}, NULL
+	3, {TEXTOID, INT8OID, TIMESTAMPTZOID}, NULL, false
 };
 
 /*
@@ -787,7 +787,7 @@ static RgPlan waiting_hold_plan = {
 	"   AND (h.tenant_id IS NULL OR h.tenant_id" EQ "$2)"
 	"   AND (h.operation IS NULL OR h.operation" EQ "$3)"
 	" LIMIT 1",
-	3, {INT8OID, INT8OID, TEXTOID}, NULL
+	3, {INT8OID, INT8OID, TEXTOID}, NULL, false
 };
 
 /*
@@ -856,19 +856,19 @@ rg_flow_waiting(int64 ws, bool has_tenant, int64 tenant, const char *operation,
 static RgPlan insert_hold_plan = {
 	"INSERT INTO rungate.holds AS h (workspace_id, tenant_id, operation, reason, held_by)"
 	" VALUES ($1, $2, $3, $4, $5) RETURNING h",
-	5, {INT8OID, INT8OID, TEXTOID, TEXTOID, INT8OID}, NULL
+	5, {INT8OID, INT8OID, TEXTOID, TEXTOID, INT8OID}, NULL, false
 };
 
 static RgPlan lock_hold_plan = {
 	"SELECT h.released_at IS NOT NULL FROM rungate.holds h"
 	" WHERE h.id" EQ "$1 FOR UPDATE",
-	1, {INT8OID}, NULL
+	1, {INT8OID}, NULL, false
 };
 
 static RgPlan resume_hold_plan = {
 	"UPDATE rungate.holds h SET released_at = pg_catalog.now(), released_by = $2"
 	" WHERE h.id" EQ "$1 RETURNING h",
-	2, {INT8OID, INT8OID}, NULL
+	2, {INT8OID, INT8OID}, NULL, false
 };
 
 /* RG400 naming the argument, when the row it names is not there */

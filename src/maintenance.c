@@ -30,7 +30,7 @@ static RgPlan expired_plan = {
 	" WHERE r.status" EQ "'running' AND r.lease_expires_at" LT "pg_catalog.now()"
 	" ORDER BY r.lease_expires_at LIMIT 1000"
 	" FOR NO KEY UPDATE SKIP LOCKED",
-	0, {InvalidOid}, NULL
+	0, {InvalidOid}, NULL, RG_PER_CALL
 };
 
 /*
@@ -96,7 +96,7 @@ static RgPlan purge_pick_plan = {
 	"     AND r.status NOT IN ('queued', 'running')"
 	"   ORDER BY r.finished_at LIMIT $2"
 	"   FOR UPDATE SKIP LOCKED) v",
-	2, {TIMESTAMPTZOID, INT4OID}, NULL
+	2, {TIMESTAMPTZOID, INT4OID}, NULL, RG_PER_CALL
 };
 
 static RgPlan purge_delete_plan = {
@@ -107,12 +107,12 @@ static RgPlan purge_delete_plan = {
 	" a AS (DELETE FROM rungate.audit_log l WHERE l.run_id IN (SELECT id FROM ids)),"
 	" n AS (DELETE FROM rungate.notifications o WHERE o.run_id IN (SELECT id FROM ids))"
 	" DELETE FROM rungate.runs r WHERE r.parent_id" EQ "ANY ($1)",
-	1, {INT8ARRAYOID}, NULL
+	1, {INT8ARRAYOID}, NULL, RG_PER_CALL
 };
 
 static RgPlan purge_parents_plan = {
 	"DELETE FROM rungate.runs r WHERE r.id" EQ "ANY ($1)",
-	1, {INT8ARRAYOID}, NULL
+	1, {INT8ARRAYOID}, NULL, RG_PER_CALL
 };
 
 /*
@@ -201,7 +201,7 @@ rg_purge_batch(PG_FUNCTION_ARGS)
  */
 static RgPlan purge_batch_plan = {
 	"SELECT rungate.purge_batch($1, $2)",
-	2, {TIMESTAMPTZOID, INT4OID}, NULL
+	2, {TIMESTAMPTZOID, INT4OID}, NULL, false
 };
 
 Datum

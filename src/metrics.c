@@ -494,7 +494,7 @@ static RgPlan gauges_plan = {
 	"   LEFT JOIN q ON q.operation" EQ "ot.name"
 	"   LEFT JOIN w ON w.operation" EQ "ot.name"
 	"  ORDER BY ot.name",
-	1, {TIMESTAMPTZOID}, NULL
+	1, {TIMESTAMPTZOID}, NULL, RG_PER_CALL
 };
 
 typedef struct MxGauge

@@ -137,7 +137,7 @@ static RgPlan list_scope_plan = {
 	"  LEFT JOIN rungate.tenant_members tm"
 	"         ON tm.tenant_id" EQ "$3 AND tm.actor_id" EQ "a.id"
 	" WHERE a.id" EQ "$1",
-	3, {INT8OID, INT8OID, INT8OID}, NULL
+	3, {INT8OID, INT8OID, INT8OID}, NULL, false
 };
 
 enum
@@ -170,7 +170,7 @@ enum
 	"                          WHERE tm.actor_id" EQ "$1" \
 	"                            AND rc.capability" EQ VIEW_CAP "))"
 #define LIST_TAIL " ORDER BY r.id DESC LIMIT $5"
-#define LIST_ARGS 7, {INT8OID, INT8OID, INT8OID, BOOLOID, INT8OID, TEXTOID, INT8OID}, NULL
+#define LIST_ARGS 7, {INT8OID, INT8OID, INT8OID, BOOLOID, INT8OID, TEXTOID, INT8OID}, NULL, false
 
 static RgPlan list_plan = {
 	"SELECT " SUMMARY_COLS " FROM rungate.runs r"
@@ -927,7 +927,7 @@ static RgPlan detail_plan = {
 	"          LEFT JOIN rungate.tenant_members tm"
 	"                 ON tm.tenant_id" EQ "r.tenant_id AND tm.actor_id" EQ "$1"
 	"         WHERE r.id" EQ "$2) v",
-	2, {INT8OID, INT8OID}, NULL
+	2, {INT8OID, INT8OID}, NULL, false
 };
 
 /*

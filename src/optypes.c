@@ -41,7 +41,7 @@ static RgPlan item_type_plan = {
 	"  FROM rungate.operation_types ot"
 	" WHERE ot.name" EQ "$1"
 	"   FOR KEY SHARE",
-	1, {TEXTOID}, NULL
+	1, {TEXTOID}, NULL, false
 };
 
 /*
@@ -54,7 +54,7 @@ static RgPlan lock_type_plan = {
 	"SELECT 1 FROM rungate.operation_types ot"
 	" WHERE ot.name" EQ "$1"
 	"   FOR UPDATE",
-	1, {TEXTOID}, NULL
+	1, {TEXTOID}, NULL, false
 };
 
 /* A queued or running run of a type. */
@@ -63,7 +63,7 @@ static RgPlan live_run_plan = {
 	" WHERE r.operation" EQ "$1"
 	"   AND (r.status" EQ "'queued' OR r.status" EQ "'running')"
 	" LIMIT 1",
-	1, {TEXTOID}, NULL
+	1, {TEXTOID}, NULL, false
 };
 
 /* Another type that uses this one as its item type. */
@@ -71,7 +71,7 @@ static RgPlan bulk_user_plan = {
 	"SELECT ot.name FROM rungate.operation_types ot"
 	" WHERE ot.item_operation" EQ "$1 AND ot.name" NE "$1"
 	" LIMIT 1",
-	1, {TEXTOID}, NULL
+	1, {TEXTOID}, NULL, false
 };
 
 /* A column of the new row, which must not be null (hint: or NULL). */

@@ -1,34 +1,43 @@
 /*
  * references.c
- *     The two references of a run that every enqueue shares with every
- *     other: its workspace and its operation type. Since 1.8 rungate checks
- *     them itself when it inserts a run, instead of the foreign keys' insert
- *     triggers (docs/guarantees.md#authority-data):
+ *     The references of a new run that PostgreSQL's foreign keys no longer
+ *     check on insert: its workspace and operation type (since 1.8), its
+ *     tenant and initiator (since 1.9). rungate checks them itself when it
+ *     inserts a run, instead of the foreign keys' insert triggers
+ *     (docs/guarantees.md#authority-data):
  *
  *     rg_check_run_references   guard_runs, on every run rungate inserts:
- *                               both rows are there, read as a decision
- *                               reads facts, once the insert holds its lock
- *                               on rungate.runs
+ *                               the tenant's and the initiator's rows locked
+ *                               FOR KEY SHARE as the foreign key's check
+ *                               locked them (facts.c); the workspace and the
+ *                               type read as a decision reads facts, once
+ *                               the insert holds its lock on rungate.runs
  *     rungate.guard_run_references()
  *                               BEFORE DELETE OR UPDATE OF the key, on
  *                               workspaces and operation_types: waits for
  *                               the runs being inserted and holds back new
  *                               ones until this transaction ends
  *
- * Why: a foreign key's insert check locks the referenced row FOR KEY SHARE.
- * Every enqueue names one of a few workspaces and operation types, so
- * concurrent enqueues kept locking the same two rows, each lock a new
- * multixact and a write of that row's page. The foreign keys stay declared
- * and their delete side is PostgreSQL's own; only their insert triggers are
- * disabled (rungate--1.7--1.8.sql).
+ * Why: a foreign key's insert check is a SELECT ... FOR KEY SHARE through
+ * SPI, with an executor, for every run. Every enqueue names one of a few
+ * workspaces and operation types, so concurrent enqueues kept locking the
+ * same two rows, each lock a new multixact and a write of that row's page:
+ * those two are checked without a lock. A tenant or an actor is named by
+ * few runs at once; its row is locked the same way, by one index probe.
+ * The foreign keys stay declared and their delete side is PostgreSQL's own;
+ * only their insert triggers are disabled (rungate--1.7--1.8.sql,
+ * rungate--1.8--1.9.sql).
  *
- * Must never let a run name a workspace or operation type that a committed
- * transaction deleted. The two sides meet on the lock of rungate.runs: a
- * deleter takes SHARE, which waits for every transaction that inserted
- * runs (ROW EXCLUSIVE) and holds new inserts back until it ends; the
- * foreign key's delete check then sees every run committed before, and an
- * insert let through afterwards reads the rows on a snapshot (or authority
- * cache generation) that shows the delete.
+ * Must never let a run name a row that a committed transaction deleted.
+ * The tenant and the initiator: the row lock, exactly as the foreign key
+ * took it (a delete waits for the run's transaction, then restricts; an
+ * insert behind a delete waits for it, then finds the row gone). The
+ * workspace and the type meet on the lock of rungate.runs: a deleter takes
+ * SHARE, which waits for every transaction that inserted runs (ROW
+ * EXCLUSIVE) and holds new inserts back until it ends; the foreign key's
+ * delete check then sees every run committed before, and an insert let
+ * through afterwards reads the rows on a snapshot (or authority cache
+ * generation) that shows the delete.
  */
 #include "postgres.h"
 
@@ -44,6 +53,33 @@
 
 PG_FUNCTION_INFO_V1(rg_guard_run_references);
 
+/* The foreign-key violation PostgreSQL's own check reports. */
+static void pg_attribute_noreturn()
+report_missing(const char *constraint, const char *column, const char *value,
+			   const char *table)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_FOREIGN_KEY_VIOLATION),
+			 errmsg("insert or update on table \"runs\" violates foreign key constraint \"%s\"",
+					constraint),
+			 errdetail("Key (%s)=(%s) is not present in table \"%s\".",
+					   column, value, table)));
+}
+
+/* The tenant or initiator a new run names (a null names none), locked. */
+static void
+lock_reference(HeapTuple tuple, TupleDesc desc, bool tenant)
+{
+	const char *column = tenant ? "tenant_id" : "initiator_id";
+	bool		isnull;
+	Datum		id = heap_getattr(tuple, RgAttnum(desc, column), desc, &isnull);
+
+	if (!isnull && !rg_lock_run_reference(tenant, DatumGetInt64(id)))
+		report_missing(tenant ? "runs_tenant_id_fkey" : "runs_initiator_id_fkey",
+					   column, psprintf(INT64_FORMAT, DatumGetInt64(id)),
+					   tenant ? "tenants" : "actors");
+}
+
 /* A run rungate is inserting (tuple of rungate.runs) names rows that exist. */
 void
 rg_check_run_references(HeapTuple tuple, TupleDesc desc)
@@ -57,6 +93,8 @@ rg_check_run_references(HeapTuple tuple, TupleDesc desc)
 	const char *missing;
 	char	   *operation;
 
+	lock_reference(tuple, desc, true);
+	lock_reference(tuple, desc, false);
 	/* NOT NULL says so, after this trigger */
 	if (ws_null || op_null)
 		return;
@@ -65,16 +103,10 @@ rg_check_run_references(HeapTuple tuple, TupleDesc desc)
 	if (missing == NULL)
 		return;
 	if (strcmp(missing, "workspaces") == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_FOREIGN_KEY_VIOLATION),
-				 errmsg("insert or update on table \"runs\" violates foreign key constraint \"runs_workspace_id_fkey\""),
-				 errdetail("Key (workspace_id)=(" INT64_FORMAT ") is not present in table \"workspaces\".",
-						   DatumGetInt64(ws))));
-	ereport(ERROR,
-			(errcode(ERRCODE_FOREIGN_KEY_VIOLATION),
-			 errmsg("insert or update on table \"runs\" violates foreign key constraint \"runs_operation_fkey\""),
-			 errdetail("Key (operation)=(%s) is not present in table \"operation_types\".",
-					   operation)));
+		report_missing("runs_workspace_id_fkey", "workspace_id",
+					   psprintf(INT64_FORMAT, DatumGetInt64(ws)), "workspaces");
+	report_missing("runs_operation_fkey", "operation", operation,
+				   "operation_types");
 }
 
 /*

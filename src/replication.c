@@ -233,19 +233,19 @@ static RgPlan sequences_plan = {
 	"  JOIN pg_catalog.pg_attribute a ON a.attrelid" EQ "q.tbl AND a.attnum" EQ "q.col"
 	" WHERE n.nspname" EQ "'rungate' AND NOT a.attisdropped"
 	" ORDER BY q.tbl, q.col, q.seq",
-	0, {InvalidOid}, NULL
+	0, {InvalidOid}, NULL, false
 };
 
 static RgPlan setval_plan = {
 	"SELECT pg_catalog.setval($1::pg_catalog.regclass, $2, true)",
-	2, {OIDOID, INT8OID}, NULL
+	2, {OIDOID, INT8OID}, NULL, false
 };
 
 static RgPlan subscriptions_plan = {
 	"SELECT s.subname::pg_catalog.text FROM pg_catalog.pg_subscription s"
 	" WHERE s.subdbid" EQ "$1 AND s.subenabled"
 	" ORDER BY s.subname",
-	1, {OIDOID}, NULL
+	1, {OIDOID}, NULL, false
 };
 
 typedef struct SeqState

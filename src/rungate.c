@@ -167,6 +167,7 @@ _PG_init(void)
 SPIPlanPtr
 rg_plan(RgPlan *p)
 {
+	Assert(!p->per_call);
 	if (p->plan == NULL)
 	{
 		/*
@@ -187,26 +188,36 @@ rg_plan(RgPlan *p)
 	return p->plan;
 }
 
+/*
+ * read_only = false: in READ COMMITTED each query takes a new snapshot, so
+ * the decision sees every revocation committed before it ran. A per-call
+ * plan is a one-shot plan: PostgreSQL would keep the generic plan of a kept
+ * query without parameters whatever its cursor options ask.
+ */
+static int
+exec_plan(RgPlan *p, Datum *values, const char *nulls, long count)
+{
+	if (p->per_call)
+		return SPI_execute_with_args(p->sql, p->nargs, p->argtypes, values,
+									 nulls, false, count);
+	return SPI_execute_plan(rg_plan(p), values, nulls, false, count);
+}
+
 int
 rg_exec(RgPlan *p, Datum *values, const char *nulls, bool gated, long count)
 {
-	SPIPlanPtr	plan = rg_plan(p);
 	MemoryContext cxt = CurrentMemoryContext;
 	volatile int rc = 0;
 
-	/*
-	 * read_only = false: in READ COMMITTED each query takes a new snapshot,
-	 * so the decision sees every revocation committed before it ran.
-	 */
 	if (!gated)
-		rc = SPI_execute_plan(plan, values, nulls, false, count);
+		rc = exec_plan(p, values, nulls, count);
 	else
 	{
 		rg_gate_open();
 		/* a write may meet an id that a subscriber's copied row holds */
 		PG_TRY();
 		{
-			rc = SPI_execute_plan(plan, values, nulls, false, count);
+			rc = exec_plan(p, values, nulls, count);
 		}
 		PG_CATCH();
 		{
@@ -216,7 +227,7 @@ rg_exec(RgPlan *p, Datum *values, const char *nulls, bool gated, long count)
 		rg_gate_close();
 	}
 	if (rc < 0)
-		elog(ERROR, "rungate: SPI_execute_plan failed (%s) for: %s",
+		elog(ERROR, "rungate: SPI execution failed (%s) for: %s",
 			 SPI_result_code_string(rc), p->sql);
 	return rc;
 }
@@ -283,22 +294,22 @@ rg_get_text(int row, int col)
  */
 static RgPlan workspace_known_plan = {
 	"SELECT 1 FROM rungate.workspaces w WHERE w.id" EQ "$1",
-	1, {INT8OID}, NULL
+	1, {INT8OID}, NULL, false
 };
 
 static RgPlan actor_known_plan = {
 	"SELECT 1 FROM rungate.actors a WHERE a.id" EQ "$1",
-	1, {INT8OID}, NULL
+	1, {INT8OID}, NULL, false
 };
 
 static RgPlan operation_known_plan = {
 	"SELECT 1 FROM rungate.operation_types ot WHERE ot.name" EQ "$1",
-	1, {TEXTOID}, NULL
+	1, {TEXTOID}, NULL, false
 };
 
 static RgPlan tenant_workspace_plan = {
 	"SELECT t.workspace_id FROM rungate.tenants t WHERE t.id" EQ "$1",
-	1, {INT8OID}, NULL
+	1, {INT8OID}, NULL, false
 };
 
 /* RG400 "<name> must not be null" */

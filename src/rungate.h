@@ -94,8 +94,19 @@ typedef struct RgPlan
 	const char *sql;
 	int			nargs;
 	Oid			argtypes[16];
-	SPIPlanPtr	plan;
+	SPIPlanPtr	plan;			/* kept by rg_plan(); never for per_call */
+	bool		per_call;		/* planned at each call (RG_PER_CALL) */
 } RgPlan;
+
+/*
+ * The last initializer of a plan run once a pass, a scrape or an operator's
+ * call (reap, purge, the scheduler's wake-ups and ticks, the metrics'
+ * gauges, a bulk run's items under run control): parsed and planned at
+ * each call, never kept, so a plan made while rungate.runs was empty (a
+ * fresh install, the first pass) never outlives that, seq-scanning it as it
+ * grows until the next ANALYZE. That costs well under 1 ms a call.
+ */
+#define RG_PER_CALL true
 
 extern SPIPlanPtr rg_plan(RgPlan *p);
 

@@ -859,7 +859,7 @@ static RgPlan inventory_plan = {
 	"       EXISTS (SELECT 1 FROM pg_catalog.pg_subscription_rel sr"
 	"                WHERE sr.srrelid" EQ "pg_catalog.to_regclass('rungate.runs')),"
 	"       pg_catalog.to_regclass('rungate.flow_starts') IS NOT NULL",
-	0, {InvalidOid}, NULL
+	0, {InvalidOid}, NULL, false
 };
 
 /* rungate.flow_starts exists (1.6): rate windows can free places */
@@ -892,7 +892,7 @@ step_inventory(PassState *ps)
 
 static RgPlan reap_plan = {
 	"SELECT rungate.reap_expired()",
-	0, {InvalidOid}, NULL
+	0, {InvalidOid}, NULL, false
 };
 
 static void
@@ -904,7 +904,7 @@ step_reap(PassState *ps)
 
 static RgPlan schedules_plan = {
 	"SELECT pg_catalog.count(*) FROM rungate.run_schedules()",
-	0, {InvalidOid}, NULL
+	0, {InvalidOid}, NULL, false
 };
 
 static void
@@ -926,7 +926,7 @@ static RgPlan due_plan = {
 	" WHERE r.status" EQ "'queued' AND r.created_at" LT "r.run_at"
 	"   AND $1" LT "r.run_at AND r.run_at" LE "$2"
 	" GROUP BY r.operation ORDER BY r.operation",
-	2, {TIMESTAMPTZOID, TIMESTAMPTZOID}, NULL
+	2, {TIMESTAMPTZOID, TIMESTAMPTZOID}, NULL, RG_PER_CALL
 };
 
 /*
@@ -956,7 +956,7 @@ static RgPlan rate_freed_plan = {
 	"   AND EXISTS (SELECT 1 FROM rungate.runs r"
 	"                WHERE r.status" EQ "'queued' AND r.operation" EQ "s.operation"
 	"                  AND r.run_at" LE "$2)",
-	2, {TIMESTAMPTZOID, TIMESTAMPTZOID}, NULL
+	2, {TIMESTAMPTZOID, TIMESTAMPTZOID}, NULL, RG_PER_CALL
 };
 
 static int
@@ -1011,7 +1011,7 @@ step_wakeups(PassState *ps)
 
 static RgPlan purge_plan = {
 	"SELECT rungate.purge_batch(pg_catalog.now() OPERATOR(pg_catalog.-) $1, $2)",
-	2, {INTERVALOID, INT4OID}, NULL
+	2, {INTERVALOID, INT4OID}, NULL, false
 };
 
 static void

@@ -53,7 +53,7 @@ PG_FUNCTION_INFO_V1(rg_cron_latest_tick);
 static RgPlan sched_optype_plan = {
 	"SELECT ot.scope, ot.item_operation IS NOT NULL, ot.allow_system"
 	"  FROM rungate.operation_types ot WHERE ot.name" EQ "$1",
-	1, {TEXTOID}, NULL
+	1, {TEXTOID}, NULL, false
 };
 
 /* the columns the trigger reads, by name */
@@ -319,7 +319,7 @@ static RgPlan candidates_plan = {
 	"SELECT s.name, s.cron, COALESCE(s.last_tick, s.created_at)"
 	"  FROM rungate.schedules s"
 	" WHERE s.enabled AND COALESCE(s.last_tick, s.created_at)" LT "$1",
-	1, {TIMESTAMPTZOID}, NULL
+	1, {TIMESTAMPTZOID}, NULL, RG_PER_CALL
 };
 
 /*
@@ -390,7 +390,7 @@ static RgPlan lock_due_plan = {
 	"  LEFT JOIN rungate.tenants tn ON tn.id" EQ "s.tenant_id"
 	" WHERE s.name" EQ "ANY ($1) AND s.enabled"
 	"   FOR NO KEY UPDATE OF s SKIP LOCKED",
-	1, {TEXTARRAYOID}, NULL
+	1, {TEXTARRAYOID}, NULL, false
 };
 
 enum
@@ -409,7 +409,7 @@ static RgPlan live_ticks_plan = {
 	" WHERE EXISTS (SELECT 1 FROM rungate.runs r"
 	"                WHERE r.workspace_id" EQ "u.w AND r.idempotency_key" EQ "u.k"
 	"                  AND r.status IN ('queued', 'running'))",
-	2, {INT8ARRAYOID, TEXTARRAYOID}, NULL
+	2, {INT8ARRAYOID, TEXTARRAYOID}, NULL, RG_PER_CALL
 };
 
 /* One enqueue per tick, in the arrays' order (the order of the results). */
@@ -420,14 +420,14 @@ static RgPlan enqueue_ticks_plan = {
 	"                  pg_catalog.unnest($7), pg_catalog.unnest($8)) AS u(o, w, t, i, p, r, y, k)",
 	8, {TEXTARRAYOID, INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID, JSONBARRAYOID,
 	TIMESTAMPTZARRAYOID, INT4ARRAYOID, TEXTARRAYOID},
-	NULL
+	NULL, false
 };
 
 static RgPlan advance_ticks_plan = {
 	"UPDATE rungate.schedules s SET last_tick = u.t"
 	"  FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS u(n, t)"
 	" WHERE s.name" EQ "u.n",
-	2, {TEXTARRAYOID, TIMESTAMPTZARRAYOID}, NULL
+	2, {TEXTARRAYOID, TIMESTAMPTZARRAYOID}, NULL, false
 };
 
 /* A due schedule's tick, read under its lock. */

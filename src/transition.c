@@ -163,12 +163,12 @@ rg_run_load(int i, RunRow *r)
 
 static RgPlan read_run_plan = {
 	"SELECT " RUN_COLS " FROM rungate.runs r WHERE r.id" EQ "$1",
-	1, {INT8OID}, NULL
+	1, {INT8OID}, NULL, false
 };
 
 static RgPlan lock_run_plan = {
 	"SELECT " RUN_COLS " FROM rungate.runs r WHERE r.id" EQ "$1 FOR NO KEY UPDATE",
-	1, {INT8OID}, NULL
+	1, {INT8OID}, NULL, false
 };
 
 bool
@@ -385,7 +385,7 @@ static RgPlan move_plan = {
 	"        AND r.lease_expires_at" GE "pg_catalog.now()))"
 	" RETURNING " RUN_COLS,
 	12, {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, INTERVALOID,
-	TEXTOID, UUIDOID, TIMESTAMPTZOID, INT4OID}, NULL
+	TEXTOID, UUIDOID, TIMESTAMPTZOID, INT4OID}, NULL, false
 };
 
 static void rollup_parent(int64 parent_id);
@@ -495,7 +495,7 @@ rg_transition(RunRow *r, const Change *c)
 static RgPlan pending_items_plan = {
 	"SELECT 1 FROM rungate.runs r"
 	" WHERE r.parent_id" EQ "$1 AND r.status IN ('queued', 'running') LIMIT 1",
-	1, {INT8OID}, NULL
+	1, {INT8OID}, NULL, false
 };
 
 static RgPlan item_counts_plan = {
@@ -505,7 +505,7 @@ static RgPlan item_counts_plan = {
 	"       pg_catalog.count(*) FILTER (WHERE r.status" EQ "'failed'),"
 	"       pg_catalog.count(*) FILTER (WHERE r.status" EQ "'cancelled')"
 	"  FROM rungate.runs r WHERE r.parent_id" EQ "$1",
-	1, {INT8OID}, NULL
+	1, {INT8OID}, NULL, false
 };
 
 /*
@@ -704,7 +704,7 @@ static RgPlan start_parent_plan = {
 	"  started_at = COALESCE(r.started_at, pg_catalog.now())"
 	" WHERE r.id" EQ "$1"
 	" RETURNING r.attempt",
-	1, {INT8OID}, NULL
+	1, {INT8OID}, NULL, false
 };
 
 /* A bulk parent's items, queued; their 'dispatched' rows follow. */
@@ -717,7 +717,7 @@ static RgPlan create_items_plan = {
 	"        $5, $6"
 	"   FROM pg_catalog.unnest($7) AS t(id)"
 	" RETURNING r.id, r.tenant_id",
-	7, {INT8OID, TEXTOID, INT8OID, INT8OID, INT4OID, JSONBOID, INT8ARRAYOID}, NULL
+	7, {INT8OID, TEXTOID, INT8OID, INT8OID, INT4OID, JSONBOID, INT8ARRAYOID}, NULL, false
 };
 
 void

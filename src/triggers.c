@@ -455,7 +455,7 @@ static RgPlan fence_plan = {
 	"SELECT r.status FROM rungate.runs r"
 	" WHERE r.id" EQ "$1"
 	"   FOR SHARE",
-	1, {INT8OID}, NULL
+	1, {INT8OID}, NULL, false
 };
 
 /* The run id in a column of a guarded row; false when null. */
@@ -618,7 +618,7 @@ static RgPlan fence_trigger_plan = {
 	"  LEFT JOIN pg_catalog.pg_trigger p ON p.oid" EQ "t.tgparentid"
 	" WHERE t.tgrelid" EQ "$1"
 	"   AND t.tgname" EQ "'" FENCE_TRIGGER "'",
-	1, {OIDOID}, NULL
+	1, {OIDOID}, NULL, false
 };
 
 /*
@@ -811,7 +811,7 @@ static RgPlan bulk_holder_plan = {
 	" WHERE r.status" EQ "'queued' AND r.item_tenants IS NOT NULL"
 	"   AND $1" EQ "ANY (r.item_tenants)"
 	" LIMIT 1",
-	1, {INT8OID}, NULL
+	1, {INT8OID}, NULL, false
 };
 
 Datum

@@ -332,7 +332,7 @@ static RgPlan heartbeat_plan = {
 	" WHERE r.id" EQ "$1 AND r.status" EQ "'running' AND r.lease_token" EQ "$2"
 	"   AND r.lease_expires_at" GE "pg_catalog.now()"
 	" RETURNING " RUN_COLS ", r.lease_expires_at",
-	2, {INT8OID, UUIDOID}, NULL
+	2, {INT8OID, UUIDOID}, NULL, false
 };
 
 /*

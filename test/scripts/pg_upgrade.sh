@@ -397,17 +397,18 @@ expect "$NEW_PORT" rg_live "SELECT string_agg(tgname || '=' || tgenabled::text, 
   "$(q "$NEW_PORT" rg_empty "SELECT string_agg(tgname || '=' || tgenabled::text, ',' ORDER BY tgname) FROM pg_trigger
     WHERE tgrelid IN ('rungate.runs'::regclass, 'rungate.audit_log'::regclass) AND NOT tgisinternal")" \
   'the guard triggers as CREATE EXTENSION makes them'
-# the foreign keys' insert triggers that 1.8 disables come back enabled
+# the foreign keys' insert triggers that 1.8 and 1.9 disable come back enabled
 # through pg_dump --binary-upgrade: docs/upgrading.md's statement, taken
 # from it verbatim, disables them again
 ri_ins="SELECT string_agg(tg.tgenabled::text, ',' ORDER BY tg.tgname) FROM pg_trigger tg
     JOIN pg_constraint c ON c.oid = tg.tgconstraint
    WHERE tg.tgrelid = 'rungate.runs'::regclass AND tg.tgfoid = '\"RI_FKey_check_ins\"'::regproc
-     AND c.conname IN ('runs_workspace_id_fkey', 'runs_operation_fkey')"
-echo "note: after pg_upgrade the two insert triggers are $(q "$NEW_PORT" rg_live "$ri_ins") (D: disabled)"
+     AND c.conname IN ('runs_workspace_id_fkey', 'runs_operation_fkey',
+                       'runs_tenant_id_fkey', 'runs_initiator_id_fkey')"
+echo "note: after pg_upgrade the four insert triggers are $(q "$NEW_PORT" rg_live "$ri_ins") (D: disabled)"
 awk '/^  ```sql$/ { f = 1; next } f && /^  ```$/ { exit } f' docs/upgrading.md | sed 's/^  //' |
   qf "$NEW_PORT" rg_live || fail "docs/upgrading.md's statement for the insert triggers failed"
-expect "$NEW_PORT" rg_live "$ri_ins" "D,D" "docs/upgrading.md's statement disables the two insert triggers again"
+expect "$NEW_PORT" rg_live "$ri_ins" "D,D,D,D" "docs/upgrading.md's statement disables the four insert triggers again"
 refused "$NEW_PORT" rg_live "UPDATE rungate.runs SET status = 'queued' WHERE status = 'succeeded'"
 refused "$NEW_PORT" rg_live "UPDATE rungate.runs SET status = 'succeeded' WHERE id = $LEASE2_ID"
 refused "$NEW_PORT" rg_live "DELETE FROM rungate.audit_log"

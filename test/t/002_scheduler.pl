@@ -10,6 +10,7 @@
 #   * an expired lease reaped; schedules enqueued once per tick (coalesced,
 #     keyed schedule:<name>:<tick>); a delayed run's wake-up received by a
 #     LISTEN session; retention (set by reload) purging old terminal runs;
+#   * passes that keep reading rungate.runs by index as it grows from empty;
 #   * a database dropped while served (a plain DROP DATABASE succeeds), the
 #     extension dropped and created again, the worker and the launcher
 #     terminated, a backend killed (crash and restart of every backend), an
@@ -241,6 +242,20 @@ sql('other', 'CREATE EXTENSION rungate');
 ($ok) = wait_for('postgres', q{SELECT count(*) FROM pg_stat_activity
                                 WHERE backend_type = 'rungate scheduler' AND datname = 'other'}, '1', 5);
 ok($ok, 'a second database gets a worker of its own');
+
+# Its passes plan their queries on an empty, analyzed rungate.runs (a fresh
+# install). As the table grows, a pass must still read it by index, not scan
+# it whole: a plan kept from the empty table would (seq_scan counts them).
+sql('other', slurp_file($seed_file) . ';ANALYZE');
+usleep(1_000_000);
+is(sql('other', q{SELECT count((rungate.enqueue('reports.export', 1, NULL, 100)).id)
+                    FROM generate_series(1, 5000)}), '5000', '5,000 runs enqueued after them');
+my $seq_q = q{SELECT seq_scan FROM pg_stat_user_tables WHERE relid = 'rungate.runs'::regclass};
+usleep(1_500_000);    # this session's and the passes' counts reported
+my $seq_before = sql('other', $seq_q);
+usleep(3_000_000);    # fifteen passes
+is(sql('other', $seq_q) - $seq_before, 0,
+	'and no later pass reads rungate.runs whole');
 my ($rc, $out, $err) = $node->psql('postgres', 'DROP DATABASE other');
 is($rc, 0, 'DROP DATABASE (without FORCE) of a served database succeeds') or diag($err);
 ($ok) = wait_for('postgres', q{SELECT count(*) FROM pg_stat_activity
