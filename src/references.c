@@ -53,8 +53,8 @@
 
 PG_FUNCTION_INFO_V1(rg_guard_run_references);
 
-/* The foreign-key violation PostgreSQL's own check reports. */
-static void pg_attribute_noreturn()
+/* The foreign-key violation PostgreSQL's own check reports (never returns). */
+static void
 report_missing(const char *constraint, const char *column, const char *value,
 			   const char *table)
 {
