@@ -104,6 +104,18 @@ SELECT run_id - :base AS nth FROM rungate.claim('w');
 SELECT run_id - :base AS nth FROM rungate.claim('w');
 SELECT run_id - :base AS nth FROM rungate.claim('w');
 SELECT pg_temp.finish_all() >= 0 AS finished;
+-- a claim's run given back by a rollback is the next one claimed, before the
+-- other operation's younger run (the hint the claim left of where its group
+-- goes on is forgotten with it)
+SELECT pg_temp.enqueue_alternating() AS base \gset
+BEGIN;
+SELECT run_id - :base AS nth, operation FROM rungate.claim('w', '{provider.connection.verify}');
+ROLLBACK;
+SELECT run_id - :base AS nth, operation FROM rungate.claim('w');
+SELECT run_id - :base AS nth, operation FROM rungate.claim('w');
+SELECT pg_temp.finish_all() >= 0 AS finished;
+SELECT count(*) AS drained FROM (SELECT rungate.claim('w', NULL, 1000)) s;
+SELECT pg_temp.finish_all() >= 0 AS finished;
 
 ------------------------------------------------------------------------------
 -- 2. Concurrency limits

@@ -678,8 +678,12 @@ rg_lock_run_reference(bool tenant, int64 id)
 	probes_init();
 	p = &probe_rels[tenant ? P_TENANT : P_ACTOR];
 	rel = table_open(p->relid, RowShareLock);
+	probes_init();				/* the lock may have brought a new index */
+	/* what this transaction did so far is seen, as SPI would see it */
+	CommandCounterIncrement();
 	snap = RegisterSnapshot(GetTransactionSnapshot());
-	ScanKeyInit(&sk, 1, BTEqualStrategyNumber, p->keyproc[0], Int64GetDatum(id));
+	ScanKeyInit(&sk, p->keyatt[0], BTEqualStrategyNumber, p->keyproc[0],
+				Int64GetDatum(id));
 	sk.sk_collation = p->keycoll[0];
 	scan = systable_beginscan(rel, p->pkey, true, snap, 1, &sk);
 	tup = systable_getnext(scan);

@@ -148,6 +148,8 @@ typedef struct GFloor
 	int64		hold;			/* the least id among them */
 	TimestampTz hold_due;		/* the earliest run_at among them */
 	uint64		used;			/* clock of the last walk, for eviction */
+	bool		next_valid;		/* next is a hint (gf_hint, gf_peek) */
+	int64		next;			/* after the run a claim locked last */
 } GFloor;
 
 typedef struct QShared
@@ -376,6 +378,7 @@ gf_slot(Oid relid, int32 prio, int64 ws, const char *op, size_t oplen,
 	g->scanners = 0;
 	g->valid = false;
 	g->held = false;
+	g->next_valid = false;
 	g->wmin = GF_EMPTY;
 	return take;
 }
@@ -439,6 +442,15 @@ gf_begin(Oid relid, int32 prio, int64 ws, const char *op, TimestampTz now,
  * committed, so before this read; a floor only rises past entries dead to
  * every transaction and runs not yet due, which it comes back to (the
  * hold) once they are: the bound holds for the whole fetch.
+ *
+ * Above the floor, the group's hint (gf_hint) raises the bound: claims
+ * locked the runs before it (or passed them, claimed or held by others),
+ * whose entries stay until no snapshot can see them, and without the hint
+ * every claim would walk every group to pass them. It is a guess, not a
+ * bound: it only orders the walks. A rolled-back claim forgets its hints
+ * and a queued write lowers the hint to its run; a run whose enqueue
+ * commits after a claim passed it invisible may wait behind runs of other
+ * groups written about as early, until its group is walked again.
  */
 static bool
 gf_peek(Oid relid, int32 prio, int64 ws, const char *op, TimestampTz now,
@@ -459,9 +471,12 @@ gf_peek(Oid relid, int32 prio, int64 ws, const char *op, TimestampTz now,
 
 		g->used = ++qshared->gf_clock;	/* in use, if not walked */
 		*bound = g->floor;
+		any = *bound != GF_EMPTY;
+		if (any && g->next_valid && g->next > *bound)
+			*bound = g->next;
 		if (g->held && g->hold_due <= now)
 			*bound = Min(*bound, g->hold);
-		any = *bound != GF_EMPTY;
+		any = any || *bound != GF_EMPTY;
 	}
 	SpinLockRelease(&qshared->mutex);
 	return any;
@@ -538,10 +553,112 @@ gf_note(Oid relid, int32 prio, int64 ws, text *op, int64 id)
 
 		if (g->valid && id < g->floor)
 			g->floor = id;
+		if (g->next_valid && id < g->next)
+			g->next = id;
 		if (g->scanners > 0 && id < g->wmin)
 			g->wmin = id;
 	}
 	SpinLockRelease(&qshared->mutex);
+}
+
+/*
+ * The groups whose hint this transaction moved (gf_hint): if it rolls back,
+ * the runs it locked are queued again before those hints, which are then
+ * forgotten (hint_forget). More than HINT_MAX: every hint of the database.
+ */
+#define HINT_MAX 16
+static int	hint_n = 0;
+static bool hint_overflow = false;
+static int	hint_slot[HINT_MAX];
+static uint32 hint_incarnation[HINT_MAX];
+
+/*
+ * A claim locked run id of group (prio, ws, op), having passed in this walk
+ * only entries dead, claimed or held by other claims: the group's next run
+ * that may start is likely after it. The hint only orders the walks (see
+ * gf_peek); a walk still starts from the floor.
+ */
+static void
+gf_hint(Oid relid, int32 prio, int64 ws, const char *op, int64 id)
+{
+	size_t		oplen = strlen(op);
+	int			k;
+
+	if (!gf_usable(oplen))
+		return;
+	SpinLockAcquire(&qshared->mutex);
+	k = gf_slot(relid, prio, ws, op, oplen, false);
+	if (k >= 0)
+	{
+		GFloor	   *g = &qshared->group[k];
+		int			i;
+
+		if (!g->next_valid || id + 1 > g->next)
+			g->next = id + 1;
+		g->next_valid = true;
+		for (i = 0; i < hint_n; i++)
+			if (hint_slot[i] == k && hint_incarnation[i] == g->incarnation)
+				break;
+		if (i == hint_n)
+		{
+			if (hint_n < HINT_MAX)
+			{
+				hint_slot[hint_n] = k;
+				hint_incarnation[hint_n++] = g->incarnation;
+			}
+			else
+				hint_overflow = true;
+		}
+	}
+	SpinLockRelease(&qshared->mutex);
+}
+
+/* The transaction that moved hints ends: forget them if it rolled back. */
+static void
+hint_forget(bool rolled_back)
+{
+	int			i;
+
+	if (rolled_back && (hint_n > 0 || hint_overflow) && qshared != NULL)
+	{
+		SpinLockAcquire(&qshared->mutex);
+		if (hint_overflow)
+		{
+			for (i = 0; i < GF_SLOTS; i++)
+				if (qshared->group[i].dbid == MyDatabaseId)
+					qshared->group[i].next_valid = false;
+		}
+		else
+			for (i = 0; i < hint_n; i++)
+				if (qshared->group[hint_slot[i]].incarnation == hint_incarnation[i])
+					qshared->group[hint_slot[i]].next_valid = false;
+		SpinLockRelease(&qshared->mutex);
+	}
+	hint_n = 0;
+	hint_overflow = false;
+}
+
+/*
+ * A prepared transaction may still be rolled back, by another session:
+ * its hints are forgotten as if it were. A subtransaction that rolls back
+ * forgets every hint of the transaction (a hint forgotten costs a walk).
+ */
+static void
+hint_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT ||
+		event == XACT_EVENT_PREPARE)
+		hint_forget(true);
+	else if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT)
+		hint_forget(false);
+}
+
+static void
+hint_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+					  SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		hint_forget(true);
 }
 
 /* Forget every group floor of relid, voiding the raises of open walks. */
@@ -559,6 +676,7 @@ gf_forget(Oid relid)
 		{
 			g->valid = false;
 			g->held = false;
+			g->next_valid = false;
 			g->epoch++;
 		}
 	}
@@ -595,6 +713,8 @@ rg_queue_init(void)
 							 0,
 							 NULL, NULL, NULL);
 	CacheRegisterRelcacheCallback(queue_inval, (Datum) 0);
+	RegisterXactCallback(hint_xact_callback, NULL);
+	RegisterSubXactCallback(hint_subxact_callback, NULL);
 }
 
 /* ---- the index and the trigger ---- */
@@ -1007,6 +1127,7 @@ typedef struct FairCand
 	char	   *operation;
 	uint64		turn;			/* its workspace's last turn, as this fetch sees it */
 	bool		walked;			/* else id is only a bound (gf_peek), tid unset */
+	bool		clean;			/* its walk passed no run that may start later */
 	int64		id;				/* the group's oldest run that may start */
 	ItemPointerData tid;
 } FairCand;
@@ -1088,7 +1209,7 @@ fair_next(FairScan *fs)
  * a queued row is not due yet, its run_at (else 0).
  */
 static bool
-fair_eligible(FairScan *fs, bool *dead, TimestampTz *due)
+fair_eligible(FairScan *fs, bool *dead, TimestampTz *due, bool *held_back)
 {
 	TupleTableSlot *h = fs->heap;
 	bool		isnull;
@@ -1098,6 +1219,7 @@ fair_eligible(FairScan *fs, bool *dead, TimestampTz *due)
 
 	*dead = false;
 	*due = 0;
+	*held_back = false;
 	if (!index_fetch_heap(fs->scan, h))
 	{
 		*dead = fs->scan->kill_prior_tuple;
@@ -1112,12 +1234,17 @@ fair_eligible(FairScan *fs, bool *dead, TimestampTz *due)
 		*due = DatumGetTimestampTz(d);
 		return false;
 	}
+	/* from here on, a run that may start later or for another claim */
+	*held_back = true;
 	d = slot_getattr(h, queue_table.att[QT_OPERATION], &isnull);
 	if (fs->ops != NULL && !op_matches(d, fs->ops, fs->nops))
 		return false;
 	tenant = DatumGetInt64(slot_getattr(h, queue_table.att[QT_TENANT], &no_tenant));
 	(void) slot_getattr(h, queue_table.att[QT_ITEM_TENANTS], &isnull);
-	return rg_flow_may_take(fs->e_ws, !no_tenant, tenant, TextDatumGetCString(d), !isnull);
+	if (!rg_flow_may_take(fs->e_ws, !no_tenant, tenant, TextDatumGetCString(d), !isnull))
+		return false;
+	*held_back = false;
+	return true;
 }
 
 /*
@@ -1137,10 +1264,11 @@ fair_walk_group(FairScan *fs, int64 ws, const char *op, FairCand *c,
 	{
 		bool		dead;
 		TimestampTz due;
+		bool		held_back;
 
 		if (fs->e_ws != ws || !rg_text_is(fs->e_op, op, oplen))
 			return false;		/* the group ended */
-		if (fair_eligible(fs, &dead, &due))
+		if (fair_eligible(fs, &dead, &due, &held_back))
 		{
 			c->id = fs->e_id;
 			c->tid = fs->heap->tts_tid;
@@ -1150,6 +1278,8 @@ fair_walk_group(FairScan *fs, int64 ws, const char *op, FairCand *c,
 				*live = fs->e_id;
 			return true;
 		}
+		if (held_back || due != 0)
+			c->clean = false;
 		if (dead || *live != GF_EMPTY)
 			continue;
 		if (due != 0 && held != NULL)
@@ -1198,6 +1328,7 @@ fair_first_in(FairScan *fs, int32 p, FairCand *c)
 	GfHeld		held = {GF_EMPTY, 0};
 	bool		found = false;
 
+	c->clean = true;
 	if (gf_begin(q_relid, p, ws, op, fs->now, &floor))
 	{
 		if (floor == GF_EMPTY)
@@ -1549,6 +1680,8 @@ fair_fetch(Relation rel, FairScan *fs, int max, RgQueueTake take, void *arg)
 				int64		ws = c->ws;
 
 				slot_getallattrs(locked);
+				if (c->clean)
+					gf_hint(q_relid, p, c->ws, c->operation, c->id);
 				take(locked, arg);
 				n++;
 				/* its workspace just had its turn, in every group of it */

@@ -6,7 +6,8 @@
  *     inserts a run, instead of the foreign keys' insert triggers
  *     (docs/guarantees.md#authority-data):
  *
- *     rg_check_run_references   guard_runs, on every run rungate inserts:
+ *     rg_check_run_references   guard_runs, on every run rungate inserts
+ *                               (and every run a restore loads):
  *                               the tenant's and the initiator's rows locked
  *                               FOR KEY SHARE as the foreign key's check
  *                               locked them (facts.c); the workspace and the
@@ -53,37 +54,48 @@
 
 PG_FUNCTION_INFO_V1(rg_guard_run_references);
 
-/* The foreign-key violation PostgreSQL's own check reports (never returns). */
+/*
+ * The foreign-key violation PostgreSQL's own check reports, with the
+ * constraint's fields (schema, table, constraint). Never returns.
+ */
 static void
-report_missing(const char *constraint, const char *column, const char *value,
-			   const char *table)
+report_missing(Relation rel, const char *constraint, const char *column,
+			   const char *value, const char *table)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_FOREIGN_KEY_VIOLATION),
-			 errmsg("insert or update on table \"runs\" violates foreign key constraint \"%s\"",
-					constraint),
+			 errmsg("insert or update on table \"%s\" violates foreign key constraint \"%s\"",
+					RelationGetRelationName(rel), constraint),
 			 errdetail("Key (%s)=(%s) is not present in table \"%s\".",
-					   column, value, table)));
+					   column, value, table),
+			 errtableconstraint(rel, constraint)));
 }
 
-/* The tenant or initiator a new run names (a null names none), locked. */
+/*
+ * The tenant or initiator a new run names (a null names none), locked. It
+ * runs before the row is stored (guard_runs is a BEFORE trigger): a row an
+ * INSERT ... ON CONFLICT DO NOTHING then skips has taken the lock too, which
+ * holds back a delete of that tenant or actor until this transaction ends.
+ */
 static void
-lock_reference(HeapTuple tuple, TupleDesc desc, bool tenant)
+lock_reference(Relation rel, HeapTuple tuple, bool tenant)
 {
+	TupleDesc	desc = RelationGetDescr(rel);
 	const char *column = tenant ? "tenant_id" : "initiator_id";
 	bool		isnull;
 	Datum		id = heap_getattr(tuple, RgAttnum(desc, column), desc, &isnull);
 
 	if (!isnull && !rg_lock_run_reference(tenant, DatumGetInt64(id)))
-		report_missing(tenant ? "runs_tenant_id_fkey" : "runs_initiator_id_fkey",
+		report_missing(rel, tenant ? "runs_tenant_id_fkey" : "runs_initiator_id_fkey",
 					   column, psprintf(INT64_FORMAT, DatumGetInt64(id)),
 					   tenant ? "tenants" : "actors");
 }
 
-/* A run rungate is inserting (tuple of rungate.runs) names rows that exist. */
+/* A run being inserted into rel (rungate.runs) names rows that exist. */
 void
-rg_check_run_references(HeapTuple tuple, TupleDesc desc)
+rg_check_run_references(Relation rel, HeapTuple tuple)
 {
+	TupleDesc	desc = RelationGetDescr(rel);
 	int			ws_att = RgAttnum(desc, "workspace_id");
 	int			op_att = RgAttnum(desc, "operation");
 	bool		ws_null,
@@ -93,8 +105,8 @@ rg_check_run_references(HeapTuple tuple, TupleDesc desc)
 	const char *missing;
 	char	   *operation;
 
-	lock_reference(tuple, desc, true);
-	lock_reference(tuple, desc, false);
+	lock_reference(rel, tuple, true);
+	lock_reference(rel, tuple, false);
 	/* NOT NULL says so, after this trigger */
 	if (ws_null || op_null)
 		return;
@@ -103,9 +115,9 @@ rg_check_run_references(HeapTuple tuple, TupleDesc desc)
 	if (missing == NULL)
 		return;
 	if (strcmp(missing, "workspaces") == 0)
-		report_missing("runs_workspace_id_fkey", "workspace_id",
+		report_missing(rel, "runs_workspace_id_fkey", "workspace_id",
 					   psprintf(INT64_FORMAT, DatumGetInt64(ws)), "workspaces");
-	report_missing("runs_operation_fkey", "operation", operation,
+	report_missing(rel, "runs_operation_fkey", "operation", operation,
 				   "operation_types");
 }
 

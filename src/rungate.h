@@ -65,10 +65,11 @@ extern bool rg_gate_is_open(void);
 extern bool rg_restore_mode(void);
 
 /* ---- references of runs (references.c) ----
- * A run rungate inserts names a workspace and an operation type that exist
- * (23503 otherwise): the check the foreign keys' insert triggers made
- * before 1.8. */
-extern void rg_check_run_references(HeapTuple tuple, TupleDesc desc);
+ * A run inserted into rel (rungate.runs) names a workspace and an operation
+ * type that exist, and a tenant and an initiator whose rows it locks FOR KEY
+ * SHARE (23503 otherwise): the checks the foreign keys' insert triggers
+ * made before 1.8 and 1.9. Also in restore mode. */
+extern void rg_check_run_references(Relation rel, HeapTuple tuple);
 
 /* ---- logical replication (replication.c) ----
  * True only in a subscription's apply or table-sync worker: what it writes

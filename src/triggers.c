@@ -228,9 +228,13 @@ rg_guard_runs(PG_FUNCTION_ARGS)
 		HeapTuple	newtup = trigdata->tg_trigtuple;
 		char	   *status;
 
-		/* pg_restore loads dumped runs as they were, whatever their status */
+		/* pg_restore loads dumped runs as they were, whatever their status,
+		 * but never naming rows that are not there */
 		if (rg_restore_mode())
+		{
+			rg_check_run_references(trigdata->tg_relation, newtup);
 			return PointerGetDatum(newtup);
+		}
 		status = RgTupleText(newtup, tupdesc, status_att);
 		if (!gate_open)
 			ereport(ERROR,
@@ -246,7 +250,7 @@ rg_guard_runs(PG_FUNCTION_ARGS)
 							RunLabel(newtup, tupdesc, id_att),
 							status ? status : "null"),
 					 errdetail("A run is created queued, or blocked when it is denied at dispatch.")));
-		rg_check_run_references(newtup, tupdesc);
+		rg_check_run_references(trigdata->tg_relation, newtup);
 		return PointerGetDatum(newtup);
 	}
 

@@ -251,7 +251,7 @@ usleep(1_000_000);
 is(sql('other', q{SELECT count((rungate.enqueue('reports.export', 1, NULL, 100)).id)
                     FROM generate_series(1, 5000)}), '5000', '5,000 runs enqueued after them');
 my $seq_q = q{SELECT seq_scan FROM pg_stat_user_tables WHERE relid = 'rungate.runs'::regclass};
-usleep(1_500_000);    # this session's and the passes' counts reported
+usleep(2_500_000);    # this session's and the passes' counts reported (each flushes at most once a second)
 my $seq_before = sql('other', $seq_q);
 usleep(3_000_000);    # fifteen passes
 is(sql('other', $seq_q) - $seq_before, 0,
