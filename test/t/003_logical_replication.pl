@@ -406,7 +406,10 @@ same_rows('after the refused writes');
 # ---------------------------------------------------------------------------
 # two runs running at the cut, with their leases: one the worker finishes on
 # the new primary, the other it (wrongly) finishes on the old one
-# (and one due run, queued)
+# (and one due run, queued). The second's lease is long enough for its
+# completion on the old primary, however slowly the cut goes on a loaded
+# machine; the new primary waits for it to expire before reaping it.
+on($pub, "UPDATE rungate.operation_types SET lease = '10 seconds' WHERE name = 'reports.export'");
 on($pub, q{
 	SELECT rungate.enqueue('inventory.sync', 1, 10, 100, priority => 100);
 	SELECT rungate.enqueue('reports.export', 1, NULL, NULL, priority => 100);
@@ -503,7 +506,11 @@ like(on($sub, "SELECT count(*) FILTER (WHERE id <= $notification_before) || '|' 
 	'new primary: every new notification took an id past the replicated ones');
 
 # the lost completion's lease expires; reap_expired requeues it here
-sleep(2);
+for (1 .. 30)
+{
+	last if on($sub, "SELECT lease_expires_at < now() FROM rungate.runs WHERE id = $lost") eq 't';
+	sleep(1);
+}
 cmp_ok(on($sub, 'SELECT rungate.reap_expired()'), '>=', 1, 'new primary: reap_expired requeues the expired lease');
 is(on($sub, "SELECT status || '|' || (SELECT event FROM rungate.audit_log a WHERE a.run_id = r.id ORDER BY id DESC LIMIT 1)"
 	  . " FROM rungate.runs r WHERE id = $lost"), 'queued|lease_expired',
