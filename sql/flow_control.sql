@@ -116,6 +116,21 @@ SELECT run_id - :base AS nth, operation FROM rungate.claim('w');
 SELECT pg_temp.finish_all() >= 0 AS finished;
 SELECT count(*) AS drained FROM (SELECT rungate.claim('w', NULL, 1000)) s;
 SELECT pg_temp.finish_all() >= 0 AS finished;
+-- so is a run the claim locked and flow control then held back: with room
+-- for one running run, a claim of two of one operation starts the 1st run
+-- and leaves the 3rd queued; once the 1st is done, the claims go on in age
+-- order across the operations, the 3rd before the other operation's 4th
+UPDATE rungate.workspaces SET max_running = 1 WHERE id = 1;
+SELECT pg_temp.enqueue_alternating() AS base \gset
+SELECT run_id - :base AS nth, operation FROM rungate.claim('w', '{provider.connection.verify}', 2);
+SELECT pg_temp.finish_all() >= 0 AS finished;
+SELECT run_id - :base AS nth, operation FROM rungate.claim('w');
+SELECT pg_temp.finish_all() >= 0 AS finished;
+SELECT run_id - :base AS nth, operation FROM rungate.claim('w');
+SELECT pg_temp.finish_all() >= 0 AS finished;
+UPDATE rungate.workspaces SET max_running = NULL WHERE id = 1;
+SELECT count(*) AS drained FROM (SELECT rungate.claim('w', NULL, 1000)) s;
+SELECT pg_temp.finish_all() >= 0 AS finished;
 
 ------------------------------------------------------------------------------
 -- 2. Concurrency limits

@@ -259,6 +259,15 @@ SELECT pg_temp.try($$WITH w AS (DELETE FROM rungate.workspace_members WHERE acto
                           t AS (DELETE FROM rungate.tenant_members WHERE actor_id = 100),
                           n AS (DELETE FROM rungate.notifications WHERE actor_id = 100)
                      DELETE FROM rungate.actors WHERE id = 100$$);
+-- a run loaded in restore mode is checked too (1.9): no dangling reference
+SET rungate.restore_mode = on;
+SELECT pg_temp.try($$INSERT INTO rungate.runs (workspace_id, tenant_id, operation, status, max_attempts)
+                     VALUES (1, 999, 'inventory.sync', 'queued', 1)$$) AS unknown_tenant;
+SELECT pg_temp.try($$INSERT INTO rungate.runs (workspace_id, initiator_id, operation, status, max_attempts)
+                     VALUES (1, 777, 'reports.export', 'queued', 1)$$) AS unknown_initiator;
+SELECT pg_temp.try($$INSERT INTO rungate.runs (workspace_id, operation, status, max_attempts)
+                     VALUES (99, 'reports.export', 'queued', 1)$$) AS unknown_workspace;
+RESET rungate.restore_mode;
 
 ------------------------------------------------------------------------------
 -- 10. The guards still refuse (RG409; #transitions, #audit, #fence), in

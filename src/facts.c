@@ -654,16 +654,16 @@ rg_missing_run_reference(const char *operation, int64 workspace_id)
 }
 
 /*
- * Lock the row of rungate.tenants (tenant) or rungate.actors whose id a new
- * run names FOR KEY SHARE, as the foreign key's insert check did before 1.9
- * (a SELECT ... FOR KEY SHARE through SPI): found on the transaction's
- * snapshot (a new one in READ COMMITTED), a concurrent change waited for;
- * in READ COMMITTED the row's latest version is locked, in REPEATABLE READ
- * and SERIALIZABLE a row changed since the snapshot is a serialization
- * failure. False when there is no such row (any more).
+ * Lock the row of probe table `which` (tenants, actors) with this id FOR
+ * KEY SHARE, as the foreign key's insert check did before 1.9 (a SELECT ...
+ * FOR KEY SHARE through SPI): found on the transaction's snapshot (a new one
+ * in READ COMMITTED), a concurrent change waited for; in READ COMMITTED the
+ * row's latest version is locked, in REPEATABLE READ and SERIALIZABLE a row
+ * deleted or given a new key since the snapshot is a serialization failure.
+ * False when there is no such row (any more).
  */
-bool
-rg_lock_run_reference(bool tenant, int64 id)
+static bool
+lock_reference(int which, int64 id)
 {
 	ProbeRel   *p;
 	Relation	rel;
@@ -675,12 +675,9 @@ rg_lock_run_reference(bool tenant, int64 id)
 	bool		have;
 	bool		found = false;
 
-	probes_init();
-	p = &probe_rels[tenant ? P_TENANT : P_ACTOR];
+	p = &probe_rels[which];
 	rel = table_open(p->relid, RowShareLock);
 	probes_init();				/* the lock may have brought a new index */
-	/* what this transaction did so far is seen, as SPI would see it */
-	CommandCounterIncrement();
 	snap = RegisterSnapshot(GetTransactionSnapshot());
 	ScanKeyInit(&sk, p->keyatt[0], BTEqualStrategyNumber, p->keyproc[0],
 				Int64GetDatum(id));
@@ -736,4 +733,20 @@ rg_lock_run_reference(bool tenant, int64 id)
 	UnregisterSnapshot(snap);
 	table_close(rel, NoLock);
 	return found;
+}
+
+const char *
+rg_lock_run_references(bool has_tenant, int64 tenant, bool has_actor,
+					   int64 actor)
+{
+	if (!has_tenant && !has_actor)
+		return NULL;
+	probes_init();
+	/* what this transaction did so far is seen, as SPI would see it */
+	CommandCounterIncrement();
+	if (has_tenant && !lock_reference(P_TENANT, tenant))
+		return probe_rels[P_TENANT].name;
+	if (has_actor && !lock_reference(P_ACTOR, actor))
+		return probe_rels[P_ACTOR].name;
+	return NULL;
 }

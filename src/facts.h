@@ -57,10 +57,12 @@ extern const char *rg_missing_run_reference(const char *operation,
 											int64 workspace_id);
 
 /*
- * Lock the row of rungate.tenants (tenant) or rungate.actors with this id
- * FOR KEY SHARE, as a foreign key's insert check would; false when there is
- * none. Since 1.9 for the tenant and the initiator of every new run.
+ * Lock the tenant's and the actor's rows FOR KEY SHARE, as a foreign key's
+ * insert check would: the table ("tenants", "actors") that lacks the row,
+ * or NULL when both are there (or not named). Since 1.9 for the tenant and
+ * the initiator of every new run.
  */
-extern bool rg_lock_run_reference(bool tenant, int64 id);
+extern const char *rg_lock_run_references(bool has_tenant, int64 tenant,
+										  bool has_actor, int64 actor);
 
 #endif							/* RUNGATE_FACTS_H */

@@ -470,13 +470,13 @@ gf_peek(Oid relid, int32 prio, int64 ws, const char *op, TimestampTz now,
 		GFloor	   *g = &qshared->group[k];
 
 		g->used = ++qshared->gf_clock;	/* in use, if not walked */
+		/* the floor, raised to the hint, lowered to a held run now due */
+		any = g->floor != GF_EMPTY || (g->held && g->hold_due <= now);
 		*bound = g->floor;
-		any = *bound != GF_EMPTY;
-		if (any && g->next_valid && g->next > *bound)
-			*bound = g->next;
+		if (g->floor != GF_EMPTY && g->next_valid)
+			*bound = Max(*bound, g->next);
 		if (g->held && g->hold_due <= now)
 			*bound = Min(*bound, g->hold);
-		any = any || *bound != GF_EMPTY;
 	}
 	SpinLockRelease(&qshared->mutex);
 	return any;
@@ -533,17 +533,19 @@ gf_abort(void)
 	gf_end(false, 0, NULL);
 }
 
-/* A run of group (prio, ws, op) is queued at id, before its writer commits. */
+/*
+ * A run of group (prio, ws, op) is queued at id, before its writer commits
+ * (note_queued), or stays queued though a claim locked it (rg_queue_kept).
+ */
 static void
-gf_note(Oid relid, int32 prio, int64 ws, text *op, int64 id)
+gf_note(Oid relid, int32 prio, int64 ws, const char *op, size_t oplen, int64 id)
 {
-	size_t		oplen = VARSIZE_ANY_EXHDR(op);
 	char		buf[GF_OPLEN];
 	int			k;
 
-	if (oplen >= GF_OPLEN)
+	if (qshared == NULL || oplen >= GF_OPLEN)
 		return;
-	memcpy(buf, VARDATA_ANY(op), oplen);
+	memcpy(buf, op, oplen);
 	buf[oplen] = '\0';
 	SpinLockAcquire(&qshared->mutex);
 	k = gf_slot(relid, prio, ws, buf, oplen, false);
@@ -559,6 +561,18 @@ gf_note(Oid relid, int32 prio, int64 ws, text *op, int64 id)
 			g->wmin = id;
 	}
 	SpinLockRelease(&qshared->mutex);
+}
+
+/*
+ * A run claim locked stays queued (flow control held it back when it was
+ * to start, or it was fetched beyond what the claim wanted): the hint its
+ * lock left comes back to it, as for a run queued there.
+ */
+void
+rg_queue_kept(int32 prio, int64 ws, const char *op, int64 id)
+{
+	if (OidIsValid(q_relid))
+		gf_note(q_relid, prio, ws, op, strlen(op), id);
 }
 
 /*
@@ -1806,7 +1820,8 @@ rg_note_queued(PG_FUNCTION_ARGS)
 	{
 		optext = DatumGetTextPP(op);
 		oplen = VARSIZE_ANY_EXHDR(optext);
-		gf_note(queue_table.relid, p.prio, DatumGetInt64(ws), optext, p.id);
+		gf_note(queue_table.relid, p.prio, DatumGetInt64(ws),
+				VARDATA_ANY(optext), oplen, p.id);
 	}
 
 	SpinLockAcquire(&qshared->mutex);

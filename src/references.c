@@ -72,23 +72,31 @@ report_missing(Relation rel, const char *constraint, const char *column,
 }
 
 /*
- * The tenant or initiator a new run names (a null names none), locked. It
+ * The tenant and initiator a new run names (a null names none), locked. It
  * runs before the row is stored (guard_runs is a BEFORE trigger): a row an
- * INSERT ... ON CONFLICT DO NOTHING then skips has taken the lock too, which
- * holds back a delete of that tenant or actor until this transaction ends.
+ * INSERT ... ON CONFLICT DO NOTHING then skips has taken the locks too,
+ * which hold back a delete of that tenant or actor until this transaction
+ * ends.
  */
 static void
-lock_reference(Relation rel, HeapTuple tuple, bool tenant)
+lock_references(Relation rel, HeapTuple tuple)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
-	const char *column = tenant ? "tenant_id" : "initiator_id";
-	bool		isnull;
-	Datum		id = heap_getattr(tuple, RgAttnum(desc, column), desc, &isnull);
+	bool		no_tenant,
+				no_actor;
+	int64		tenant = DatumGetInt64(heap_getattr(tuple, RgAttnum(desc, "tenant_id"),
+													desc, &no_tenant));
+	int64		actor = DatumGetInt64(heap_getattr(tuple, RgAttnum(desc, "initiator_id"),
+												   desc, &no_actor));
+	const char *missing = rg_lock_run_references(!no_tenant, tenant, !no_actor, actor);
 
-	if (!isnull && !rg_lock_run_reference(tenant, DatumGetInt64(id)))
-		report_missing(rel, tenant ? "runs_tenant_id_fkey" : "runs_initiator_id_fkey",
-					   column, psprintf(INT64_FORMAT, DatumGetInt64(id)),
-					   tenant ? "tenants" : "actors");
+	if (missing == NULL)
+		return;
+	if (strcmp(missing, "tenants") == 0)
+		report_missing(rel, "runs_tenant_id_fkey", "tenant_id",
+					   psprintf(INT64_FORMAT, tenant), missing);
+	report_missing(rel, "runs_initiator_id_fkey", "initiator_id",
+				   psprintf(INT64_FORMAT, actor), missing);
 }
 
 /* A run being inserted into rel (rungate.runs) names rows that exist. */
@@ -105,8 +113,7 @@ rg_check_run_references(Relation rel, HeapTuple tuple)
 	const char *missing;
 	char	   *operation;
 
-	lock_reference(rel, tuple, true);
-	lock_reference(rel, tuple, false);
+	lock_references(rel, tuple);
 	/* NOT NULL says so, after this trigger */
 	if (ws_null || op_null)
 		return;

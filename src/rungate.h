@@ -329,6 +329,8 @@ extern int	rg_queue_fetch(Relation rel, int max, ArrayType *ops,
 						   RgQueueTake take, void *arg);
 extern int	rg_queue_fetch_fair(Relation rel, int max, ArrayType *ops,
 								RgQueueTake take, void *arg);
+/* a run rg_queue_fetch_fair locked that the claim leaves queued */
+extern void rg_queue_kept(int32 prio, int64 ws, const char *op, int64 id);
 
 /* ---- counters (metrics.c) ----
  * transition.c reports what it writes as it writes it; the counts reach

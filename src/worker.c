@@ -248,6 +248,7 @@ claim_runs(ReturnSetInfo *rsinfo, const char *worker, ArrayType *ops,
 		Relation	rel;
 		RgDecision *decisions;
 		int		   *starts;
+		bool	   *left;		/* it left the queue: blocked or started */
 		int			nstart;
 
 		CHECK_FOR_INTERRUPTS();
@@ -271,6 +272,7 @@ claim_runs(ReturnSetInfo *rsinfo, const char *worker, ArrayType *ops,
 		/* decide the whole batch; the rows stay locked by us */
 		decisions = palloc(sizeof(RgDecision) * nrows);
 		starts = palloc(sizeof(int) * nrows);
+		left = palloc0(sizeof(bool) * nrows);
 		for (i = 0; i < nrows; i++)
 			rg_decide_run(&batch.rows[i], &decisions[i]);
 
@@ -295,6 +297,7 @@ claim_runs(ReturnSetInfo *rsinfo, const char *worker, ArrayType *ops,
 				c.worker = worker;
 				rg_transition(r, &c);
 				rg_turn_use(runs, r->workspace_id);
+				left[i] = true;
 				if (blocked >= claim_block_limit)
 				{
 					/* bounded work: workers are told to call again */
@@ -306,14 +309,20 @@ claim_runs(ReturnSetInfo *rsinfo, const char *worker, ArrayType *ops,
 			{
 				rg_start_parent(r, d, worker);
 				rg_turn_use(runs, r->workspace_id);
+				left[i] = true;
 			}
 			else if (rg_flow_admit(r->workspace_id, r->has_tenant, r->tenant_id, d) == NULL)
 			{
 				starts[nstart++] = i;
 				rg_turn_use(runs, r->workspace_id);
+				left[i] = true;
 			}
 			/* else flow control holds it back: it stays queued */
 		}
+		for (i = 0; i < nrows; i++)
+			if (!left[i])
+				rg_queue_kept(batch.rows[i].priority, batch.rows[i].workspace_id,
+							  batch.rows[i].operation, batch.rows[i].id);
 		if (nstart > 0)
 			rg_start_runs(rsinfo, worker, batch.rows, decisions, starts, nstart);
 		started += nstart;
