@@ -114,6 +114,17 @@ ROLLBACK;
 SELECT run_id - :base AS nth, operation FROM rungate.claim('w');
 SELECT run_id - :base AS nth, operation FROM rungate.claim('w');
 SELECT pg_temp.finish_all() >= 0 AS finished;
+-- and so is one rolled back to a savepoint (a worker's EXCEPTION block)
+SELECT count(*) AS drained FROM (SELECT rungate.claim('w', NULL, 1000)) s;
+SELECT pg_temp.finish_all() >= 0 AS finished;
+SELECT pg_temp.enqueue_alternating() AS base \gset
+BEGIN;
+SAVEPOINT s;
+SELECT run_id - :base AS nth, operation FROM rungate.claim('w', '{provider.connection.verify}');
+ROLLBACK TO SAVEPOINT s;
+COMMIT;
+SELECT run_id - :base AS nth, operation FROM rungate.claim('w');
+SELECT pg_temp.finish_all() >= 0 AS finished;
 SELECT count(*) AS drained FROM (SELECT rungate.claim('w', NULL, 1000)) s;
 SELECT pg_temp.finish_all() >= 0 AS finished;
 -- so is a run the claim locked and flow control then held back: with room
