@@ -46,6 +46,7 @@
 #include "storage/shmem.h"
 #include "tcop/utility.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
@@ -87,6 +88,16 @@ static bool xact_committing = false;
 /* the backend's facts, stored under cache_state */
 static HTAB *facts = NULL;
 static MemoryContext facts_cxt = NULL;
+
+/*
+ * What the facts hold (keys' strings, values, copies) is carved from blocks
+ * of facts_cxt and freed only all at once, when the cache is emptied: a
+ * chunk of its own per value cost a header and a power-of-two rounding each,
+ * most of a fact's memory.
+ */
+#define ARENA_BLOCK		32768
+static char *arena_next = NULL;
+static Size arena_left = 0;
 static uint64 cache_state = 0;
 static int64 hits = 0;
 static int64 misses = 0;
@@ -201,6 +212,62 @@ rg_authcache_flush(void)
 	}
 	if (facts_cxt != NULL)
 		MemoryContextReset(facts_cxt);
+	arena_next = NULL;
+	arena_left = 0;
+}
+
+/* size bytes of the cache, aligned as align (1 or MAXIMUM_ALIGNOF) asks */
+static void *
+arena_alloc(Size size, Size align)
+{
+	Size		pad = align > 1 ?
+		(Size) (TYPEALIGN(align, (uintptr_t) arena_next) - (uintptr_t) arena_next) : 0;
+	void	   *p;
+
+	if (size > ARENA_BLOCK / 4)
+		return MemoryContextAlloc(facts_cxt, size);
+	if (arena_next == NULL || size + pad > arena_left)
+	{
+		/* blocks come maxaligned */
+		arena_next = MemoryContextAlloc(facts_cxt, ARENA_BLOCK);
+		arena_left = ARENA_BLOCK;
+		pad = 0;
+	}
+	p = arena_next + pad;
+	arena_next += pad + size;
+	arena_left -= pad + size;
+	return p;
+}
+
+/* Memory for a cached fact, maxaligned, freed when the cache is emptied. */
+void *
+rg_authcache_alloc(Size size)
+{
+	return arena_alloc(size, MAXIMUM_ALIGNOF);
+}
+
+char *
+rg_authcache_strdup(const char *s)
+{
+	Size		len = strlen(s) + 1;
+
+	return memcpy(arena_alloc(len, 1), s, len);
+}
+
+/*
+ * A copy of a column's value for a cached fact, in the cache's memory. The
+ * values come from heap tuples, never expanded objects, so the bytes are the
+ * value (datumCopy's rule otherwise).
+ */
+Datum
+rg_authcache_datum(Datum d, bool byval, int len)
+{
+	Size		size;
+
+	if (byval)
+		return d;
+	size = datumGetSize(d, byval, len);
+	return PointerGetDatum(memcpy(rg_authcache_alloc(size), DatumGetPointer(d), size));
 }
 
 static uint32
@@ -249,7 +316,7 @@ fact_keycopy(void *dest, const void *src, Size keysize)
 	*d = *s;
 	for (i = 0; i < 2; i++)
 		if (s->s[i] != NULL)
-			d->s[i] = MemoryContextStrdup(facts_cxt, s->s[i]);
+			d->s[i] = rg_authcache_strdup(s->s[i]);
 	return dest;
 }
 
@@ -319,7 +386,8 @@ rg_authcache_get(const RgFactKey *key)
 
 /*
  * A new entry for key with room for ncols values, which the caller fills
- * with copies made in rg_authcache_context(); NULL when the cache is full.
+ * with copies made by rg_authcache_datum() and its kin; NULL when the cache
+ * is full.
  */
 RgFact *
 rg_authcache_put(const RgFactKey *key, bool found, int ncols)
@@ -333,15 +401,17 @@ rg_authcache_put(const RgFactKey *key, bool found, int ncols)
 	f = hash_search(facts, key, HASH_ENTER, &existed);
 	f->found = found;
 	f->ncols = ncols;
-	f->vals = ncols > 0 ? MemoryContextAllocZero(facts_cxt, sizeof(Datum) * ncols) : NULL;
-	f->nulls = ncols > 0 ? MemoryContextAllocZero(facts_cxt, sizeof(bool) * ncols) : NULL;
-	return f;
-}
+	f->vals = NULL;
+	f->nulls = NULL;
+	if (ncols > 0)
+	{
+		/* one piece: the values, then their null flags */
+		Size		size = (sizeof(Datum) + sizeof(bool)) * ncols;
 
-MemoryContext
-rg_authcache_context(void)
-{
-	return facts_cxt;
+		f->vals = memset(rg_authcache_alloc(size), 0, size);
+		f->nulls = (bool *) (f->vals + ncols);
+	}
+	return f;
 }
 
 /*

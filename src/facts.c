@@ -314,12 +314,7 @@ probe(Reader *rd, const RgFactKey *key, Datum *out, bool *nulls)
 					datumCopy(d, att->attbyval, att->attlen);
 			}
 			if (f != NULL && !isnull)
-			{
-				MemoryContext old = MemoryContextSwitchTo(rg_authcache_context());
-
-				f->vals[j] = datumCopy(d, att->attbyval, att->attlen);
-				MemoryContextSwitchTo(old);
-			}
+				f->vals[j] = rg_authcache_datum(d, att->attbyval, att->attlen);
 			if (f != NULL)
 				f->nulls[j] = isnull;
 		}
@@ -393,8 +388,7 @@ satisfied_prerequisites(Reader *rd, int64 tenant_id, int *count)
 		int			i;
 
 		for (i = 0; f != NULL && i < n; i++)
-			f->vals[i] = PointerGetDatum(MemoryContextStrdup(rg_authcache_context(),
-															 names[i]));
+			f->vals[i] = PointerGetDatum(rg_authcache_strdup(names[i]));
 	}
 	*count = n;
 	return names;
@@ -408,9 +402,12 @@ probed_text(Datum *out, bool *nulls, int col)
 }
 
 
-/* *dst = *src, with copies of its strings in the current memory context */
+/*
+ * *dst = *src, with copies of its strings in the current memory context or,
+ * to_cache, the authority cache's
+ */
 static void
-facts_copy(RgFacts *dst, const RgFacts *src)
+facts_copy(RgFacts *dst, const RgFacts *src, bool to_cache)
 {
 	char	  **d[] = {&dst->capability, &dst->item_operation, &dst->ws_status,
 		&dst->actor_status, &dst->ws_role, &dst->tenant_status, &dst->tenant_role,
@@ -420,7 +417,7 @@ facts_copy(RgFacts *dst, const RgFacts *src)
 	*dst = *src;
 	for (i = 0; i < (int) lengthof(d); i++)
 		if (*d[i] != NULL)
-			*d[i] = pstrdup(*d[i]);
+			*d[i] = to_cache ? rg_authcache_strdup(*d[i]) : pstrdup(*d[i]);
 }
 
 void
@@ -448,7 +445,7 @@ rg_gather_facts(const char *operation, int64 workspace_id,
 	memo_key.n[2] = actor_id;
 	if (rd.use_cache && (memo = rg_authcache_get(&memo_key)) != NULL)
 	{
-		facts_copy(f, (RgFacts *) DatumGetPointer(memo->vals[0]));
+		facts_copy(f, (RgFacts *) DatumGetPointer(memo->vals[0]), false);
 		return;
 	}
 
@@ -568,11 +565,9 @@ rg_gather_facts(const char *operation, int64 workspace_id,
 	reader_done(&rd);
 	if (rd.use_cache && (memo = rg_authcache_put(&memo_key, true, 1)) != NULL)
 	{
-		MemoryContext old = MemoryContextSwitchTo(rg_authcache_context());
-		RgFacts	   *copy = palloc(sizeof(RgFacts));
+		RgFacts	   *copy = rg_authcache_alloc(sizeof(RgFacts));
 
-		facts_copy(copy, f);
-		MemoryContextSwitchTo(old);
+		facts_copy(copy, f, true);
 		memo->vals[0] = PointerGetDatum(copy);
 	}
 }

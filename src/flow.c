@@ -362,8 +362,6 @@ holds_load(void)
 	}
 	if (use_cache && (f = rg_authcache_put(&key, true, nholds * 3)) != NULL)
 	{
-		MemoryContext old = MemoryContextSwitchTo(rg_authcache_context());
-
 		for (i = 0; i < nholds; i++)
 		{
 			Size		j = (Size) i * 3;
@@ -373,10 +371,9 @@ holds_load(void)
 			f->vals[j + 1] = Int64GetDatum(holds[i].tenant);
 			f->nulls[j + 1] = !holds[i].has_tenant;
 			f->vals[j + 2] = holds[i].operation ?
-				CStringGetDatum(pstrdup(holds[i].operation)) : (Datum) 0;
+				CStringGetDatum(rg_authcache_strdup(holds[i].operation)) : (Datum) 0;
 			f->nulls[j + 2] = holds[i].operation == NULL;
 		}
-		MemoryContextSwitchTo(old);
 	}
 }
 

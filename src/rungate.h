@@ -254,7 +254,7 @@ typedef struct RgFact
 	RgFactKey	key;
 	bool		found;			/* the row exists */
 	int			ncols;
-	Datum	   *vals;			/* allocated in rg_authcache_context() */
+	Datum	   *vals;			/* the cache's memory (rg_authcache_alloc) */
 	bool	   *nulls;
 } RgFact;
 
@@ -266,7 +266,9 @@ extern void rg_authcache_flush(void);
 extern bool rg_authcache_begin(void);
 extern RgFact *rg_authcache_get(const RgFactKey *key);
 extern RgFact *rg_authcache_put(const RgFactKey *key, bool found, int ncols);
-extern MemoryContext rg_authcache_context(void);
+extern void *rg_authcache_alloc(Size size);
+extern char *rg_authcache_strdup(const char *s);
+extern Datum rg_authcache_datum(Datum d, bool byval, int len);
 
 /* ---- single-row writes without a plan (rowwrite.c) ---- */
 #define RG_TABLE_MAX_COLS 24
