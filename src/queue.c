@@ -149,7 +149,8 @@ typedef struct GFloor
 	TimestampTz hold_due;		/* the earliest run_at among them */
 	uint64		used;			/* clock of the last walk, for eviction */
 	bool		next_valid;		/* next is a hint (gf_hint, gf_peek) */
-	int64		next;			/* after the run a claim locked last */
+	int64		next;			/* where the group's next run likely is */
+	uint32		notes;			/* bumped by every gf_note */
 } GFloor;
 
 typedef struct QShared
@@ -323,6 +324,7 @@ static struct
 	int			slot;
 	uint32		incarnation;
 	uint32		epoch;
+	uint32		notes;			/* the group's gf_note count when it began */
 }			gf_walk;
 
 static uint32
@@ -428,6 +430,7 @@ gf_begin(Oid relid, int32 prio, int64 ws, const char *op, TimestampTz now,
 		gf_walk.slot = k;
 		gf_walk.incarnation = g->incarnation;
 		gf_walk.epoch = g->epoch;
+		gf_walk.notes = g->notes;
 	}
 	SpinLockRelease(&qshared->mutex);
 	return known;
@@ -557,6 +560,7 @@ gf_note(Oid relid, int32 prio, int64 ws, const char *op, size_t oplen, int64 id)
 			g->floor = id;
 		if (g->next_valid && id < g->next)
 			g->next = id;
+		g->notes++;
 		if (g->scanners > 0 && id < g->wmin)
 			g->wmin = id;
 	}
@@ -586,14 +590,29 @@ static bool hint_overflow = false;
 static int	hint_slot[HINT_MAX];
 static uint32 hint_incarnation[HINT_MAX];
 
+/* The group walk a candidate came from, as gf_begin opened it. */
+typedef struct GfMark
+{
+	bool		valid;
+	int			slot;
+	uint32		incarnation;
+	uint32		notes;
+} GfMark;
+
 /*
  * A claim locked run id of group (prio, ws, op), having passed in this walk
- * only entries dead, claimed or held by other claims: the group's next run
- * that may start is likely after it. The hint only orders the walks (see
- * gf_peek); a walk still starts from the floor.
+ * (mark) only entries dead, claimed or held by other claims: the group's
+ * next run that may start is likely after it. With next_known, the walk
+ * read the group's entry after id (next; PG_INT64_MAX at the group's end),
+ * and when nothing was queued to the group since the walk began, the hint
+ * goes there: an entry between them would have been read, or written after
+ * the walk began, and every write to the group is noted (after its index
+ * entry, note_queued). The hint only orders the walks (see gf_peek); a
+ * walk still starts from the floor.
  */
 static void
-gf_hint(Oid relid, int32 prio, int64 ws, const char *op, int64 id)
+gf_hint(Oid relid, int32 prio, int64 ws, const char *op, int64 id,
+		bool next_known, int64 next, const GfMark *mark)
 {
 	size_t		oplen = strlen(op);
 	int			k;
@@ -605,10 +624,14 @@ gf_hint(Oid relid, int32 prio, int64 ws, const char *op, int64 id)
 	if (k >= 0)
 	{
 		GFloor	   *g = &qshared->group[k];
+		int64		to = id + 1;
 		int			i;
 
-		if (!g->next_valid || id + 1 > g->next)
-			g->next = id + 1;
+		if (next_known && mark->valid && mark->slot == k &&
+			mark->incarnation == g->incarnation && mark->notes == g->notes)
+			to = next;
+		if (!g->next_valid || to > g->next)
+			g->next = to;
 		g->next_valid = true;
 		for (i = 0; i < hint_n; i++)
 			if (hint_slot[i] == k && hint_incarnation[i] == g->incarnation)
@@ -1142,6 +1165,7 @@ typedef struct FairCand
 	uint64		turn;			/* its workspace's last turn, as this fetch sees it */
 	bool		walked;			/* else id is only a bound (gf_peek), tid unset */
 	bool		clean;			/* its walk passed no run that may start later */
+	GfMark		mark;			/* that walk */
 	int64		id;				/* the group's oldest run that may start */
 	ItemPointerData tid;
 } FairCand;
@@ -1343,6 +1367,7 @@ fair_first_in(FairScan *fs, int32 p, FairCand *c)
 	bool		found = false;
 
 	c->clean = true;
+	c->mark.valid = false;
 	if (gf_begin(q_relid, p, ws, op, fs->now, &floor))
 	{
 		if (floor == GF_EMPTY)
@@ -1354,6 +1379,13 @@ fair_first_in(FairScan *fs, int32 p, FairCand *c)
 	}
 	else
 		fair_seek(fs, fs->walk3, 3, p, ws, true, op, true, 0, false);
+	if (gf_walk.open)
+	{
+		c->mark.valid = true;
+		c->mark.slot = gf_walk.slot;
+		c->mark.incarnation = gf_walk.incarnation;
+		c->mark.notes = gf_walk.notes;
+	}
 	if (fair_next(fs))
 		found = fair_walk_group(fs, ws, op, c, &live, &held);
 	gf_end(true, live, &held);
@@ -1695,7 +1727,21 @@ fair_fetch(Relation rel, FairScan *fs, int max, RgQueueTake take, void *arg)
 
 				slot_getallattrs(locked);
 				if (c->clean)
-					gf_hint(q_relid, p, c->ws, c->operation, c->id);
+				{
+					/*
+					 * The last run this fetch takes, with the scan still on
+					 * it: the entry after it, for the hint (one step).
+					 */
+					bool		last = n + 1 == max && fs->at_valid &&
+						fs->at_id == c->id;
+					int64		next = PG_INT64_MAX;
+
+					if (last && fair_next(fs) && fs->e_ws == c->ws &&
+						rg_text_is(fs->e_op, c->operation, strlen(c->operation)))
+						next = fs->e_id;
+					gf_hint(q_relid, p, c->ws, c->operation, c->id, last, next,
+							&c->mark);
+				}
 				take(locked, arg);
 				n++;
 				/* its workspace just had its turn, in every group of it */
