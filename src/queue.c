@@ -46,6 +46,7 @@
 #include "postgres.h"
 
 #include "access/genam.h"
+#include "access/htup_details.h"
 #include "access/itup.h"
 #include "access/relscan.h"
 #include "access/table.h"
@@ -61,6 +62,7 @@
 #include "commands/trigger.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "storage/bufmgr.h"
 #include "storage/ipc.h"
 #include "storage/shmem.h"
 #include "storage/spin.h"
@@ -1165,6 +1167,8 @@ typedef struct FairCand
 	uint64		turn;			/* its workspace's last turn, as this fetch sees it */
 	bool		walked;			/* else id is only a bound (gf_peek), tid unset */
 	bool		clean;			/* its walk passed no run that may start later */
+	bool		first;			/* nor a row written by a transaction not seen
+								 * committed, nor one it found locked */
 	GfMark		mark;			/* that walk */
 	int64		id;				/* the group's oldest run that may start */
 	ItemPointerData tid;
@@ -1244,10 +1248,12 @@ fair_next(FairScan *fs)
  * The entry the scan is on may start now, as far as the scan can tell: its
  * row is visible and queued, due, of a wanted operation, and not held back
  * by flow control. *dead: its row is dead to every transaction; *due: when
- * a queued row is not due yet, its run_at (else 0).
+ * a queued row is not due yet, its run_at (else 0); *invisible: the row is
+ * neither dead nor visible to the scan's snapshot.
  */
 static bool
-fair_eligible(FairScan *fs, bool *dead, TimestampTz *due, bool *held_back)
+fair_eligible(FairScan *fs, bool *dead, TimestampTz *due, bool *held_back,
+			  bool *invisible)
 {
 	TupleTableSlot *h = fs->heap;
 	bool		isnull;
@@ -1258,9 +1264,11 @@ fair_eligible(FairScan *fs, bool *dead, TimestampTz *due, bool *held_back)
 	*dead = false;
 	*due = 0;
 	*held_back = false;
+	*invisible = false;
 	if (!index_fetch_heap(fs->scan, h))
 	{
 		*dead = fs->scan->kill_prior_tuple;
+		*invisible = !*dead;
 		return false;
 	}
 	d = slot_getattr(h, queue_table.att[QT_STATUS], &isnull);
@@ -1286,6 +1294,42 @@ fair_eligible(FairScan *fs, bool *dead, TimestampTz *due, bool *held_back)
 }
 
 /*
+ * The row of the entry the scan is on, invisible to the scan's snapshot and
+ * not dead: was it written by a transaction the snapshot does not see as
+ * committed (an enqueue, or a run put back to queued, that may yet commit)?
+ * Else the snapshot saw it changed (a run claimed). Unsure: yes.
+ */
+static bool
+fair_unseen_write(FairScan *fs)
+{
+	ItemPointer tid = &fs->scan->xs_heaptid;
+	OffsetNumber off = ItemPointerGetOffsetNumber(tid);
+	Buffer		buf = ReadBuffer(fs->scan->heapRelation, ItemPointerGetBlockNumber(tid));
+	Page		page;
+	bool		unseen = true;
+
+	LockBuffer(buf, BUFFER_LOCK_SHARE);
+	page = BufferGetPage(buf);
+	if (off >= FirstOffsetNumber && off <= PageGetMaxOffsetNumber(page))
+	{
+		ItemId		lp = PageGetItemId(page, off);
+
+		if (ItemIdIsNormal(lp))
+		{
+			HeapTupleHeader h = (HeapTupleHeader) PageGetItem(page, lp);
+			TransactionId xmin = HeapTupleHeaderGetXmin(h);
+
+			/* frozen or bootstrap: seen; aborted: never seen, never queued */
+			unseen = TransactionIdIsNormal(xmin) &&
+				!TransactionIdIsCurrentTransactionId(xmin) &&
+				XidInMVCCSnapshot(xmin, fs->snap);
+		}
+	}
+	UnlockReleaseBuffer(buf);
+	return unseen;
+}
+
+/*
  * Walk (ws, op) from where the scan is to its first run that may start.
  * *live: the id of the first entry that is neither dead to every
  * transaction nor, with held, a queued run not yet due (GF_EMPTY if none
@@ -1303,10 +1347,11 @@ fair_walk_group(FairScan *fs, int64 ws, const char *op, FairCand *c,
 		bool		dead;
 		TimestampTz due;
 		bool		held_back;
+		bool		invisible;
 
 		if (fs->e_ws != ws || !rg_text_is(fs->e_op, op, oplen))
 			return false;		/* the group ended */
-		if (fair_eligible(fs, &dead, &due, &held_back))
+		if (fair_eligible(fs, &dead, &due, &held_back, &invisible))
 		{
 			c->id = fs->e_id;
 			c->tid = fs->heap->tts_tid;
@@ -1318,6 +1363,8 @@ fair_walk_group(FairScan *fs, int64 ws, const char *op, FairCand *c,
 		}
 		if (held_back || due != 0)
 			c->clean = false;
+		else if (invisible && c->first && fair_unseen_write(fs))
+			c->first = false;
 		if (dead || *live != GF_EMPTY)
 			continue;
 		if (due != 0 && held != NULL)
@@ -1348,6 +1395,7 @@ fair_next_in(FairScan *fs, int32 p, FairCand *c)
 
 	if (!fs->at_valid || fs->at_id != c->id)
 		fair_seek(fs, fs->walk4, 4, p, c->ws, true, c->operation, true, c->id, false);
+	c->first = false;			/* it passes c->id, locked or changed */
 	return fair_next(fs) && fair_walk_group(fs, c->ws, c->operation, c, &live, NULL);
 }
 
@@ -1367,6 +1415,7 @@ fair_first_in(FairScan *fs, int32 p, FairCand *c)
 	bool		found = false;
 
 	c->clean = true;
+	c->first = true;
 	c->mark.valid = false;
 	if (gf_begin(q_relid, p, ws, op, fs->now, &floor))
 	{
@@ -1730,10 +1779,13 @@ fair_fetch(Relation rel, FairScan *fs, int max, RgQueueTake take, void *arg)
 				{
 					/*
 					 * The last run this fetch takes, with the scan still on
-					 * it: the entry after it, for the hint (one step).
+					 * it, and nothing before it that may yet come back
+					 * queued unnoted (an enqueue not committed when the
+					 * walk passed it, a run another transaction had locked):
+					 * the entry after it, for the hint.
 					 */
-					bool		last = n + 1 == max && fs->at_valid &&
-						fs->at_id == c->id;
+					bool		last = n + 1 == max && c->first &&
+						fs->at_valid && fs->at_id == c->id;
 					int64		next = PG_INT64_MAX;
 
 					if (last && fair_next(fs) && fs->e_ws == c->ws &&
