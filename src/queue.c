@@ -841,21 +841,24 @@ is_queued(Datum status)
 	return rg_status_parse(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t)) == RG_QUEUED;
 }
 
-/* e among the texts ops[0..nops-1] (operation names) */
+/* op (len bytes) among the texts ops[0..nops-1] (operation names) */
 static bool
-op_matches(Datum e, Datum *ops, int nops)
+op_listed(const char *op, size_t len, Datum *ops, int nops)
 {
-	text	   *t = DatumGetTextPP(e);
 	int			i;
 
 	for (i = 0; i < nops; i++)
-	{
-		text	   *o = DatumGetTextPP(ops[i]);
-
-		if (rg_text_is(t, VARDATA_ANY(o), VARSIZE_ANY_EXHDR(o)))
+		if (rg_text_is(DatumGetTextPP(ops[i]), op, len))
 			return true;
-	}
 	return false;
+}
+
+static inline bool
+op_matches(Datum e, Datum *ops, int nops)
+{
+	text	   *t = DatumGetTextPP(e);
+
+	return op_listed(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), ops, nops);
 }
 
 typedef struct FloorScan
@@ -1553,7 +1556,10 @@ fair_level(FairScan *fs, GlLevel *lv, FairCand **cands, int *size)
 			if (!held)
 				turn = rg_turn_of(q_relid, ws);
 		}
-		if (held || rg_flow_skip_group(ws, g->op) ||
+		/* a group of an operation not wanted is never walked */
+		if (held ||
+			(fs->ops != NULL && !op_listed(g->op, strlen(g->op), fs->ops, fs->nops)) ||
+			rg_flow_skip_group(ws, g->op) ||
 			!gf_peek(q_relid, lv->prio, ws, g->op, fs->now, &bound))
 			continue;
 		nc = fair_add(cands, &n, size);
