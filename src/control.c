@@ -34,17 +34,21 @@ cancel_items(int64 parent_id, Change *c)
 	int			nrows,
 				i;
 	RunRow	   *items;
+	SPITupleTable *tab;
 
 	v[0] = Int64GetDatum(parent_id);
 	rg_exec(&live_items_plan, v, NULL, false, 0);
 	nrows = (int) SPI_processed;
+	tab = SPI_tuptable;
 	items = palloc(sizeof(RunRow) * Max(nrows, 1));
 	for (i = 0; i < nrows; i++)
 		rg_run_load(i, &items[i]);
 	c->no_rollup = true;
 	for (i = 0; i < nrows; i++)
-		rg_transition(&items[i], c);
+		rg_transition_discard(&items[i], c);
 	c->no_rollup = false;
+	SPI_freetuptable(tab);
+	pfree(items);
 }
 
 static void

@@ -1249,10 +1249,11 @@ fair_next(FairScan *fs)
 
 /*
  * The entry the scan is on may start now, as far as the scan can tell: its
- * row is visible and queued, due, of a wanted operation, and not held back
- * by flow control. *dead: its row is dead to every transaction; *due: when
- * a queued row is not due yet, its run_at (else 0); *invisible: the row is
- * neither dead nor visible to the scan's snapshot.
+ * row is visible and queued, due, and not held back by flow control (its
+ * operation is wanted: fair_level lists no other group). *dead: its row is
+ * dead to every transaction; *due: when a queued row is not due yet, its
+ * run_at (else 0); *invisible: the row is neither dead nor visible to the
+ * scan's snapshot.
  */
 static bool
 fair_eligible(FairScan *fs, bool *dead, TimestampTz *due, bool *held_back,
@@ -1286,8 +1287,6 @@ fair_eligible(FairScan *fs, bool *dead, TimestampTz *due, bool *held_back,
 	/* from here on, a run that may start later or for another claim */
 	*held_back = true;
 	d = slot_getattr(h, queue_table.att[QT_OPERATION], &isnull);
-	if (fs->ops != NULL && !op_matches(d, fs->ops, fs->nops))
-		return false;
 	tenant = DatumGetInt64(slot_getattr(h, queue_table.att[QT_TENANT], &no_tenant));
 	(void) slot_getattr(h, queue_table.att[QT_ITEM_TENANTS], &isnull);
 	if (!rg_flow_may_take(fs->e_ws, !no_tenant, tenant, TextDatumGetCString(d), !isnull))

@@ -112,6 +112,7 @@ extern bool rg_move(int64 run_id, RgStatus from, pg_uuid_t *token,
 
 /* rg_move of a run its caller has locked and loaded */
 extern void rg_transition(RunRow *r, const Change *c);
+extern void rg_transition_discard(RunRow *r, const Change *c);
 
 /*
  * What follows the insert of run r, decided by d at dispatch: its audit row

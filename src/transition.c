@@ -488,6 +488,22 @@ rg_transition(RunRow *r, const Change *c)
 		elog(ERROR, "rungate: run " INT64_FORMAT " changed under its lock", r->id);
 }
 
+/*
+ * rg_transition for a caller that moves many runs in one call (reap, the
+ * items of a bulk cancel) and keeps nothing of the moved row: what the move
+ * leaves (the row it returned, in a tuple table of its own, and its
+ * notifications' text) is freed when it returns, not at the caller's
+ * SPI_finish, so memory stays flat however many runs the call moves. r's
+ * pointers (operation, worker, payload, row) are not valid afterwards.
+ */
+void
+rg_transition_discard(RunRow *r, const Change *c)
+{
+	SPI_connect();
+	rg_transition(r, c);
+	SPI_finish();
+}
+
 /* ------------------------------------------------------------------------
  * The bulk roll-up
  * ------------------------------------------------------------------------ */

@@ -73,23 +73,29 @@ sub prepare_claim
 
 my $session = $node->background_psql('postgres');
 
+# Six new runs; run a1 claimed in a transaction prepared as $gid, which
+# another session then ends with $finish, leaving a1 in $status.
+sub prepared_round
+{
+	my ($gid, $finish, $status) = @_;
+	my @ids = enqueue_alternating();
+
+	is(prepare_claim($session, $gid), $ids[0], "$gid: the prepared claim took the oldest run");
+	$node->safe_psql('postgres', "$finish PREPARED '$gid'");
+	is($node->safe_psql('postgres', "SELECT status FROM rungate.runs WHERE id = $ids[0]"),
+		$status, "$gid: $finish PREPARED left it $status");
+	return @ids;
+}
+
 # ROLLBACK PREPARED elsewhere: the run comes back and is next
-my @ids = enqueue_alternating();
-is(prepare_claim($session, 'p1'), $ids[0], 'the prepared claim took the oldest run');
-$node->safe_psql('postgres', q{ROLLBACK PREPARED 'p1'});
-is($node->safe_psql('postgres', "SELECT status FROM rungate.runs WHERE id = $ids[0]"),
-	'queued', 'ROLLBACK PREPARED gave the run back');
+my @ids = prepared_round('p1', 'ROLLBACK', 'queued');
 is(claim(), "$ids[0] a", 'the run given back is claimed first, before the younger run of b');
 is(claim(), "$ids[1] b", 'then the next run in age order');
 $node->safe_psql('postgres', q{
 	SELECT count(*) FROM rungate.claim('t', NULL, 100)});
 
 # COMMIT PREPARED elsewhere: the run has started, the claims go on in order
-@ids = enqueue_alternating();
-is(prepare_claim($session, 'p2'), $ids[0], 'the second prepared claim took the oldest run');
-$node->safe_psql('postgres', q{COMMIT PREPARED 'p2'});
-is($node->safe_psql('postgres', "SELECT status FROM rungate.runs WHERE id = $ids[0]"),
-	'running', 'COMMIT PREPARED started the run');
+@ids = prepared_round('p2', 'COMMIT', 'running');
 is(claim(), "$ids[1] b", 'the next claim takes the next run in age order');
 is(claim(), "$ids[2] a", 'and the one after it');
 
