@@ -295,7 +295,7 @@ claim_runs(ReturnSetInfo *rsinfo, const char *worker, ArrayType *ops,
 				rg_change_init(&c, RG_BLOCKED, RG_EV_EXECUTION_BLOCKED);
 				c.decision = d;
 				c.worker = worker;
-				rg_transition(r, &c);
+				rg_transition_discard(r, &c);
 				rg_turn_use(runs, r->workspace_id);
 				left[i] = true;
 				if (blocked >= claim_block_limit)

@@ -252,6 +252,10 @@ build_source() {
      --without-gssapi --without-ldap --without-openssl ${RG_PG_CONFIGURE_EXTRA:-} \
      >"$work/configure.log" 2>&1) \
     || { tail -30 "$work/configure.log" >&2; die "configure failed (log: $work/configure.log)"; }
+  # Called from `make test PG=<major>`, the environment says we are a
+  # sub-make (MAKELEVEL, MAKEFLAGS): PostgreSQL's makefiles then skip the
+  # generated headers (utils/errcodes.h) that a top-level build makes first.
+  unset MAKELEVEL MAKEFLAGS MFLAGS
   log "PostgreSQL $major: make -j$RG_PG_JOBS (nice 19)"
   (cd "$src" && nice -n 19 make -j"$RG_PG_JOBS" -s >"$work/make.log" 2>&1 \
      && nice -n 19 make -C contrib -j"$RG_PG_JOBS" -s >>"$work/make.log" 2>&1 \
