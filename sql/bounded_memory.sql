@@ -11,12 +11,7 @@
 --   * a claim behind 3,000 runs of a suspended tenant, which blocks 1,000
 --     of them (rungate.claim_block_limit) and starts none: the same (it was
 --     4 kB a run)
-SET client_min_messages = warning;
-DROP EXTENSION IF EXISTS rungate CASCADE;
-CREATE EXTENSION rungate;
-\set ECHO none
-\i test/fixtures/seed.sql
-\set ECHO all
+\i test/fixtures/fresh.sql
 
 CREATE TABLE public.memory_samples (audit_id bigint, bytes bigint);
 CREATE FUNCTION public.sample_memory() RETURNS trigger LANGUAGE plpgsql AS $$
