@@ -10,7 +10,10 @@
  *     #audit, #notifications, #atomic, #bulk).
  *
  *     rg_move          the SQL path: one kept UPDATE, guarded by the
- *                      status (and lease) the caller expects
+ *                      status (and lease) the caller expects;
+ *                      rg_transition_discard moves one of many in a call
+ *                      (reap, a bulk cancel, a claim's blocks) and frees
+ *                      what the move left at once
  *     rg_start_runs    claim's executor path: allowed runs become running
  *     rg_start_parent  a bulk parent starts and fans out into items
  *     rg_complete_leased  complete's executor path
