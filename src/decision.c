@@ -49,10 +49,22 @@ check(CheckList *cl, bool passed, const char *code, const char *category)
 	return false;
 }
 
+/*
+ * The checks as jsonb. A backend meets few distinct lists (which checks ran,
+ * which passed), so the first CHECKS_KEPT are kept, keyed by their text:
+ * a claim blocking a pile of runs for one reason parses its list once.
+ */
+#define CHECKS_KEPT 64
+
 static Datum
 checks_to_jsonb(CheckList *cl)
 {
+	static char *kept_text[CHECKS_KEPT];
+	static Datum kept_value[CHECKS_KEPT];
+	static int	nkept = 0;
 	StringInfoData json;
+	MemoryContext old;
+	Datum		value;
 	int			i;
 
 	initStringInfo(&json);
@@ -62,7 +74,21 @@ checks_to_jsonb(CheckList *cl)
 						 i ? ", " : "", cl->codes[i],
 						 cl->passed[i] ? "true" : "false");
 	appendStringInfoChar(&json, ']');
-	return DirectFunctionCall1(jsonb_in, CStringGetDatum(json.data));
+	for (i = 0; i < nkept; i++)
+		if (strcmp(kept_text[i], json.data) == 0)
+		{
+			pfree(json.data);
+			return kept_value[i];
+		}
+	if (nkept == CHECKS_KEPT)
+		return DirectFunctionCall1(jsonb_in, CStringGetDatum(json.data));
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	value = DirectFunctionCall1(jsonb_in, CStringGetDatum(json.data));
+	kept_text[nkept] = pstrdup(json.data);
+	kept_value[nkept++] = value;
+	MemoryContextSwitchTo(old);
+	pfree(json.data);
+	return value;
 }
 
 /*
