@@ -51,21 +51,36 @@ check(CheckList *cl, bool passed, const char *code, const char *category)
 
 /*
  * The checks as jsonb. A backend meets few distinct lists (which checks ran,
- * which passed), so the first CHECKS_KEPT are kept, keyed by their text:
- * a claim blocking a pile of runs for one reason parses its list once.
+ * which passed: an allowed decision's depend only on actor or system and
+ * the scope), so the first CHECKS_KEPT are kept, keyed by the codes (string
+ * literals, compared as pointers) and results: a claim parses each list
+ * once, however many runs it starts or blocks with it.
  */
 #define CHECKS_KEPT 64
 
-static Datum
-checks_to_jsonb(CheckList *cl)
+typedef struct KeptChecks
 {
-	static char *kept_text[CHECKS_KEPT];
-	static Datum kept_value[CHECKS_KEPT];
+	const char *codes[9];
+	Datum		value;
+	int			n;
+	bool		passed[9];
+} KeptChecks;
+
+static Datum
+checks_to_jsonb(const CheckList *cl)
+{
+	static KeptChecks kept[CHECKS_KEPT];
 	static int	nkept = 0;
 	StringInfoData json;
 	MemoryContext old;
 	Datum		value;
 	int			i;
+
+	for (i = 0; i < nkept; i++)
+		if (kept[i].n == cl->n &&
+			memcmp(kept[i].codes, cl->codes, sizeof(char *) * cl->n) == 0 &&
+			memcmp(kept[i].passed, cl->passed, sizeof(bool) * cl->n) == 0)
+			return kept[i].value;
 
 	initStringInfo(&json);
 	appendStringInfoChar(&json, '[');
@@ -74,42 +89,17 @@ checks_to_jsonb(CheckList *cl)
 						 i ? ", " : "", cl->codes[i],
 						 cl->passed[i] ? "true" : "false");
 	appendStringInfoChar(&json, ']');
-	for (i = 0; i < nkept; i++)
-		if (strcmp(kept_text[i], json.data) == 0)
-		{
-			pfree(json.data);
-			return kept_value[i];
-		}
 	if (nkept == CHECKS_KEPT)
 		return DirectFunctionCall1(jsonb_in, CStringGetDatum(json.data));
 	old = MemoryContextSwitchTo(TopMemoryContext);
 	value = DirectFunctionCall1(jsonb_in, CStringGetDatum(json.data));
-	kept_text[nkept] = pstrdup(json.data);
-	kept_value[nkept++] = value;
 	MemoryContextSwitchTo(old);
 	pfree(json.data);
+	kept[nkept].n = cl->n;
+	memcpy(kept[nkept].codes, cl->codes, sizeof(char *) * cl->n);
+	memcpy(kept[nkept].passed, cl->passed, sizeof(bool) * cl->n);
+	kept[nkept++].value = value;
 	return value;
-}
-
-/*
- * The checks of an allowed decision depend only on which checks were
- * evaluated (actor or system, tenant or workspace scope): build each of the
- * four once per backend instead of once per claim.
- */
-static Datum
-allowed_checks(CheckList *cl, bool has_actor, bool tenant_scope)
-{
-	static Datum cache[2][2];
-	Datum	   *slot = &cache[has_actor ? 1 : 0][tenant_scope ? 1 : 0];
-
-	if (*slot == (Datum) 0)
-	{
-		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-
-		*slot = checks_to_jsonb(cl);
-		MemoryContextSwitchTo(old);
-	}
-	return *slot;
 }
 
 static void decide(const RgFacts *f, const char *operation, int64 workspace_id,
@@ -282,8 +272,7 @@ decide(const RgFacts *fp, const char *operation, int64 workspace_id,
 		d->reason_message = psprintf("prerequisite %s is not satisfied for tenant " INT64_FORMAT,
 							f.unmet ? f.unmet : "", tenant_id);
 
-	d->checks = d->allowed ?
-		allowed_checks(&cl, has_actor, op->tenant_scope) : checks_to_jsonb(&cl);
+	d->checks = checks_to_jsonb(&cl);
 }
 
 /*

@@ -493,11 +493,12 @@ rg_transition(RunRow *r, const Change *c)
 
 /*
  * rg_transition for a caller that moves many runs in one call (reap, the
- * items of a bulk cancel) and keeps nothing of the moved row: what the move
- * leaves (the row it returned, in a tuple table of its own, and its
- * notifications' text) is freed when it returns, not at the caller's
- * SPI_finish, so memory stays flat however many runs the call moves. r's
- * pointers (operation, worker, payload, row) are not valid afterwards.
+ * items of a bulk cancel, the runs a claim blocks) and keeps nothing of the
+ * moved row: what the move leaves (the row it returned, in a tuple table of
+ * its own, and its notifications' text) is freed when it returns, not at
+ * the caller's SPI_finish, so memory stays flat however many runs the call
+ * moves. r's pointers (operation, worker, payload, row) are not valid
+ * afterwards.
  */
 void
 rg_transition_discard(RunRow *r, const Change *c)
