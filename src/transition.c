@@ -497,8 +497,7 @@ rg_transition(RunRow *r, const Change *c)
  * moved row: what the move leaves (the row it returned, in a tuple table of
  * its own, and its notifications' text) is freed when it returns, not at
  * the caller's SPI_finish, so memory stays flat however many runs the call
- * moves. r's pointers (operation, worker, payload, row) are not valid
- * afterwards.
+ * moves. r's pointers (operation, worker, payload, row) are cleared.
  */
 void
 rg_transition_discard(RunRow *r, const Change *c)
@@ -506,6 +505,12 @@ rg_transition_discard(RunRow *r, const Change *c)
 	SPI_connect();
 	rg_transition(r, c);
 	SPI_finish();
+	/* what pointed into the freed connection fails loudly if read */
+	r->operation = NULL;
+	r->worker = NULL;
+	r->item_tenants = (Datum) 0;
+	r->payload = (Datum) 0;
+	r->row = (Datum) 0;
 }
 
 /* ------------------------------------------------------------------------
