@@ -1177,13 +1177,26 @@ typedef struct FairCand
 	ItemPointerData tid;
 } FairCand;
 
+/*
+ * The scans of the fair index a fetch may use, each begun when first used
+ * (most claims walk one group from its floor: one scan).
+ */
+typedef enum FairScanKind
+{
+	FS_FIND1,					/* finding groups, by number of keys */
+	FS_FIND2,
+	FS_FIND3,
+	FS_WALK3,					/* walking a group from its start */
+	FS_WALK4,					/* walking a group from an id on */
+	FS_KINDS
+} FairScanKind;
+
 typedef struct FairScan
 {
+	Relation	rel;
 	Relation	idx;
 	IndexScanDesc scan;			/* the one in use */
-	IndexScanDesc find[4];		/* by number of keys: finding groups */
-	IndexScanDesc walk3;		/* walking a group from its start */
-	IndexScanDesc walk4;		/* walking a group from an id on */
+	IndexScanDesc scans[FS_KINDS];	/* NULL until used */
 	Oid			opcoll;			/* the collation of the index's operation */
 	Snapshot	snap;
 	TupleTableSlot *heap;
@@ -1205,10 +1218,28 @@ typedef struct FairScan
  * after op (3, !same_op) or op itself (3, same_op); the runs of (ws, op)
  * from id on (4, from) or after it (4, !from).
  */
+static IndexScanDesc
+fair_scan(FairScan *fs, FairScanKind kind)
+{
+	if (fs->scans[kind] == NULL)
+	{
+		IndexScanDesc scan = rg_index_beginscan(fs->rel, fs->idx, fs->snap,
+												kind <= FS_FIND3 ? kind - FS_FIND1 + 1 :
+												kind == FS_WALK3 ? 3 : 4, 0);
+
+		scan->xs_want_itup = true;	/* the keys of every entry */
+		/* finding groups, dead entries count too: a dead head costs nothing */
+		scan->ignore_killed_tuples = kind >= FS_WALK3;
+		fs->scans[kind] = scan;
+	}
+	return fs->scans[kind];
+}
+
 static void
-fair_seek(FairScan *fs, IndexScanDesc scan, int nkeys, int32 p, int64 ws,
+fair_seek(FairScan *fs, FairScanKind kind, int nkeys, int32 p, int64 ws,
 		  bool same_ws, const char *op, bool same_op, int64 id, bool from)
 {
+	IndexScanDesc scan = fair_scan(fs, kind);
 	ScanKeyData keys[4];
 
 	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(p));
@@ -1396,7 +1427,7 @@ fair_next_in(FairScan *fs, int32 p, FairCand *c)
 	int64		live;
 
 	if (!fs->at_valid || fs->at_id != c->id)
-		fair_seek(fs, fs->walk4, 4, p, c->ws, true, c->operation, true, c->id, false);
+		fair_seek(fs, FS_WALK4, 4, p, c->ws, true, c->operation, true, c->id, false);
 	c->first = false;			/* it passes c->id, locked or changed */
 	return fair_next(fs) && fair_walk_group(fs, c->ws, c->operation, c, &live, NULL);
 }
@@ -1426,10 +1457,10 @@ fair_first_in(FairScan *fs, int32 p, FairCand *c)
 			gf_end(false, 0, NULL); /* no run of it is live or due */
 			return false;
 		}
-		fair_seek(fs, fs->walk4, 4, p, ws, true, op, true, floor, true);
+		fair_seek(fs, FS_WALK4, 4, p, ws, true, op, true, floor, true);
 	}
 	else
-		fair_seek(fs, fs->walk3, 3, p, ws, true, op, true, 0, false);
+		fair_seek(fs, FS_WALK3, 3, p, ws, true, op, true, 0, false);
 	if (gf_walk.open)
 	{
 		c->mark.valid = true;
@@ -1506,7 +1537,7 @@ fair_list_level(FairScan *fs, int32 p, GlLevel *lv)
 	lv->groups = MemoryContextAlloc(gl_cxt, sizeof(GlGroup) * size);
 	for (;;)
 	{
-		fair_seek(fs, fs->find[has_ws ? 2 : 1], has_ws ? 2 : 1, p, ws, false,
+		fair_seek(fs, has_ws ? FS_FIND2 : FS_FIND1, has_ws ? 2 : 1, p, ws, false,
 				  NULL, false, 0, false);
 		if (!fair_next(fs))
 			return;				/* the level is exhausted */
@@ -1516,7 +1547,7 @@ fair_list_level(FairScan *fs, int32 p, GlLevel *lv)
 		for (;;)
 		{
 			gl_add(lv, &size, ws, fs->e_op);
-			fair_seek(fs, fs->find[3], 3, p, ws, true,
+			fair_seek(fs, FS_FIND3, 3, p, ws, true,
 					  lv->groups[lv->ngroups - 1].op, false, 0, false);
 			if (!fair_next(fs))
 				break;
@@ -1583,23 +1614,13 @@ fair_next_priority(FairScan *fs, bool has_below, int32 below, int32 *p)
 	else
 		ScanKeyInit(&key, 1, BTLessEqualStrategyNumber, F_INT4LE,
 					Int32GetDatum(PG_INT32_MAX));
-	fs->scan = fs->find[1];
+	fs->scan = fair_scan(fs, FS_FIND1);
 	fs->at_valid = false;
 	index_rescan(fs->scan, &key, 1, NULL, 0);
 	if (index_getnext_tid(fs->scan, ForwardScanDirection) == NULL)
 		return false;
 	*p = DatumGetInt32(index_getattr(fs->scan->xs_itup, 1, fs->scan->xs_itupdesc, &isnull));
 	return true;
-}
-
-static IndexScanDesc
-fair_beginscan(Relation rel, FairScan *fs, int nkeys, bool skip_dead)
-{
-	IndexScanDesc scan = rg_index_beginscan(rel, fs->idx, fs->snap, nkeys, 0);
-
-	scan->xs_want_itup = true;	/* the keys of every entry */
-	scan->ignore_killed_tuples = skip_dead;
-	return scan;
 }
 
 /* The i-th priority level with entries, listed if it was not yet. */
@@ -1842,16 +1863,13 @@ rg_queue_fetch_fair(Relation rel, int max, ArrayType *ops_array,
 	if (ops_array != NULL)
 		deconstruct_array(ops_array, TEXTOID, -1, false, TYPALIGN_INT,
 						  &fs.ops, NULL, &fs.nops);
+	fs.rel = rel;
 	fs.idx = index_open(q_fair, AccessShareLock);
 	fs.opcoll = fs.idx->rd_indcollation[2];
 	fs.heap = table_slot_create(rel, NULL);
 	fs.now = GetCurrentTransactionStartTimestamp();
 	CommandCounterIncrement();
 	fs.snap = RegisterSnapshot(GetTransactionSnapshot());
-	for (i = 1; i <= 3; i++)
-		fs.find[i] = fair_beginscan(rel, &fs, i, false);
-	fs.walk3 = fair_beginscan(rel, &fs, 3, true);
-	fs.walk4 = fair_beginscan(rel, &fs, 4, true);
 
 	PG_TRY();
 	{
@@ -1865,10 +1883,9 @@ rg_queue_fetch_fair(Relation rel, int max, ArrayType *ops_array,
 	}
 	PG_END_TRY();
 
-	for (i = 1; i <= 3; i++)
-		index_endscan(fs.find[i]);
-	index_endscan(fs.walk3);
-	index_endscan(fs.walk4);
+	for (i = 0; i < FS_KINDS; i++)
+		if (fs.scans[i] != NULL)
+			index_endscan(fs.scans[i]);
 	UnregisterSnapshot(fs.snap);
 	ExecDropSingleTupleTableSlot(fs.heap);
 	index_close(fs.idx, AccessShareLock);

@@ -8,8 +8,9 @@
  *     cache, portal and plan tree that an SPI statement sets up each time
  *     (docs/guarantees.md#atomic: the same rows an SQL statement would write).
  *
- * Owns the RgTable lookups (relation and column numbers by name, looked up
- * again after any change to the table) and RgWriter. Callers hold the write
+ * Owns the RgTable lookups (relation and column numbers by name, its CHECK
+ * constraints and its indexes' IndexInfo, looked up again after any change
+ * to the table or one of its indexes) and RgWriter. Callers hold the write
  * gate; every value they write is theirs to get right, as in the SQL these
  * replace (defaults are not applied; identity "id" columns are).
  */
@@ -24,6 +25,8 @@
 #include "access/xact.h"
 #include "catalog/dependency.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_am.h"
+#include "catalog/index.h"
 #include "commands/sequence.h"
 #include "commands/trigger.h"
 #include "executor/executor.h"
@@ -46,10 +49,19 @@ static void
 tables_inval(Datum arg, Oid relid)
 {
 	RgTable    *t;
+	int			i;
 
 	for (t = tables; t != NULL; t = t->next)
+	{
 		if (!OidIsValid(relid) || t->relid == relid)
+		{
 			t->valid = false;
+			t->ivalid = false;
+		}
+		for (i = 0; t->ivalid && i < t->nindexes; i++)
+			if (t->index_oids[i] == relid)
+				t->ivalid = false;
+	}
 }
 
 /* t's relation and column numbers, current */
@@ -142,6 +154,109 @@ rg_table_lookup(RgTable *t)
 }
 
 /*
+ * Start t's list of index infos over for the indexes oids, unless it is
+ * that list and still valid. The memory of the old one goes when this
+ * transaction ends: a writer still open may point into it.
+ */
+static void
+index_infos_begin(RgTable *t, List *oids)
+{
+	ListCell   *lc;
+	int			i = 0;
+
+	if (t->ivalid && t->nindexes == list_length(oids))
+	{
+		foreach(lc, oids)
+			if (t->index_oids[i++] != lfirst_oid(lc))
+				break;
+		if (lc == NULL)
+			return;
+	}
+	if (t->icxt != NULL)
+		MemoryContextSetParent(t->icxt, TopTransactionContext);
+	t->icxt = AllocSetContextCreate(CacheMemoryContext, "rungate table indexes",
+									(Size) 0, (Size) 1024, (Size) 8192);
+	t->nindexes = list_length(oids);
+	t->index_oids = MemoryContextAlloc(t->icxt, sizeof(Oid) * t->nindexes);
+	t->index_info = MemoryContextAllocZero(t->icxt, sizeof(IndexInfo *) * t->nindexes);
+	i = 0;
+	foreach(lc, oids)
+		t->index_oids[i++] = lfirst_oid(lc);
+	t->ivalid = true;
+}
+
+/*
+ * The IndexInfo of index idx, the i-th of t: a copy of the one kept, with
+ * what the executor sets per statement cleared; built for this writer
+ * alone when none can be kept. Kept: a B-tree index without expressions,
+ * its partial-index predicate planned and prepared once. ExecOpenIndices
+ * copies and plans every predicate again for every statement: a sixth of
+ * a claim's work with rungate.runs' eight partial indexes. Expressions and
+ * other access methods keep state of a statement in their IndexInfo
+ * (ii_ExpressionsState, ii_AmCache), so they are not kept.
+ */
+static IndexInfo *
+index_info(RgTable *t, int i, Relation idx)
+{
+	IndexInfo  *ii;
+
+	if (t->ivalid && t->index_info[i] == NULL &&
+		idx->rd_rel->relam == BTREE_AM_OID && RelationGetIndexExpressions(idx) == NIL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(t->icxt);
+
+		ii = BuildIndexInfo(idx);
+		if (ii->ii_Predicate != NIL)
+			ii->ii_PredicateState =
+				ExecInitQual((List *) expression_planner((Expr *) ii->ii_Predicate), NULL);
+		MemoryContextSwitchTo(old);
+		t->index_info[i] = ii;
+	}
+	if (!t->ivalid || t->index_info[i] == NULL)
+		return BuildIndexInfo(idx);
+	ii = palloc(sizeof(IndexInfo));
+	memcpy(ii, t->index_info[i], sizeof(IndexInfo));
+	ii->ii_CheckedUnchanged = false;
+	ii->ii_IndexUnchanged = false;
+	ii->ii_AmCache = NULL;
+	ii->ii_Context = CurrentMemoryContext;
+	return ii;
+}
+
+/* ExecOpenIndices(rri, false), with the index infos t keeps */
+static void
+open_indexes(RgTable *t, ResultRelInfo *rri)
+{
+	Relation	rel = rri->ri_RelationDesc;
+	List	   *oids;
+	ListCell   *lc;
+	int			n;
+	int			i = 0;
+
+	rri->ri_NumIndices = 0;
+	if (!rel->rd_rel->relhasindex)
+		return;
+	oids = RelationGetIndexList(rel);
+	n = list_length(oids);
+	if (n == 0)
+		return;
+	index_infos_begin(t, oids);
+	rri->ri_IndexRelationDescs = palloc(sizeof(Relation) * n);
+	rri->ri_IndexRelationInfo = palloc(sizeof(IndexInfo *) * n);
+	rri->ri_NumIndices = n;
+	foreach(lc, oids)
+	{
+		/* opening it may bring an invalidation: t->ivalid says */
+		Relation	idx = index_open(lfirst_oid(lc), RowExclusiveLock);
+
+		rri->ri_IndexRelationDescs[i] = idx;
+		rri->ri_IndexRelationInfo[i] = index_info(t, i, idx);
+		i++;
+	}
+	list_free(oids);
+}
+
+/*
  * Open t for writing rows, in the current memory context: the executor
  * state of one table and one result relation, as an INSERT or UPDATE of it
  * would have, with AFTER triggers collected until rg_writer_close.
@@ -188,7 +303,7 @@ rg_writer_open(RgWriter *w, RgTable *t, bool for_update)
 		lappend(w->estate->es_opened_result_relations, w->rri);
 	w->estate->es_output_cid = GetCurrentCommandId(true);
 	w->estate->es_snapshot = GetActiveSnapshot();
-	ExecOpenIndices(w->rri, false);
+	open_indexes(t, w->rri);
 
 	/* the constraints' expression states, from the planned trees kept */
 	if (t->nchecks > 0 && desc->constr != NULL && desc->constr->num_check == t->nchecks)

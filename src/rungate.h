@@ -294,6 +294,12 @@ typedef struct RgTable
 	MemoryContext cxt;
 	int			nchecks;
 	Expr	  **checks;
+	/* its indexes' IndexInfo, built once (rowwrite.c, open_indexes) */
+	MemoryContext icxt;
+	bool		ivalid;
+	int			nindexes;
+	Oid		   *index_oids;
+	IndexInfo **index_info;		/* NULL: built for every writer */
 } RgTable;
 
 typedef struct RgWriter

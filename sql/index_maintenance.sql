@@ -1,0 +1,75 @@
+-- index_maintenance: rungate's own writes (enqueue, claim, complete, fail
+-- and their audit rows) keep every index of rungate.runs and
+-- rungate.audit_log whole, as a statement's writes would, though a backend
+-- keeps its index information from one write to the next: an index an
+-- administrator adds (partial, on an expression, of another access method),
+-- drops, or takes out of and back into use in the same session is
+-- maintained from the next write on. amcheck checks each B-tree index
+-- against the table (heapallindexed: every row the index should hold).
+\i test/fixtures/fresh.sql
+SET client_min_messages = warning;
+CREATE EXTENSION IF NOT EXISTS amcheck;
+RESET client_min_messages;
+
+-- 'whole', or what amcheck found wrong, per B-tree index of the two tables
+CREATE FUNCTION pg_temp.indexes_whole() RETURNS TABLE (index_name text, state text)
+LANGUAGE plpgsql AS $$
+DECLARE i regclass;
+BEGIN
+  FOR i IN SELECT x.indexrelid::regclass FROM pg_index x JOIN pg_class c ON c.oid = x.indexrelid
+            WHERE x.indrelid IN ('rungate.runs'::regclass, 'rungate.audit_log'::regclass)
+              AND c.relam = (SELECT oid FROM pg_am WHERE amname = 'btree')
+            ORDER BY x.indexrelid::regclass::text LOOP
+    index_name := i::text;
+    BEGIN
+      PERFORM bt_index_check(i, true);
+      state := 'whole';
+    EXCEPTION WHEN others THEN
+      state := SQLERRM;
+    END;
+    RETURN NEXT;
+  END LOOP;
+END $$;
+
+-- a claim and a completion, so that this backend's writers have opened both
+-- tables and kept what they keep
+SELECT count(rungate.enqueue('inventory.sync', 1, 10, 101)) AS queued
+  FROM generate_series(1, 2);
+SELECT run_id AS r1, lease_token AS t1 FROM rungate.claim('w') \gset
+SELECT status FROM rungate.complete(:r1, :'t1');
+
+-- indexes added after that: partial, on an expression, GIN on the payload
+CREATE INDEX runs_high_idx ON rungate.runs (priority, id) WHERE priority > 5;
+CREATE INDEX runs_lower_op_idx ON rungate.runs (lower(operation));
+CREATE INDEX runs_payload_idx ON rungate.runs USING gin (payload);
+SELECT count(rungate.enqueue('inventory.sync', 1, 10, 101, v.payload, NULL, v.priority)) AS queued
+  FROM (VALUES ('{"k": 1}'::jsonb, 7), ('{"k": 2}', 3)) v (payload, priority);
+SELECT count(*) AS claimed FROM rungate.claim('w', NULL, 2);
+SELECT count(*) AS completed
+  FROM rungate.runs r, LATERAL rungate.complete(r.id, r.lease_token)
+ WHERE r.status = 'running' AND r.priority = 7;
+SELECT * FROM pg_temp.indexes_whole();
+-- the GIN index found the run through the payload, as the table does
+SET enable_seqscan = off;
+SELECT count(*) AS through_gin FROM rungate.runs WHERE payload @> '{"k": 1}';
+RESET enable_seqscan;
+SELECT count(*) AS through_table FROM rungate.runs WHERE payload::text = '{"k": 1}';
+
+-- an index taken out of use (not ready for inserts, as during CREATE INDEX
+-- CONCURRENTLY) is not written; back in use, it is written again at once
+CREATE INDEX runs_running_idx ON rungate.runs (id) WHERE status = 'running';
+UPDATE pg_index SET indisready = false WHERE indexrelid = 'rungate.runs_running_idx'::regclass;
+SELECT count(rungate.enqueue('inventory.sync', 1, 10, 101)) AS queued
+  FROM generate_series(1, 2);
+SELECT run_id AS r2, lease_token AS t2 FROM rungate.claim('w') \gset
+SELECT status FROM rungate.fail(:r2, :'t2', 'no retry', false);
+UPDATE pg_index SET indisready = true WHERE indexrelid = 'rungate.runs_running_idx'::regclass;
+SELECT count(*) AS claimed FROM rungate.claim('w');
+SELECT index_name, state FROM pg_temp.indexes_whole() WHERE index_name = 'rungate.runs_running_idx';
+
+-- indexes dropped: the next writes do without them
+DROP INDEX rungate.runs_high_idx, rungate.runs_lower_op_idx, rungate.runs_payload_idx,
+           rungate.runs_running_idx;
+SELECT count(*) AS queued FROM rungate.enqueue('inventory.sync', 1, 10, 101);
+SELECT count(*) AS claimed FROM rungate.claim('w');
+SELECT * FROM pg_temp.indexes_whole();
