@@ -29,7 +29,11 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "nodes/execnodes.h"
+#include "nodes/makefuncs.h"
 #include "nodes/parsenodes.h"
+#include "rewrite/prs2lock.h"
+#include "rewrite/rewriteHandler.h"
+#include "rewrite/rewriteManip.h"
 #include "storage/ipc.h"
 #include "utils/guc.h"
 #include "utils/rel.h"
@@ -250,6 +254,26 @@ rg_check_enforced(const ConstrCheck *check)
 #else
 	return true;
 #endif
+}
+
+/*
+ * A trigger's WHEN condition as TriggerEnabled prepares it for a result
+ * relation: OLD and NEW as the inner and outer tuple, in implicit-AND form,
+ * ready for ExecPrepareQual. 18 first expands virtual generated columns
+ * (which 18 introduced) of both.
+ */
+static inline List *
+rg_trigger_when_qual(Relation rel, const char *tgqual)
+{
+	Node	   *q = stringToNode(tgqual);
+
+#if PG_VERSION_NUM >= 180000
+	q = expand_generated_columns_in_expr(q, rel, PRS2_OLD_VARNO);
+	q = expand_generated_columns_in_expr(q, rel, PRS2_NEW_VARNO);
+#endif
+	ChangeVarNodes(q, PRS2_OLD_VARNO, INNER_VAR, 0);
+	ChangeVarNodes(q, PRS2_NEW_VARNO, OUTER_VAR, 0);
+	return make_ands_implicit((Expr *) q);
 }
 
 #endif							/* RUNGATE_PG_COMPAT_H */

@@ -153,36 +153,59 @@ rg_table_lookup(RgTable *t)
 	t->valid = true;
 }
 
+#define WHEN_MAX 16				/* trigger WHEN conditions kept per table */
+
 /*
- * Start t's list of index infos over for the indexes oids, unless it is
- * that list and still valid. The memory of the old one goes when this
- * transaction ends: a writer still open may point into it.
+ * The executor state t keeps for its writers, valid: dropped (its memory
+ * going when this transaction ends, since a writer open now may point into
+ * it) after an invalidation of the table or one of its indexes.
  */
+static void
+writer_cache_begin(RgTable *t)
+{
+	if (t->ivalid && t->icxt != NULL)
+		return;
+	if (t->icxt != NULL)
+		MemoryContextSetParent(t->icxt, TopTransactionContext);
+	t->icxt = AllocSetContextCreate(CacheMemoryContext, "rungate writer state",
+									(Size) 0, (Size) 1024, (Size) 8192);
+	t->nindexes = -1;			/* not listed yet */
+	t->index_oids = NULL;
+	t->index_info = NULL;
+	t->nwhens = 0;
+	t->when_oids = MemoryContextAlloc(t->icxt, sizeof(Oid) * WHEN_MAX);
+	t->when_texts = MemoryContextAlloc(t->icxt, sizeof(char *) * WHEN_MAX);
+	t->whens = MemoryContextAlloc(t->icxt, sizeof(ExprState *) * WHEN_MAX);
+	t->ivalid = true;
+}
+
+/* Start t's list of index infos for the indexes oids, unless it is that. */
 static void
 index_infos_begin(RgTable *t, List *oids)
 {
 	ListCell   *lc;
 	int			i = 0;
 
-	if (t->ivalid && t->nindexes == list_length(oids))
+	if (t->nindexes >= 0)
 	{
-		foreach(lc, oids)
-			if (t->index_oids[i++] != lfirst_oid(lc))
-				break;
-		if (lc == NULL)
-			return;
+		if (t->nindexes == list_length(oids))
+		{
+			foreach(lc, oids)
+				if (t->index_oids[i++] != lfirst_oid(lc))
+					break;
+			if (lc == NULL)
+				return;
+		}
+		/* changed without an invalidation seen: start the whole cache over */
+		t->ivalid = false;
+		writer_cache_begin(t);
 	}
-	if (t->icxt != NULL)
-		MemoryContextSetParent(t->icxt, TopTransactionContext);
-	t->icxt = AllocSetContextCreate(CacheMemoryContext, "rungate table indexes",
-									(Size) 0, (Size) 1024, (Size) 8192);
 	t->nindexes = list_length(oids);
 	t->index_oids = MemoryContextAlloc(t->icxt, sizeof(Oid) * t->nindexes);
 	t->index_info = MemoryContextAllocZero(t->icxt, sizeof(IndexInfo *) * t->nindexes);
 	i = 0;
 	foreach(lc, oids)
 		t->index_oids[i++] = lfirst_oid(lc);
-	t->ivalid = true;
 }
 
 /*
@@ -257,6 +280,50 @@ open_indexes(RgTable *t, ResultRelInfo *rri)
 }
 
 /*
+ * The WHEN conditions of the table's triggers, prepared once: TriggerEnabled
+ * parses, plans and prepares each again for every statement that fires it
+ * (a claim fires three). A condition is kept by its trigger's oid and text,
+ * so a trigger replaced with another condition gets its own; beyond
+ * WHEN_MAX, TriggerEnabled prepares the rest as usual.
+ */
+static void
+trigger_whens(RgTable *t, ResultRelInfo *rri)
+{
+	TriggerDesc *td = rri->ri_TrigDesc;
+	int			i;
+
+	if (td == NULL)
+		return;
+	for (i = 0; i < td->numtriggers; i++)
+	{
+		Trigger    *tg = &td->triggers[i];
+		int			k;
+
+		if (tg->tgqual == NULL)
+			continue;
+		for (k = 0; k < t->nwhens; k++)
+			if (t->when_oids[k] == tg->tgoid && strcmp(t->when_texts[k], tg->tgqual) == 0)
+				break;
+		if (k == t->nwhens)
+		{
+			MemoryContext old;
+
+			if (!t->ivalid || t->nwhens == WHEN_MAX)
+				continue;
+			old = MemoryContextSwitchTo(t->icxt);
+			t->whens[k] = ExecInitQual((List *) expression_planner((Expr *)
+																  rg_trigger_when_qual(rri->ri_RelationDesc, tg->tgqual)),
+									   NULL);
+			t->when_oids[k] = tg->tgoid;
+			t->when_texts[k] = pstrdup(tg->tgqual);
+			t->nwhens++;
+			MemoryContextSwitchTo(old);
+		}
+		rri->ri_TrigWhenExprs[i] = t->whens[k];
+	}
+}
+
+/*
  * Open t for writing rows, in the current memory context: the executor
  * state of one table and one result relation, as an INSERT or UPDATE of it
  * would have, with AFTER triggers collected until rg_writer_close.
@@ -303,7 +370,9 @@ rg_writer_open(RgWriter *w, RgTable *t, bool for_update)
 		lappend(w->estate->es_opened_result_relations, w->rri);
 	w->estate->es_output_cid = GetCurrentCommandId(true);
 	w->estate->es_snapshot = GetActiveSnapshot();
+	writer_cache_begin(t);
 	open_indexes(t, w->rri);
+	trigger_whens(t, w->rri);
 
 	/* the constraints' expression states, from the planned trees kept */
 	if (t->nchecks > 0 && desc->constr != NULL && desc->constr->num_check == t->nchecks)

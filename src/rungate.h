@@ -294,12 +294,19 @@ typedef struct RgTable
 	MemoryContext cxt;
 	int			nchecks;
 	Expr	  **checks;
-	/* its indexes' IndexInfo, built once (rowwrite.c, open_indexes) */
+	/*
+	 * What the executor would build for every writer, built once
+	 * (rowwrite.c): its indexes' IndexInfo, its triggers' WHEN conditions
+	 */
 	MemoryContext icxt;
 	bool		ivalid;
 	int			nindexes;
 	Oid		   *index_oids;
 	IndexInfo **index_info;		/* NULL: built for every writer */
+	int			nwhens;
+	Oid		   *when_oids;		/* the trigger's */
+	char	  **when_texts;		/* its tgqual */
+	ExprState **whens;
 } RgTable;
 
 typedef struct RgWriter

@@ -1,11 +1,12 @@
--- index_maintenance: rungate's own writes (enqueue, claim, complete, fail
--- and their audit rows) keep every index of rungate.runs and
--- rungate.audit_log whole, as a statement's writes would, though a backend
--- keeps its index information from one write to the next: an index an
--- administrator adds (partial, on an expression, of another access method),
--- drops, or takes out of and back into use in the same session is
--- maintained from the next write on. amcheck checks each B-tree index
--- against the table (heapallindexed: every row the index should hold).
+-- owner_schema_changes: rungate's own writes (enqueue, claim, complete,
+-- fail and their audit rows) honour the indexes and triggers an owner adds
+-- to rungate.runs, replaces or drops in the middle of a session, as a
+-- statement's writes would, though a backend keeps what it builds for them
+-- from one write to the next (docs/guarantees.md#atomic). Indexes: partial,
+-- on an expression, of another access method, taken out of and back into
+-- use; amcheck checks each B-tree index against the table (heapallindexed:
+-- every row the index should hold). Triggers: a WHEN condition added,
+-- replaced by another, dropped.
 \i test/fixtures/fresh.sql
 SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS amcheck;
@@ -73,3 +74,29 @@ DROP INDEX rungate.runs_high_idx, rungate.runs_lower_op_idx, rungate.runs_payloa
 SELECT count(*) AS queued FROM rungate.enqueue('inventory.sync', 1, 10, 101);
 SELECT count(*) AS claimed FROM rungate.claim('w');
 SELECT * FROM pg_temp.indexes_whole();
+
+-- an owner's trigger with a WHEN condition, added, replaced with another
+-- condition, dropped: each claim fires it by the condition it has then
+CREATE TABLE public.fired (run_id bigint, priority int);
+CREATE FUNCTION public.note_fired() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO public.fired VALUES (NEW.id, NEW.priority);
+  RETURN NULL;
+END $$;
+CREATE TRIGGER owner_fired AFTER UPDATE ON rungate.runs FOR EACH ROW
+  WHEN (NEW.status = 'running' AND NEW.priority > 5) EXECUTE FUNCTION public.note_fired();
+SELECT count(rungate.enqueue('inventory.sync', 1, 10, 101, NULL, NULL, p)) AS queued
+  FROM unnest(ARRAY[7, 3]) p;
+SELECT count(*) AS claimed FROM rungate.claim('w', NULL, 5);
+CREATE OR REPLACE TRIGGER owner_fired AFTER UPDATE ON rungate.runs FOR EACH ROW
+  WHEN (NEW.status = 'running' AND NEW.priority < 5) EXECUTE FUNCTION public.note_fired();
+SELECT count(rungate.enqueue('inventory.sync', 1, 10, 101, NULL, NULL, p)) AS queued
+  FROM unnest(ARRAY[8, 2]) p;
+SELECT count(*) AS claimed FROM rungate.claim('w', NULL, 5);
+DROP TRIGGER owner_fired ON rungate.runs;
+SELECT count(rungate.enqueue('inventory.sync', 1, 10, 101, NULL, NULL, 1)) AS queued;
+SELECT count(*) AS claimed FROM rungate.claim('w', NULL, 5);
+-- fired for 7 (the first condition), then 2 (the second), then nothing
+SELECT priority FROM public.fired ORDER BY run_id;
+DROP TABLE public.fired;
+DROP FUNCTION public.note_fired();
