@@ -292,7 +292,8 @@ trigger_whens(RgTable *t, ResultRelInfo *rri)
 	TriggerDesc *td = rri->ri_TrigDesc;
 	int			i;
 
-	if (td == NULL)
+	/* an invalidation while the indexes opened: TriggerEnabled's way this once */
+	if (td == NULL || !t->ivalid)
 		return;
 	for (i = 0; i < td->numtriggers; i++)
 	{
@@ -308,7 +309,7 @@ trigger_whens(RgTable *t, ResultRelInfo *rri)
 		{
 			MemoryContext old;
 
-			if (!t->ivalid || t->nwhens == WHEN_MAX)
+			if (t->nwhens == WHEN_MAX)
 				continue;
 			old = MemoryContextSwitchTo(t->icxt);
 			t->whens[k] = ExecInitQual((List *) expression_planner((Expr *)
