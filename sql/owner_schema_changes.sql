@@ -6,11 +6,29 @@
 -- on an expression, of another access method, taken out of and back into
 -- use; amcheck checks each B-tree index against the table (heapallindexed:
 -- every row the index should hold). Triggers: a WHEN condition added,
--- replaced by another, dropped.
+-- replaced by another, dropped. CHECK constraints: one replaced by another
+-- between two claims.
 \i test/fixtures/fresh.sql
+\set ECHO none
+\i test/fixtures/try.sql
+\set ECHO all
 SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS amcheck;
 RESET client_min_messages;
+
+-- first, before any other write of the session: a CHECK constraint
+-- replaced by another (the same count) between two claims: the second
+-- claim meets the new one (23514), and its run stays queued, untouched
+SELECT count(rungate.enqueue('inventory.sync', 1, 10, 101, NULL, NULL, p)) AS queued
+  FROM unnest(ARRAY[30, 20]) p;
+ALTER TABLE rungate.runs ADD CONSTRAINT owner_a CHECK (priority <> 40) NOT VALID;
+SELECT priority AS claimed_priority FROM rungate.claim('w') c JOIN rungate.runs r ON r.id = c.run_id;
+ALTER TABLE rungate.runs DROP CONSTRAINT owner_a;
+ALTER TABLE rungate.runs ADD CONSTRAINT owner_b CHECK (priority <> 20) NOT VALID;
+SELECT pg_temp.try($$SELECT * FROM rungate.claim('w')$$) AS claim_under_owner_b;
+SELECT status, attempt FROM rungate.runs WHERE priority = 20;
+ALTER TABLE rungate.runs DROP CONSTRAINT owner_b;
+SELECT count(*) AS claimed FROM rungate.claim('w');
 
 -- 'whole', or what amcheck found wrong, per B-tree index of the two tables
 CREATE FUNCTION pg_temp.indexes_whole() RETURNS TABLE (index_name text, state text)
@@ -100,3 +118,4 @@ SELECT count(*) AS claimed FROM rungate.claim('w', NULL, 5);
 SELECT priority FROM public.fired ORDER BY run_id;
 DROP TABLE public.fired;
 DROP FUNCTION public.note_fired();
+

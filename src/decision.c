@@ -21,10 +21,12 @@
 
 PG_FUNCTION_INFO_V1(rg_decide);
 
+#define RG_NCHECKS 9			/* the decision's checks, in order */
+
 typedef struct CheckList
 {
-	const char *codes[9];
-	bool		passed[9];
+	const char *codes[RG_NCHECKS];
+	bool		passed[RG_NCHECKS];
 	int			n;
 	RgDecision *d;
 } CheckList;
@@ -60,10 +62,10 @@ check(CheckList *cl, bool passed, const char *code, const char *category)
 
 typedef struct KeptChecks
 {
-	const char *codes[9];
+	const char *codes[RG_NCHECKS];
 	Datum		value;
 	int			n;
-	bool		passed[9];
+	bool		passed[RG_NCHECKS];
 } KeptChecks;
 
 static Datum

@@ -1212,20 +1212,21 @@ typedef struct FairScan
 	int64		at_id;
 } FairScan;
 
-/*
- * Position scan at priority p and, by nkeys: any workspace (1); a workspace
- * after ws (2, !same_ws) or ws itself (2, same_ws); an operation of ws
- * after op (3, !same_op) or op itself (3, same_op); the runs of (ws, op)
- * from id on (4, from) or after it (4, !from).
- */
+/* How many keys a scan of that kind positions on */
+static inline int
+fair_nkeys(FairScanKind kind)
+{
+	return kind <= FS_FIND3 ? kind - FS_FIND1 + 1 : kind == FS_WALK3 ? 3 : 4;
+}
+
+/* The scan of that kind, begun when first used */
 static IndexScanDesc
 fair_scan(FairScan *fs, FairScanKind kind)
 {
 	if (fs->scans[kind] == NULL)
 	{
 		IndexScanDesc scan = rg_index_beginscan(fs->rel, fs->idx, fs->snap,
-												kind <= FS_FIND3 ? kind - FS_FIND1 + 1 :
-												kind == FS_WALK3 ? 3 : 4, 0);
+												fair_nkeys(kind), 0);
 
 		scan->xs_want_itup = true;	/* the keys of every entry */
 		/* finding groups, dead entries count too: a dead head costs nothing */
@@ -1235,11 +1236,19 @@ fair_scan(FairScan *fs, FairScanKind kind)
 	return fs->scans[kind];
 }
 
+/*
+ * Position the scan of that kind at priority p and, by its number of keys:
+ * any workspace (1); a workspace after ws (2, !same_ws) or ws itself (2,
+ * same_ws); an operation of ws after op (3, !same_op) or op itself (3,
+ * same_op); the runs of (ws, op) from id on (4, from) or after it (4,
+ * !from).
+ */
 static void
-fair_seek(FairScan *fs, FairScanKind kind, int nkeys, int32 p, int64 ws,
+fair_seek(FairScan *fs, FairScanKind kind, int32 p, int64 ws,
 		  bool same_ws, const char *op, bool same_op, int64 id, bool from)
 {
 	IndexScanDesc scan = fair_scan(fs, kind);
+	int			nkeys = fair_nkeys(kind);
 	ScanKeyData keys[4];
 
 	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(p));
@@ -1427,7 +1436,7 @@ fair_next_in(FairScan *fs, int32 p, FairCand *c)
 	int64		live;
 
 	if (!fs->at_valid || fs->at_id != c->id)
-		fair_seek(fs, FS_WALK4, 4, p, c->ws, true, c->operation, true, c->id, false);
+		fair_seek(fs, FS_WALK4, p, c->ws, true, c->operation, true, c->id, false);
 	c->first = false;			/* it passes c->id, locked or changed */
 	return fair_next(fs) && fair_walk_group(fs, c->ws, c->operation, c, &live, NULL);
 }
@@ -1457,10 +1466,10 @@ fair_first_in(FairScan *fs, int32 p, FairCand *c)
 			gf_end(false, 0, NULL); /* no run of it is live or due */
 			return false;
 		}
-		fair_seek(fs, FS_WALK4, 4, p, ws, true, op, true, floor, true);
+		fair_seek(fs, FS_WALK4, p, ws, true, op, true, floor, true);
 	}
 	else
-		fair_seek(fs, FS_WALK3, 3, p, ws, true, op, true, 0, false);
+		fair_seek(fs, FS_WALK3, p, ws, true, op, true, 0, false);
 	if (gf_walk.open)
 	{
 		c->mark.valid = true;
@@ -1537,7 +1546,7 @@ fair_list_level(FairScan *fs, int32 p, GlLevel *lv)
 	lv->groups = MemoryContextAlloc(gl_cxt, sizeof(GlGroup) * size);
 	for (;;)
 	{
-		fair_seek(fs, has_ws ? FS_FIND2 : FS_FIND1, has_ws ? 2 : 1, p, ws, false,
+		fair_seek(fs, has_ws ? FS_FIND2 : FS_FIND1, p, ws, false,
 				  NULL, false, 0, false);
 		if (!fair_next(fs))
 			return;				/* the level is exhausted */
@@ -1547,7 +1556,7 @@ fair_list_level(FairScan *fs, int32 p, GlLevel *lv)
 		for (;;)
 		{
 			gl_add(lv, &size, ws, fs->e_op);
-			fair_seek(fs, FS_FIND3, 3, p, ws, true,
+			fair_seek(fs, FS_FIND3, p, ws, true,
 					  lv->groups[lv->ngroups - 1].op, false, 0, false);
 			if (!fair_next(fs))
 				break;

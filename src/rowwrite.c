@@ -8,9 +8,11 @@
  *     cache, portal and plan tree that an SPI statement sets up each time
  *     (docs/guarantees.md#atomic: the same rows an SQL statement would write).
  *
- * Owns the RgTable lookups (relation and column numbers by name, its CHECK
- * constraints and its indexes' IndexInfo, looked up again after any change
- * to the table or one of its indexes) and RgWriter. Callers hold the write
+ * Owns the RgTable lookups (relation and column numbers by name, looked up
+ * again after any change to the table), the executor state its writers
+ * keep (CHECK constraints, indexes' IndexInfo, triggers' WHEN conditions,
+ * built again after any change to the table or one of its indexes) and
+ * RgWriter. Callers hold the write
  * gate; every value they write is theirs to get right, as in the SQL these
  * replace (defaults are not applied; identity "id" columns are).
  */
@@ -26,6 +28,7 @@
 #include "catalog/dependency.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_am.h"
+#include "catalog/pg_index.h"
 #include "catalog/index.h"
 #include "commands/sequence.h"
 #include "commands/trigger.h"
@@ -71,7 +74,6 @@ rg_table_lookup(RgTable *t)
 	static bool callback_registered = false;
 	AttrNumber	id;
 	Relation	rel;
-	TupleConstr *constr;
 	int			i;
 
 	if (t->valid)
@@ -121,23 +123,40 @@ rg_table_lookup(RgTable *t)
 			t->unlisted_filled = true;
 	}
 
-	/*
-	 * The executor parses and plans a table's CHECK constraints again for
-	 * every statement that writes it; a writer reuses these.
-	 */
-	if (t->cxt == NULL)
-		t->cxt = AllocSetContextCreate(CacheMemoryContext, "rungate table",
-									   (Size) 0, (Size) 1024, (Size) 8192);
-	MemoryContextReset(t->cxt);
+	table_close(rel, AccessShareLock);
+	t->valid = true;
+}
+
+#define WHEN_MAX 16				/* trigger WHEN conditions kept per table */
+
+/*
+ * The executor state t keeps for its writers (rel: t, open), valid: dropped
+ * (its memory going when this transaction ends, since a writer open now may
+ * point into it) after an invalidation of the table or one of its indexes.
+ * The CHECK constraints are prepared here; the indexes and the triggers'
+ * WHEN conditions as writers meet them.
+ */
+static void
+writer_cache_begin(RgTable *t, Relation rel)
+{
+	TupleConstr *constr = RelationGetDescr(rel)->constr;
+	MemoryContext old;
+	int			i;
+
+	if (t->ivalid && t->icxt != NULL)
+		return;
+	if (t->icxt != NULL)
+		MemoryContextSetParent(t->icxt, TopTransactionContext);
+	t->icxt = AllocSetContextCreate(CacheMemoryContext, "rungate writer state",
+									(Size) 0, (Size) 1024, (Size) 8192);
+	old = MemoryContextSwitchTo(t->icxt);
 	t->nchecks = 0;
 	t->checks = NULL;
-	constr = RelationGetDescr(rel)->constr;
 	if (constr != NULL && constr->num_check > 0)
 	{
-		MemoryContext old = MemoryContextSwitchTo(t->cxt);
-
 		t->nchecks = constr->num_check;
-		t->checks = palloc0(sizeof(Expr *) * t->nchecks);
+		t->checks = palloc0(sizeof(ExprState *) * t->nchecks);
+
 		/*
 		 * Every enforced constraint, NOT VALID ones too: NOT VALID spares
 		 * only the rows that existed when it was added, and the executor
@@ -146,29 +165,10 @@ rg_table_lookup(RgTable *t)
 		 */
 		for (i = 0; i < t->nchecks; i++)
 			if (rg_check_enforced(&constr->check[i]))
-				t->checks[i] = expression_planner((Expr *) stringToNode(constr->check[i].ccbin));
-		MemoryContextSwitchTo(old);
+				t->checks[i] = ExecInitExpr(expression_planner((Expr *) stringToNode(constr->check[i].ccbin)),
+											NULL);
 	}
-	table_close(rel, AccessShareLock);
-	t->valid = true;
-}
-
-#define WHEN_MAX 16				/* trigger WHEN conditions kept per table */
-
-/*
- * The executor state t keeps for its writers, valid: dropped (its memory
- * going when this transaction ends, since a writer open now may point into
- * it) after an invalidation of the table or one of its indexes.
- */
-static void
-writer_cache_begin(RgTable *t)
-{
-	if (t->ivalid && t->icxt != NULL)
-		return;
-	if (t->icxt != NULL)
-		MemoryContextSetParent(t->icxt, TopTransactionContext);
-	t->icxt = AllocSetContextCreate(CacheMemoryContext, "rungate writer state",
-									(Size) 0, (Size) 1024, (Size) 8192);
+	MemoryContextSwitchTo(old);
 	t->nindexes = -1;			/* not listed yet */
 	t->index_oids = NULL;
 	t->index_info = NULL;
@@ -179,9 +179,9 @@ writer_cache_begin(RgTable *t)
 	t->ivalid = true;
 }
 
-/* Start t's list of index infos for the indexes oids, unless it is that. */
+/* Start t's list of index infos for rel's indexes oids, unless it is that. */
 static void
-index_infos_begin(RgTable *t, List *oids)
+index_infos_begin(RgTable *t, Relation rel, List *oids)
 {
 	ListCell   *lc;
 	int			i = 0;
@@ -198,7 +198,7 @@ index_infos_begin(RgTable *t, List *oids)
 		}
 		/* changed without an invalidation seen: start the whole cache over */
 		t->ivalid = false;
-		writer_cache_begin(t);
+		writer_cache_begin(t, rel);
 	}
 	t->nindexes = list_length(oids);
 	t->index_oids = MemoryContextAlloc(t->icxt, sizeof(Oid) * t->nindexes);
@@ -224,7 +224,8 @@ index_info(RgTable *t, int i, Relation idx)
 	IndexInfo  *ii;
 
 	if (t->ivalid && t->index_info[i] == NULL &&
-		idx->rd_rel->relam == BTREE_AM_OID && RelationGetIndexExpressions(idx) == NIL)
+		idx->rd_rel->relam == BTREE_AM_OID &&
+		heap_attisnull(idx->rd_indextuple, Anum_pg_index_indexprs, NULL))
 	{
 		MemoryContext old = MemoryContextSwitchTo(t->icxt);
 
@@ -263,7 +264,7 @@ open_indexes(RgTable *t, ResultRelInfo *rri)
 	n = list_length(oids);
 	if (n == 0)
 		return;
-	index_infos_begin(t, oids);
+	index_infos_begin(t, rel, oids);
 	rri->ri_IndexRelationDescs = palloc(sizeof(Relation) * n);
 	rri->ri_IndexRelationInfo = palloc(sizeof(IndexInfo *) * n);
 	rri->ri_NumIndices = n;
@@ -371,20 +372,15 @@ rg_writer_open(RgWriter *w, RgTable *t, bool for_update)
 		lappend(w->estate->es_opened_result_relations, w->rri);
 	w->estate->es_output_cid = GetCurrentCommandId(true);
 	w->estate->es_snapshot = GetActiveSnapshot();
-	writer_cache_begin(t);
+	writer_cache_begin(t, w->rel);
 	open_indexes(t, w->rri);
 	trigger_whens(t, w->rri);
-
-	/* the constraints' expression states, from the planned trees kept */
-	if (t->nchecks > 0 && desc->constr != NULL && desc->constr->num_check == t->nchecks)
+	/* the constraints' expression states kept (else the executor's own) */
+	if (t->ivalid && t->nchecks > 0 && desc->constr != NULL &&
+		desc->constr->num_check == t->nchecks)
 	{
-		MemoryContext old = MemoryContextSwitchTo(w->estate->es_query_cxt);
-
-		RG_RRI_CHECK_EXPRS(w->rri) = palloc0(sizeof(ExprState *) * t->nchecks);
-		for (i = 0; i < t->nchecks; i++)
-			if (t->checks[i] != NULL)
-				RG_RRI_CHECK_EXPRS(w->rri)[i] = ExecInitExpr(t->checks[i], NULL);
-		MemoryContextSwitchTo(old);
+		RG_RRI_CHECK_EXPRS(w->rri) = palloc(sizeof(ExprState *) * t->nchecks);
+		memcpy(RG_RRI_CHECK_EXPRS(w->rri), t->checks, sizeof(ExprState *) * t->nchecks);
 	}
 	rg_epq_init(&w->epq, w->estate);
 	w->slot = ExecInitExtraTupleSlot(w->estate, desc, &TTSOpsVirtual);

@@ -290,22 +290,22 @@ typedef struct RgTable
 	AttrNumber	att[RG_TABLE_MAX_COLS];
 	/* a column beyond cols (and the identity id) that an INSERT would fill */
 	bool		unlisted_filled;
-	/* the table's CHECK constraints, parsed and planned once (or NULL) */
-	MemoryContext cxt;
-	int			nchecks;
-	Expr	  **checks;
+
 	/*
 	 * What the executor would build for every writer, built once
-	 * (rowwrite.c): its indexes' IndexInfo, its triggers' WHEN conditions
+	 * (rowwrite.c): the CHECK constraints' expression states (NULL: not
+	 * enforced), its indexes' IndexInfo, its triggers' WHEN conditions
 	 */
 	MemoryContext icxt;
 	bool		ivalid;
+	int			nchecks;
+	ExprState **checks;
 	int			nindexes;
 	Oid		   *index_oids;
 	IndexInfo **index_info;		/* NULL: built for every writer */
 	int			nwhens;
-	Oid		   *when_oids;		/* the trigger's */
-	char	  **when_texts;		/* its tgqual */
+	Oid		   *when_oids;		/* the oid of the trigger */
+	char	  **when_texts;		/* and its tgqual, when kept */
 	ExprState **whens;
 } RgTable;
 
